@@ -1,0 +1,11 @@
+//! Authentication: passwords, tokens, the refresh cookie, the session
+//! lifecycle, and the checks a request passes before a handler runs.
+
+pub mod cookies;
+pub mod credentials;
+pub mod extract;
+pub mod origin;
+pub mod password;
+pub mod session;
+pub mod throttle;
+pub mod tokens;

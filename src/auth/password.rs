@@ -1,0 +1,82 @@
+//! Password hashing with bcrypt, always on the blocking pool and behind a
+//! semaphore, so hashing can never starve the async workers that check tokens.
+
+use std::sync::Arc;
+
+use tokio::sync::{OnceCell, Semaphore};
+
+/// bcrypt reads at most 72 bytes; longer passwords are refused, never truncated.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+pub const MIN_PASSWORD_BYTES: usize = 8;
+
+#[derive(Clone)]
+pub struct Hasher {
+    cost: u32,
+    permits: Arc<Semaphore>,
+    /// A hash of nothing anyone knows, verified for unknown usernames so their
+    /// answer takes as long as a wrong password.
+    dummy: Arc<OnceCell<String>>,
+}
+
+impl Hasher {
+    pub fn new(cost: u32) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            cost,
+            permits: Arc::new(Semaphore::new(cores)),
+            dummy: Arc::new(OnceCell::new()),
+        }
+    }
+
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+
+    pub async fn hash(&self, password: &str) -> anyhow::Result<String> {
+        let cost = self.cost;
+        let password = password.to_owned();
+        self.blocking(move || Ok(bcrypt::non_truncating_hash(password, cost)?))
+            .await
+    }
+
+    /// Verifies `password` against `hash`, or against the dummy hash when
+    /// there is no user, so both cases cost the same. Never true without a hash.
+    pub async fn verify(&self, password: &str, hash: Option<&str>) -> anyhow::Result<bool> {
+        let (hash, real) = match hash {
+            Some(h) => (h.to_owned(), true),
+            None => (self.dummy_hash().await?, false),
+        };
+        let password = password.to_owned();
+        let ok = self
+            .blocking(move || Ok(bcrypt::non_truncating_verify(password, &hash).unwrap_or(false)))
+            .await?;
+        Ok(ok && real)
+    }
+
+    /// True when `hash` was made with a lower cost than configured.
+    pub fn needs_upgrade(&self, hash: &str) -> bool {
+        // Modular crypt format: `$2b$12$...`.
+        hash.split('$')
+            .nth(2)
+            .and_then(|c| c.parse::<u32>().ok())
+            .is_some_and(|c| c < self.cost)
+    }
+
+    async fn dummy_hash(&self) -> anyhow::Result<String> {
+        self.dummy
+            .get_or_try_init(|| async {
+                let secret = crate::random::token(24);
+                self.hash(&secret).await
+            })
+            .await
+            .cloned()
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let _permit = self.permits.acquire().await?;
+        tokio::task::spawn_blocking(work).await?
+    }
+}

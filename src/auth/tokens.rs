@@ -1,0 +1,190 @@
+//! Access and refresh tokens: HS256 JWTs with distinct keys, `typ` headers and
+//! audiences, so neither can ever pass for the other. Keys and validation
+//! rules are built once at start.
+//!
+//! Expiry is checked against the injected clock rather than by jsonwebtoken,
+//! so every time decision in latchkey comes from one place.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::random;
+use crate::store::{Session, User};
+
+pub const ACCESS_TYP: &str = "at+jwt";
+pub const REFRESH_TYP: &str = "latchkey-rt+jwt";
+const ALGORITHM: Algorithm = Algorithm::HS256;
+
+/// Claims of an access token (RFC 9068 names where they exist).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub username: String,
+    pub role: String,
+    pub sid: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// Claims of a refresh token: the session and its place in the rotation chain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RefreshClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub sid: String,
+    /// The chain position this token stands for.
+    #[serde(rename = "gen")]
+    pub generation: i64,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+pub struct TokenKeys {
+    access_encoding: EncodingKey,
+    access_decoding: DecodingKey,
+    refresh_encoding: EncodingKey,
+    refresh_decoding: DecodingKey,
+    access_validation: Validation,
+    refresh_validation: Validation,
+    issuer: String,
+    access_audience: String,
+    refresh_audience: String,
+    access_ttl: i64,
+}
+
+/// Why a token was refused. Callers answer all of them the same way; the
+/// variant is for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed or wrongly signed token")]
+    Invalid,
+    #[error("token of the wrong type")]
+    WrongType,
+    #[error("expired token")]
+    Expired,
+}
+
+impl TokenKeys {
+    pub fn new(config: &Config) -> Self {
+        let issuer = config.jwt_issuer.clone();
+        let access_audience = config.jwt_audience.clone();
+        let refresh_audience = format!("{}:refresh", config.jwt_audience);
+        Self {
+            access_encoding: EncodingKey::from_secret(config.jwt_secret.expose()),
+            access_decoding: DecodingKey::from_secret(config.jwt_secret.expose()),
+            refresh_encoding: EncodingKey::from_secret(config.jwt_refresh_secret.expose()),
+            refresh_decoding: DecodingKey::from_secret(config.jwt_refresh_secret.expose()),
+            access_validation: validation(&issuer, &access_audience),
+            refresh_validation: validation(&issuer, &refresh_audience),
+            issuer,
+            access_audience,
+            refresh_audience,
+            access_ttl: config.jwt_expiration,
+        }
+    }
+
+    pub fn access_ttl(&self) -> i64 {
+        self.access_ttl
+    }
+
+    /// A fresh access token for this user and session.
+    pub fn issue_access(&self, user: &User, session_id: &str, now: i64) -> anyhow::Result<String> {
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.access_audience.clone(),
+            sub: user.id.to_string(),
+            username: user.username.clone(),
+            role: user.role.clone(),
+            sid: session_id.to_owned(),
+            iat: now,
+            exp: now + self.access_ttl,
+            jti: random::token(16),
+        };
+        Ok(jsonwebtoken::encode(
+            &header(ACCESS_TYP),
+            &claims,
+            &self.access_encoding,
+        )?)
+    }
+
+    /// The refresh token for the session's current chain position. It is a
+    /// pure function of the stored session: signing it again gives the same
+    /// token, which is how the grace path hands back the current cookie.
+    pub fn issue_refresh(&self, session: &Session) -> anyhow::Result<String> {
+        let claims = RefreshClaims {
+            iss: self.issuer.clone(),
+            aud: self.refresh_audience.clone(),
+            sub: session.user_id.to_string(),
+            sid: session.id.clone(),
+            generation: session.generation,
+            iat: session.rotated_at,
+            exp: session.idle_expires_at,
+        };
+        Ok(jsonwebtoken::encode(
+            &header(REFRESH_TYP),
+            &claims,
+            &self.refresh_encoding,
+        )?)
+    }
+
+    pub fn verify_access(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        let claims: AccessClaims = verify(
+            token,
+            ACCESS_TYP,
+            &self.access_decoding,
+            &self.access_validation,
+        )?;
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// Checks signature, type, issuer and audience. Expiry is left to the
+    /// caller: an expired token still names the session to log out of.
+    pub fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError> {
+        verify(
+            token,
+            REFRESH_TYP,
+            &self.refresh_decoding,
+            &self.refresh_validation,
+        )
+    }
+}
+
+fn header(typ: &str) -> Header {
+    let mut header = Header::new(ALGORITHM);
+    header.typ = Some(typ.to_owned());
+    header
+}
+
+fn validation(issuer: &str, audience: &str) -> Validation {
+    let mut v = Validation::new(ALGORITHM);
+    v.algorithms = vec![ALGORITHM];
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    v.validate_exp = false;
+    v.leeway = 0;
+    v
+}
+
+fn verify<T: serde::de::DeserializeOwned>(
+    token: &str,
+    typ: &str,
+    key: &DecodingKey,
+    validation: &Validation,
+) -> Result<T, TokenError> {
+    let data =
+        jsonwebtoken::decode::<T>(token, key, validation).map_err(|_| TokenError::Invalid)?;
+    // `typ` is compared case-insensitively (RFC 7515 §4.1.9), but exactly otherwise.
+    match data.header.typ {
+        Some(t) if t.eq_ignore_ascii_case(typ) => Ok(data.claims),
+        _ => Err(TokenError::WrongType),
+    }
+}

@@ -1,0 +1,357 @@
+//! Configuration: read once at start from the environment (and `.env`, loaded by
+//! `main`), validated, and never read again. Built on a lookup function so tests
+//! pass a map instead of mutating the process environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::dev_secrets;
+
+/// Shortest HMAC key accepted, in bytes (HS256 wants at least its output size).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+/// A secret value whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Where the store lives, parsed from `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file (created if missing).
+    SqliteFile(PathBuf),
+    /// A private in-memory SQLite database; gone when the process ends.
+    SqliteMemory,
+    /// A PostgreSQL URL, shared by several instances.
+    Postgres(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub env: AppEnv,
+    pub jwt_secret: Secret,
+    pub jwt_refresh_secret: Secret,
+    /// Access-token lifetime, seconds.
+    pub jwt_expiration: i64,
+    /// Refresh-token lifetime (idle timeout), seconds.
+    pub jwt_refresh_expiration: i64,
+    /// Absolute session lifetime, seconds.
+    pub session_max_lifetime: i64,
+    /// Seconds during which the previous refresh token is still honoured.
+    pub refresh_reuse_grace: i64,
+    pub database: Database,
+    pub bind: SocketAddr,
+    pub cookie_secure: bool,
+    pub cookie_samesite: SameSite,
+    /// Exact origins (`scheme://host[:port]`) allowed to call with credentials.
+    pub cors_allowed_origins: Vec<String>,
+    pub bcrypt_cost: u32,
+    pub registration_open: bool,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// The origin browsers see this service at; when unset it is taken from `Host`.
+    pub public_origin: Option<String>,
+    /// True when the secrets were generated for development rather than configured.
+    pub generated_secrets: bool,
+}
+
+/// One invalid setting, named so the operator knows what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads configuration through `lookup`; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| {
+            lookup(key)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let env = match get("APP_ENV").as_deref() {
+            None | Some("development") => AppEnv::Development,
+            Some("production") => AppEnv::Production,
+            Some(_) => return Err(invalid("APP_ENV", "must be `development` or `production`")),
+        };
+        let production = env == AppEnv::Production;
+
+        let jwt_expiration = seconds(&get, "JWT_EXPIRATION", 900, 1)?;
+        let jwt_refresh_expiration = seconds(&get, "JWT_REFRESH_EXPIRATION", 86_400, 1)?;
+        let session_max_lifetime = seconds(&get, "SESSION_MAX_LIFETIME", 2_592_000, 1)?;
+        let refresh_reuse_grace = seconds(&get, "REFRESH_REUSE_GRACE", 10, 0)?;
+        if refresh_reuse_grace >= jwt_refresh_expiration {
+            return Err(invalid(
+                "REFRESH_REUSE_GRACE",
+                "must be shorter than JWT_REFRESH_EXPIRATION",
+            ));
+        }
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://latchkey.db".into());
+        let database = parse_database_url(&database_url)?;
+
+        let bind = match get("BIND") {
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+            Some(v) => v
+                .parse()
+                .map_err(|_| invalid("BIND", "must be an address such as 127.0.0.1:3000"))?,
+        };
+
+        let cookie_secure = boolean(&get, "COOKIE_SECURE", true)?;
+        let cookie_samesite = match get("COOKIE_SAMESITE")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("strict") => SameSite::Strict,
+            Some("lax") => SameSite::Lax,
+            Some("none") => SameSite::None,
+            Some(_) => {
+                return Err(invalid(
+                    "COOKIE_SAMESITE",
+                    "must be `strict`, `lax` or `none`",
+                ));
+            }
+        };
+        if cookie_samesite == SameSite::None && !cookie_secure {
+            return Err(invalid(
+                "COOKIE_SAMESITE",
+                "`none` requires COOKIE_SECURE=true (browsers drop such cookies otherwise)",
+            ));
+        }
+        if production && !cookie_secure {
+            return Err(invalid("COOKIE_SECURE", "must be true in production"));
+        }
+
+        let cors_allowed_origins = match get("CORS_ALLOWED_ORIGINS") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|o| {
+                    parse_origin(o).ok_or_else(|| {
+                        invalid(
+                            "CORS_ALLOWED_ORIGINS",
+                            format!("`{o}` is not an origin such as https://app.example.com"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let public_origin = get("PUBLIC_ORIGIN")
+            .map(|o| {
+                parse_origin(&o).ok_or_else(|| {
+                    invalid(
+                        "PUBLIC_ORIGIN",
+                        "must be an origin such as https://auth.example.com",
+                    )
+                })
+            })
+            .transpose()?;
+
+        let bcrypt_cost = match get("BCRYPT_COST") {
+            None => 12,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|c| (4..=31).contains(c))
+                .ok_or_else(|| invalid("BCRYPT_COST", "must be a whole number from 4 to 31"))?,
+        };
+        let registration_open = boolean(&get, "REGISTRATION_OPEN", !production)?;
+        let jwt_issuer = get("JWT_ISSUER").unwrap_or_else(|| "latchkey".into());
+        let jwt_audience = get("JWT_AUDIENCE").unwrap_or_else(|| "latchkey".into());
+
+        let configured = (
+            get("JWT_SECRET").map(Secret),
+            get("JWT_REFRESH_SECRET").map(Secret),
+        );
+        let (jwt_secret, jwt_refresh_secret, generated_secrets) = match configured {
+            (Some(a), Some(r)) => (a, r, false),
+            (access, _) if production => {
+                let missing = if access.is_none() {
+                    "JWT_SECRET"
+                } else {
+                    "JWT_REFRESH_SECRET"
+                };
+                return Err(invalid(missing, "is required in production"));
+            }
+            (access, refresh) => {
+                let path = dev_secrets::path_for(&database);
+                let stored = dev_secrets::load_or_create(&path).map_err(|e| {
+                    invalid(
+                        "JWT_SECRET",
+                        format!("cannot keep development secrets in {}: {e}", path.display()),
+                    )
+                })?;
+                (
+                    access.unwrap_or(stored.access),
+                    refresh.unwrap_or(stored.refresh),
+                    true,
+                )
+            }
+        };
+        for (name, secret) in [
+            ("JWT_SECRET", &jwt_secret),
+            ("JWT_REFRESH_SECRET", &jwt_refresh_secret),
+        ] {
+            if secret.expose().len() < MIN_SECRET_BYTES {
+                return Err(invalid(
+                    name,
+                    format!("must be at least {MIN_SECRET_BYTES} bytes"),
+                ));
+            }
+        }
+        if jwt_secret == jwt_refresh_secret {
+            return Err(invalid("JWT_REFRESH_SECRET", "must differ from JWT_SECRET"));
+        }
+
+        Ok(Self {
+            env,
+            jwt_secret,
+            jwt_refresh_secret,
+            jwt_expiration,
+            jwt_refresh_expiration,
+            session_max_lifetime,
+            refresh_reuse_grace,
+            database,
+            bind,
+            cookie_secure,
+            cookie_samesite,
+            cors_allowed_origins,
+            bcrypt_cost,
+            registration_open,
+            jwt_issuer,
+            jwt_audience,
+            public_origin,
+            generated_secrets,
+        })
+    }
+}
+
+fn seconds(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: i64,
+    min: i64,
+) -> Result<i64, ConfigError> {
+    // Ten years: anything longer is a typo, and keeps `now + value` far from overflow.
+    const MAX: i64 = 10 * 365 * 86_400;
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (min..=MAX).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    name,
+                    format!("must be a whole number of seconds from {min} to {MAX}"),
+                )
+            }),
+    }
+}
+
+fn boolean(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(_) => Err(invalid(name, "must be `true` or `false`")),
+    }
+}
+
+fn parse_database_url(url: &str) -> Result<Database, ConfigError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Database::Postgres(url.to_owned()));
+    }
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Err(invalid(
+            "DATABASE_URL",
+            "must start with sqlite:// or postgres://",
+        ));
+    };
+    let path = rest.split('?').next().unwrap_or_default();
+    match path {
+        "" => Err(invalid(
+            "DATABASE_URL",
+            "names no SQLite file (use sqlite://latchkey.db)",
+        )),
+        ":memory:" => Ok(Database::SqliteMemory),
+        p => Ok(Database::SqliteFile(PathBuf::from(p))),
+    }
+}
+
+/// Accepts `scheme://host[:port]` with an http(s) scheme and nothing after it;
+/// returns it lower-cased without a trailing slash, as browsers send `Origin`.
+pub fn parse_origin(value: &str) -> Option<String> {
+    let value = value.trim().trim_end_matches('/').to_ascii_lowercase();
+    let authority = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))?;
+    let valid = !authority.is_empty()
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    valid.then_some(value)
+}
+
+impl Database {
+    /// The directory a SQLite file lives in, for files kept beside it.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Database::SqliteFile(p) => Some(p),
+            _ => None,
+        }
+    }
+}

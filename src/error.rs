@@ -1,0 +1,166 @@
+//! API errors: each variant names an outcome, and this file alone decides its
+//! status, JSON body and headers. Internal details are logged, never sent.
+
+use axum::Json;
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("too many attempts; try again later")]
+    TooManyAttempts { retry_after: i64 },
+    #[error("no refresh token was sent")]
+    MissingRefreshToken,
+    #[error("the refresh token is invalid or expired")]
+    InvalidRefreshToken,
+    #[error("the refresh token was already used; the session has been revoked")]
+    RefreshTokenReused,
+    #[error("requests from this origin are not allowed")]
+    ForbiddenOrigin,
+    /// No access token was sent (RFC 6750 §3.1: no error code in the challenge).
+    #[error("an access token is required")]
+    Unauthenticated,
+    #[error("the access token is invalid or expired")]
+    InvalidToken,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("that username is taken")]
+    UsernameTaken,
+    #[error("passwords must be 8 to 72 bytes long")]
+    WeakPassword,
+    #[error("registration is closed")]
+    RegistrationClosed,
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("expected a JSON or form-encoded body")]
+    UnsupportedMediaType,
+    #[error("the store is unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidCredentials
+            | Self::MissingRefreshToken
+            | Self::InvalidRefreshToken
+            | Self::RefreshTokenReused
+            | Self::Unauthenticated
+            | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::ForbiddenOrigin | Self::RegistrationClosed => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UsernameTaken => StatusCode::CONFLICT,
+            Self::WeakPassword => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::TooManyAttempts { .. } => "too_many_attempts",
+            Self::MissingRefreshToken => "missing_refresh_token",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::ForbiddenOrigin => "forbidden_origin",
+            Self::Unauthenticated => "unauthenticated",
+            Self::InvalidToken => "invalid_token",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UsernameTaken => "username_taken",
+            Self::WeakPassword => "weak_password",
+            Self::RegistrationClosed => "registration_closed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unavailable => "unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Internal(e) => tracing::error!(error = format!("{e:#}"), "internal error"),
+            Self::Unavailable => tracing::warn!("store unavailable"),
+            other => tracing::debug!(code = other.code(), "request refused"),
+        }
+        let body = Json(json!({ "error": self.code(), "message": self.to_string() }));
+        let mut response = (self.status(), body).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Self::Unauthenticated => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="latchkey""#),
+                );
+            }
+            Self::InvalidToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        r#"Bearer realm="latchkey", error="invalid_token", error_description="the access token is invalid or expired""#,
+                    ),
+                );
+            }
+            Self::TooManyAttempts { retry_after } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from((*retry_after).max(1)),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UsernameTaken => Self::UsernameTaken,
+            StoreError::Database(e) => Self::Internal(e.into()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        from_status(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<FormRejection> for ApiError {
+    fn from(rejection: FormRejection) -> Self {
+        from_status(rejection.status(), rejection.body_text())
+    }
+}
+
+/// Body rejections keep their status class; their text names the field at
+/// fault, never server internals, so it is safe to pass on.
+fn from_status(status: StatusCode, text: String) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        _ => ApiError::InvalidRequest(text),
+    }
+}

@@ -1,0 +1,163 @@
+//! The server-rendered demo pages. Scripts live in `static/`, never inline.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::auth::cookies::Presented;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/login", get(login))
+        .route("/register", get(register))
+        .route("/app", get(app))
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage {
+    registration_open: bool,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    error: Option<&'a str>,
+    notice: Option<&'a str>,
+    next: &'a str,
+    username: &'a str,
+    registration_open: bool,
+}
+
+#[derive(Template)]
+#[template(path = "register.html")]
+struct RegisterPage<'a> {
+    error: Option<&'a str>,
+    username: &'a str,
+    registration_open: bool,
+}
+
+#[derive(Template)]
+#[template(path = "app.html")]
+struct AppPage;
+
+fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed to render");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Where to go after signing in: a same-origin path, or `/app`. Anything that
+/// a browser could read as another host (`//host`, `/\host`, `https://…`) or
+/// that carries control characters is refused (an open redirect otherwise).
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.len() <= 512
+                && !n.chars().any(char::is_control) =>
+        {
+            n
+        }
+        _ => "/app",
+    }
+}
+
+pub fn login_page(
+    state: &AppState,
+    status: StatusCode,
+    error: Option<&str>,
+    next: &str,
+    username: &str,
+) -> Response {
+    render(
+        status,
+        &LoginPage {
+            error,
+            notice: None,
+            next,
+            username,
+            registration_open: state.config.registration_open,
+        },
+    )
+}
+
+pub fn register_page(
+    state: &AppState,
+    status: StatusCode,
+    error: Option<&str>,
+    username: &str,
+) -> Response {
+    render(
+        status,
+        &RegisterPage {
+            error,
+            username,
+            registration_open: state.config.registration_open,
+        },
+    )
+}
+
+async fn index(State(state): State<AppState>) -> Response {
+    render(
+        StatusCode::OK,
+        &IndexPage {
+            registration_open: state.config.registration_open,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+    registered: Option<String>,
+}
+
+async fn login(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
+    let notice = q
+        .registered
+        .is_some()
+        .then_some("Your account is ready. Sign in to continue.");
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            error: None,
+            notice,
+            next: safe_next(q.next.as_deref()),
+            username: "",
+            registration_open: state.config.registration_open,
+        },
+    )
+}
+
+async fn register(State(state): State<AppState>) -> Response {
+    render(
+        StatusCode::OK,
+        &RegisterPage {
+            error: None,
+            username: "",
+            registration_open: state.config.registration_open,
+        },
+    )
+}
+
+/// The demo needs a refresh cookie to start from; without one, sign in first
+/// (this also works with JavaScript disabled).
+async fn app(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match state.cookies.presented(&headers) {
+        Presented::None => Redirect::to("/login?next=/app").into_response(),
+        _ => render(StatusCode::OK, &AppPage),
+    }
+}

@@ -1,0 +1,139 @@
+//! The store: everything latchkey keeps, behind one trait with one
+//! implementation per database. All SQL lives below this module; callers see
+//! only these types and [`StoreError`].
+
+use async_trait::async_trait;
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("username taken")]
+    UsernameTaken,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub password_hash: &'a str,
+    pub role: &'a str,
+}
+
+/// A session: one sign-in on one device, with its refresh-token chain.
+///
+/// No token material is stored. The chain's position is `generation`; the
+/// current refresh token is the JWT that signs (`id`, `generation`,
+/// `rotated_at`, `idle_expires_at`), so only the holder of the refresh secret
+/// can produce it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Session {
+    pub id: String,
+    pub user_id: i64,
+    pub generation: i64,
+    /// When the chain last advanced (the session's start for generation 0).
+    pub rotated_at: i64,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl Session {
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.idle_expires_at > now && self.absolute_expires_at > now
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: String,
+    pub user_id: i64,
+    pub now: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A security event, kept for the audit trail. Never holds a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditEvent {
+    pub at: i64,
+    pub kind: String,
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    pub session_id: Option<String>,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Answers when the database does.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_user(&self, user: NewUser<'_>, now: i64) -> StoreResult<User>;
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
+    async fn set_password_hash(&self, user_id: i64, hash: &str, now: i64) -> StoreResult<()>;
+
+    async fn create_session(&self, session: NewSession) -> StoreResult<Session>;
+    async fn session(&self, id: &str) -> StoreResult<Option<Session>>;
+    /// Advances the chain only if it is still at `generation` and the session
+    /// is live: one atomic compare-and-set, so concurrent callers presenting
+    /// the same token can never both win. The idle expiry slides to
+    /// `now + idle_ttl`, capped at the absolute expiry.
+    async fn rotate_session(
+        &self,
+        id: &str,
+        generation: i64,
+        now: i64,
+        idle_ttl: i64,
+    ) -> StoreResult<Option<Session>>;
+    /// Revokes a live session; with `owner`, only if it belongs to that user.
+    /// Returns whether a session was revoked by this call.
+    async fn revoke_session(
+        &self,
+        id: &str,
+        owner: Option<i64>,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Revokes every live session of a user; returns how many.
+    async fn revoke_user_sessions(&self, user_id: i64, reason: &str, now: i64) -> StoreResult<u64>;
+    /// The user's sessions that are neither revoked nor expired, newest first.
+    async fn active_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>>;
+
+    async fn record_event(&self, event: AuditEvent) -> StoreResult<()>;
+    /// The newest audit events, newest first.
+    async fn recent_events(&self, limit: i64) -> StoreResult<Vec<AuditEvent>>;
+
+    /// Until when `key` is blocked (0 when it is not).
+    async fn throttle_blocked_until(&self, key: &str) -> StoreResult<i64>;
+    /// Counts a failure against `key` and returns the count; counts older
+    /// than `window` seconds start again from one.
+    async fn throttle_record_failure(&self, key: &str, now: i64, window: i64) -> StoreResult<i64>;
+    async fn throttle_block(&self, key: &str, until: i64) -> StoreResult<()>;
+    async fn throttle_clear(&self, key: &str) -> StoreResult<()>;
+}
