@@ -1,0 +1,5 @@
+//! One integration-test binary (one link step); each module covers one area.
+
+mod helpers;
+
+mod login;
