@@ -102,7 +102,14 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
     }
     let store = open_store(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
-    let app = build_app(AppState::new(config, store));
+    let state = AppState::new(config, store);
+    let hasher = state.hasher.clone();
+    tokio::spawn(async move {
+        if let Err(e) = hasher.warm_up().await {
+            tracing::warn!(error = %e, "could not prepare the dummy password hash");
+        }
+    });
+    let app = build_app(state);
     tracing::info!(address = %listener.local_addr()?, "latchkey listening");
     serve(listener, app, shutdown_signal()).await?;
     tracing::info!("latchkey stopped");

@@ -4,7 +4,6 @@
 //! sheet: verifying origin with standard headers, plus Fetch Metadata).
 
 use axum::extract::FromRequestParts;
-use axum::http::HeaderMap;
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::request::Parts;
 
@@ -22,7 +21,7 @@ impl FromRequestParts<AppState> for AllowedOrigin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if is_allowed(&state.config, &parts.headers) {
+        if is_allowed(&state.config, parts) {
             return Ok(Self);
         }
         let client = ClientInfo::from_request_parts(parts, state)
@@ -47,7 +46,8 @@ impl FromRequestParts<AppState> for AllowedOrigin {
     }
 }
 
-pub fn is_allowed(config: &Config, headers: &HeaderMap) -> bool {
+pub fn is_allowed(config: &Config, parts: &Parts) -> bool {
+    let headers = &parts.headers;
     let Some(origin) = headers.get(ORIGIN) else {
         // No Origin: a non-browser client, or an old browser on a same-origin
         // GET-like navigation. Fetch Metadata still betrays a cross-site request.
@@ -69,7 +69,11 @@ pub fn is_allowed(config: &Config, headers: &HeaderMap) -> bool {
     let authority = origin
         .strip_prefix("https://")
         .or_else(|| origin.strip_prefix("http://"));
-    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+    // HTTP/1.1 names the host in `Host`; HTTP/2 in the `:authority` of the URI.
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
     match (authority, host) {
         (Some(a), Some(h)) => {
             same_authority(a, &h.to_ascii_lowercase(), origin.starts_with("https://"))

@@ -62,6 +62,12 @@ impl Hasher {
             .is_some_and(|c| c < self.cost)
     }
 
+    /// Computes the dummy hash ahead of the first unknown-user login, so that
+    /// login is not slower than the others.
+    pub async fn warm_up(&self) -> anyhow::Result<()> {
+        self.dummy_hash().await.map(drop)
+    }
+
     async fn dummy_hash(&self) -> anyhow::Result<String> {
         self.dummy
             .get_or_try_init(|| async {

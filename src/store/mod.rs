@@ -18,7 +18,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct User {
     pub id: i64,
     pub username: String,
@@ -28,7 +28,20 @@ pub struct User {
     pub disabled_at: Option<i64>,
 }
 
-#[derive(Debug, Clone)]
+// The hash stays out of `Debug`, and so out of any log line that prints a user.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("created_at", &self.created_at)
+            .field("disabled_at", &self.disabled_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
 pub struct NewUser<'a> {
     pub username: &'a str,
     pub password_hash: &'a str,
