@@ -1,5 +1,8 @@
 //! One integration-test binary (one link step); each module covers one area.
 
+// A failed expectation in a test should panic with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 
 mod login;
