@@ -58,8 +58,9 @@ fn render(status: StatusCode, page: &impl Template) -> Response {
 }
 
 /// Where to go after signing in: a same-origin path, or `/app`. Anything that
-/// a browser could read as another host (`//host`, `/\host`, `https://…`) or
-/// that carries control characters is refused (an open redirect otherwise).
+/// a browser could read as another host (`//host`, `/\host`, `https://…`) is
+/// refused (an open redirect otherwise), and so is anything but visible ASCII
+/// (a `Location` header carries nothing else; percent-encode the rest).
 pub fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n)
@@ -67,7 +68,7 @@ pub fn safe_next(next: Option<&str>) -> &str {
                 && !n.starts_with("//")
                 && !n.contains('\\')
                 && n.len() <= 512
-                && !n.chars().any(char::is_control) =>
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
         {
             n
         }
