@@ -355,3 +355,30 @@ impl Database {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_origin;
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        assert_eq!(
+            parse_origin("https://App.Example.com/").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            parse_origin("http://localhost:5173").as_deref(),
+            Some("http://localhost:5173")
+        );
+        for bad in [
+            "*",
+            "null",
+            "app.example.com",
+            "https://",
+            "https://a.com/path",
+            "ftp://a.com",
+        ] {
+            assert_eq!(parse_origin(bad), None, "{bad}");
+        }
+    }
+}

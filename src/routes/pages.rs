@@ -162,3 +162,29 @@ async fn app(State(state): State<AppState>, headers: HeaderMap) -> Response {
         _ => render(StatusCode::OK, &AppPage),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_keeps_same_origin_paths_only() {
+        for ok in ["/app", "/", "/a/b?c=d#e", "/caf%C3%A9"] {
+            assert_eq!(safe_next(Some(ok)), ok);
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "evil.example",
+            "javascript:alert(1)",
+            "/caf\u{e9}",
+            "/a\r\nSet-Cookie: x=y",
+            "/a b",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/app", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/app");
+    }
+}
