@@ -5,4 +5,8 @@
 
 mod helpers;
 
+mod bad_input;
+mod config;
+mod endpoints;
 mod login;
+mod logs;

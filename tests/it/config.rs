@@ -1,0 +1,530 @@
+//! Configuration: defaults, refusals that name their variable, development
+//! secrets that survive a restart, and the binary's behaviour on bad settings.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::StatusCode;
+use latchkey::clock::ManualClock;
+use latchkey::config::{AppEnv, ConfigError, Database, SameSite};
+use latchkey::store::SqliteStore;
+use latchkey::{AppState, build_app};
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+use crate::helpers::*;
+
+/// The test settings with `overrides` applied and `removed` taken out.
+fn vars(dir: &TempDir, overrides: &[(&str, &str)], removed: &[&str]) -> HashMap<String, String> {
+    let mut vars = test_vars(dir, overrides);
+    for key in removed {
+        vars.remove(*key);
+    }
+    vars
+}
+
+fn refusal(overrides: &[(&str, &str)], removed: &[&str]) -> ConfigError {
+    let dir = tempfile::tempdir().unwrap();
+    match config_from(&vars(&dir, overrides, removed)) {
+        Ok(_) => panic!("accepted {overrides:?} without {removed:?}"),
+        Err(e) => e,
+    }
+}
+
+/// The refusal names `variable`, both in the field and in the printed line.
+fn assert_refused(overrides: &[(&str, &str)], removed: &[&str], variable: &str) {
+    let err = refusal(overrides, removed);
+    assert_eq!(
+        err.variable, variable,
+        "{overrides:?} without {removed:?}: {err}"
+    );
+    let line = err.to_string();
+    assert!(line.contains(variable), "{line}");
+    assert!(!line.contains('\n'), "one line: {line:?}");
+}
+
+const PRODUCTION: (&str, &str) = ("APP_ENV", "production");
+const SECRETS: [&str; 2] = ["JWT_SECRET", "JWT_REFRESH_SECRET"];
+
+#[test]
+fn production_refuses_to_start_without_an_access_secret() {
+    assert_refused(&[PRODUCTION], &["JWT_SECRET"], "JWT_SECRET");
+    assert_refused(&[PRODUCTION], &SECRETS, "JWT_SECRET");
+    assert_refused(&[PRODUCTION, ("JWT_SECRET", "  ")], &[], "JWT_SECRET");
+}
+
+#[test]
+fn production_refuses_to_start_without_a_refresh_secret() {
+    assert_refused(&[PRODUCTION], &["JWT_REFRESH_SECRET"], "JWT_REFRESH_SECRET");
+}
+
+#[test]
+fn production_never_generates_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = config_from(&vars(&dir, &[PRODUCTION], &SECRETS));
+    assert!(result.is_err());
+    assert!(
+        !dir.path().join("latchkey.db.secrets").exists(),
+        "no secrets file in production"
+    );
+}
+
+#[test]
+fn secrets_shorter_than_32_bytes_are_refused() {
+    let short = "x".repeat(31);
+    for env in ["production", "development"] {
+        assert_refused(
+            &[("APP_ENV", env), ("JWT_SECRET", &short)],
+            &[],
+            "JWT_SECRET",
+        );
+        assert_refused(
+            &[("APP_ENV", env), ("JWT_REFRESH_SECRET", &short)],
+            &[],
+            "JWT_REFRESH_SECRET",
+        );
+    }
+    // Exactly 32 bytes is enough.
+    let dir = tempfile::tempdir().unwrap();
+    let exact = "y".repeat(32);
+    assert!(config_from(&vars(&dir, &[PRODUCTION, ("JWT_SECRET", &exact)], &[])).is_ok());
+}
+
+#[test]
+fn equal_secrets_are_refused() {
+    let same = "the-same-secret-for-both-0123456789abcdef";
+    for env in ["production", "development"] {
+        let err = refusal(
+            &[
+                ("APP_ENV", env),
+                ("JWT_SECRET", same),
+                ("JWT_REFRESH_SECRET", same),
+            ],
+            &[],
+        );
+        assert!(
+            SECRETS.contains(&err.variable),
+            "{env}: names a secret: {err}"
+        );
+        assert!(err.to_string().contains(err.variable));
+    }
+}
+
+#[test]
+fn production_refuses_cookies_without_secure() {
+    assert_refused(
+        &[PRODUCTION, ("COOKIE_SECURE", "false")],
+        &[],
+        "COOKIE_SECURE",
+    );
+}
+
+#[test]
+fn samesite_none_without_secure_is_refused_everywhere() {
+    for env in ["production", "development"] {
+        assert_refused(
+            &[
+                ("APP_ENV", env),
+                ("COOKIE_SAMESITE", "none"),
+                ("COOKIE_SECURE", "false"),
+            ],
+            &[],
+            "COOKIE_SAMESITE",
+        );
+    }
+}
+
+#[test]
+fn a_valid_production_configuration_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_from(&vars(&dir, &[PRODUCTION], &[])).unwrap();
+    assert_eq!(config.env, AppEnv::Production);
+    assert!(config.cookie_secure);
+    assert!(!config.generated_secrets);
+}
+
+#[test]
+fn an_invalid_bcrypt_cost_is_refused() {
+    for cost in ["3", "32", "x", "-1", "12.5"] {
+        assert_refused(&[("BCRYPT_COST", cost)], &[], "BCRYPT_COST");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (cost, expected) in [("4", 4), ("31", 31)] {
+        let config = config_from(&vars(&dir, &[("BCRYPT_COST", cost)], &[])).unwrap();
+        assert_eq!(config.bcrypt_cost, expected);
+    }
+}
+
+#[test]
+fn invalid_lifetimes_are_refused() {
+    for name in [
+        "JWT_EXPIRATION",
+        "JWT_REFRESH_EXPIRATION",
+        "SESSION_MAX_LIFETIME",
+    ] {
+        for value in ["0", "-5", "abc", "1.5", "99999999999999999999"] {
+            assert_refused(&[(name, value)], &[], name);
+        }
+    }
+    for value in ["-1", "abc"] {
+        assert_refused(
+            &[("REFRESH_REUSE_GRACE", value)],
+            &[],
+            "REFRESH_REUSE_GRACE",
+        );
+    }
+}
+
+#[test]
+fn an_unknown_app_env_is_refused() {
+    for value in ["staging", "prod", "Production!"] {
+        assert_refused(&[("APP_ENV", value)], &[], "APP_ENV");
+    }
+}
+
+#[test]
+fn a_database_url_of_another_kind_is_refused() {
+    for value in ["mysql://x", "latchkey.db", "sqlite://", "file:latchkey.db"] {
+        assert_refused(&[("DATABASE_URL", value)], &[], "DATABASE_URL");
+    }
+}
+
+#[test]
+fn cors_origins_must_be_exact_origins() {
+    for value in [
+        "*",
+        "https://a.com/path",
+        "a.com",
+        "ftp://a.com",
+        "https://",
+        "https://good.example,*",
+    ] {
+        assert_refused(
+            &[("CORS_ALLOWED_ORIGINS", value)],
+            &[],
+            "CORS_ALLOWED_ORIGINS",
+        );
+    }
+}
+
+#[test]
+fn cors_origins_are_kept_as_browsers_send_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_from(&vars(
+        &dir,
+        &[(
+            "CORS_ALLOWED_ORIGINS",
+            " https://SPA.example/ , http://localhost:5173",
+        )],
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(
+        config.cors_allowed_origins,
+        vec!["https://spa.example", "http://localhost:5173"]
+    );
+}
+
+#[test]
+fn an_invalid_bind_address_or_samesite_is_refused() {
+    assert_refused(&[("BIND", "not an address")], &[], "BIND");
+    assert_refused(&[("COOKIE_SAMESITE", "sometimes")], &[], "COOKIE_SAMESITE");
+    assert_refused(&[("COOKIE_SECURE", "maybe")], &[], "COOKIE_SECURE");
+}
+
+#[test]
+fn the_defaults_are_those_of_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the secrets: everything else from the defaults.
+    let only_secrets = vars(&dir, &[], &["BCRYPT_COST", "DATABASE_URL"]);
+    assert_eq!(only_secrets.len(), 2, "{only_secrets:?}");
+
+    let config = config_from(&only_secrets).unwrap();
+
+    assert_eq!(config.env, AppEnv::Development);
+    assert_eq!(config.jwt_expiration, 900);
+    assert_eq!(config.jwt_refresh_expiration, 86_400);
+    assert_eq!(config.session_max_lifetime, 2_592_000);
+    assert_eq!(config.refresh_reuse_grace, 10);
+    assert_eq!(config.database, Database::SqliteFile("latchkey.db".into()));
+    assert_eq!(config.bind, SocketAddr::from(([127, 0, 0, 1], 3000)));
+    assert!(config.cookie_secure);
+    assert_eq!(config.cookie_samesite, SameSite::Strict);
+    assert!(config.cors_allowed_origins.is_empty());
+    assert_eq!(config.bcrypt_cost, 12);
+    assert!(!config.generated_secrets);
+}
+
+#[test]
+fn empty_values_count_as_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_from(&vars(
+        &dir,
+        &[
+            ("JWT_EXPIRATION", ""),
+            ("BCRYPT_COST", " "),
+            ("COOKIE_SECURE", ""),
+        ],
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(config.jwt_expiration, 900);
+    assert_eq!(config.bcrypt_cost, 12);
+    assert!(config.cookie_secure);
+}
+
+#[test]
+fn the_secrets_never_show_in_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = vars(&dir, &[], &[]);
+    let config = config_from(&vars).unwrap();
+
+    let debug = format!("{config:?}");
+
+    for key in SECRETS {
+        assert!(!debug.contains(vars[key].as_str()), "{key} in {debug}");
+    }
+}
+
+// ---------------------------------------------------------------- development secrets
+
+#[test]
+fn development_secrets_are_generated_once_and_kept_beside_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = vars(&dir, &[], &SECRETS);
+
+    let first = config_from(&dev).unwrap();
+    let second = config_from(&dev).unwrap();
+
+    assert!(first.generated_secrets);
+    assert_eq!(
+        first.jwt_secret, second.jwt_secret,
+        "a restart keeps sessions"
+    );
+    assert_eq!(first.jwt_refresh_secret, second.jwt_refresh_secret);
+    assert_ne!(first.jwt_secret, first.jwt_refresh_secret);
+    assert!(first.jwt_secret.expose().len() >= 32);
+    assert!(first.jwt_refresh_secret.expose().len() >= 32);
+
+    let file = dir.path().join("latchkey.db.secrets");
+    assert!(file.exists(), "{} is missing", file.display());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "mode {mode:o}");
+    }
+    // Nothing else is left behind (no temporary files).
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["latchkey.db.secrets"]);
+}
+
+#[test]
+fn each_database_gets_its_own_development_secrets() {
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+
+    let a = config_from(&vars(&one, &[], &SECRETS)).unwrap();
+    let b = config_from(&vars(&two, &[], &SECRETS)).unwrap();
+
+    assert_ne!(a.jwt_secret, b.jwt_secret);
+    assert_ne!(a.jwt_refresh_secret, b.jwt_refresh_secret);
+}
+
+#[test]
+fn a_configured_secret_wins_over_a_generated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let configured = "configured-access-secret-0123456789abcdef";
+
+    let config = config_from(&vars(
+        &dir,
+        &[("JWT_SECRET", configured)],
+        &["JWT_REFRESH_SECRET"],
+    ))
+    .unwrap();
+
+    assert_eq!(config.jwt_secret.expose(), configured.as_bytes());
+    assert_ne!(config.jwt_refresh_secret.expose(), configured.as_bytes());
+}
+
+#[test]
+fn a_damaged_secrets_file_is_refused_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("latchkey.db.secrets");
+    std::fs::write(&file, "this is not a secrets file\n").unwrap();
+
+    let err = config_from(&vars(&dir, &[], &SECRETS)).unwrap_err();
+
+    assert_eq!(err.variable, "JWT_SECRET");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "this is not a secrets file\n"
+    );
+}
+
+/// A whole service over `config`, as `main` builds it, with a test clock.
+async fn service(config: latchkey::Config) -> (Router, AppState, Arc<SqliteStore>) {
+    let path = config.database.sqlite_path().unwrap().to_owned();
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let state = AppState::with_clock(
+        config,
+        store.clone(),
+        Arc::new(ManualClock::starting_at(START)),
+    );
+    let router = build_app(state.clone()).layer(MockConnectInfo(SocketAddr::from(CLIENT_ADDR)));
+    (router, state, store)
+}
+
+async fn call(router: &Router, request: axum::http::Request<axum::body::Body>) -> TestResponse {
+    use http_body_util::BodyExt;
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    TestResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn token_request(refresh: &str) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::post("/token")
+        .header("cookie", format!("__Host-refresh_token={refresh}"))
+        .body(axum::body::Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_restart_in_development_keeps_sessions_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = vars(&dir, &[], &SECRETS);
+
+    let (router, state, store) = service(config_from(&dev).unwrap()).await;
+    latchkey::auth::credentials::create_account(
+        state.store.as_ref(),
+        &state.hasher,
+        "ann",
+        PASSWORD,
+        "user",
+        START,
+    )
+    .await
+    .unwrap();
+    let login = call(
+        &router,
+        json_post(
+            "/login",
+            &serde_json::json!({ "username": "ann", "password": PASSWORD }),
+        ),
+    )
+    .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text());
+    let refresh = login.refresh_token();
+    drop((router, state));
+    store.close().await;
+
+    // The restart: configuration read again, store opened again.
+    let (router, _state, _store) = service(config_from(&dev).unwrap()).await;
+    let rotated = call(&router, token_request(&refresh)).await;
+
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+    assert_ne!(rotated.refresh_token(), refresh);
+}
+
+#[tokio::test]
+async fn a_restart_with_other_secrets_ends_sessions() {
+    // The counterpart of the test above: the cookie really depends on the
+    // secrets file, so losing it logs everyone out.
+    let dir = tempfile::tempdir().unwrap();
+    let dev = vars(&dir, &[], &SECRETS);
+    let (router, state, store) = service(config_from(&dev).unwrap()).await;
+    latchkey::auth::credentials::create_account(
+        state.store.as_ref(),
+        &state.hasher,
+        "ann",
+        PASSWORD,
+        "user",
+        START,
+    )
+    .await
+    .unwrap();
+    let refresh = call(
+        &router,
+        json_post(
+            "/login",
+            &serde_json::json!({ "username": "ann", "password": PASSWORD }),
+        ),
+    )
+    .await
+    .refresh_token();
+    drop((router, state));
+    store.close().await;
+
+    std::fs::remove_file(dir.path().join("latchkey.db.secrets")).unwrap();
+    let (router, _state, _store) = service(config_from(&dev).unwrap()).await;
+    let response = call(&router, token_request(&refresh)).await;
+
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+}
+
+// ---------------------------------------------------------------- the binary
+
+fn run_binary(dir: &TempDir, vars: &HashMap<String, String>) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("serve")
+        .env_clear()
+        .envs(vars)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run latchkey")
+}
+
+#[test]
+fn the_binary_in_production_without_secrets_exits_with_one_line_naming_jwt_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = vars(&dir, &[PRODUCTION, ("BIND", "127.0.0.1:0")], &SECRETS);
+
+    let output = run_binary(&dir, &vars);
+
+    assert!(!output.status.success(), "{:?}", output.status);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("JWT_SECRET"), "{stderr}");
+    assert!(!dir.path().join("latchkey.db.secrets").exists());
+    assert!(
+        !dir.path().join("latchkey.db").exists(),
+        "nothing was started"
+    );
+}
+
+#[test]
+fn the_binary_with_an_invalid_setting_exits_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = vars(&dir, &[("BCRYPT_COST", "99"), ("BIND", "127.0.0.1:0")], &[]);
+
+    let output = run_binary(&dir, &vars);
+
+    assert!(!output.status.success(), "{:?}", output.status);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("BCRYPT_COST"), "{stderr}");
+}
