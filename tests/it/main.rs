@@ -10,3 +10,5 @@ mod config;
 mod endpoints;
 mod login;
 mod logs;
+mod rotation;
+mod tokens;
