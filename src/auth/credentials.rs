@@ -96,11 +96,7 @@ pub async fn authenticate(
         Some(user) if verified => {
             throttle::record_success(state, &counters).await?;
             upgrade_hash_if_weak(state, user, password).await;
-            audit::record(
-                state,
-                Event::new("login_succeeded", client).user(user.id, &user.username),
-            )
-            .await;
+            // `login_succeeded` is recorded by `session::start`, with the session.
             Ok(user.clone())
         }
         _ => {

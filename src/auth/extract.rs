@@ -33,7 +33,8 @@ impl FromRequestParts<AppState> for Authenticated {
             });
         };
         let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
-        let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+        let value = value.trim();
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(ApiError::Unauthenticated);
         }
@@ -59,10 +60,11 @@ const MAX_USER_AGENT: usize = 256;
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Through the extractor, so `MockConnectInfo` works for embedders' tests too.
+        let ip = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .ok()
             .map(|ConnectInfo(addr)| addr.ip().to_string());
         let user_agent = parts
             .headers

@@ -32,10 +32,16 @@ impl Hasher {
         self.cost
     }
 
+    /// Callers check the length first (`MAX_PASSWORD_BYTES`): bcrypt's own
+    /// non-truncating variants also count a NUL terminator, refusing 72 bytes.
     pub async fn hash(&self, password: &str) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            password.len() <= MAX_PASSWORD_BYTES,
+            "password longer than bcrypt reads"
+        );
         let cost = self.cost;
         let password = password.to_owned();
-        self.blocking(move || Ok(bcrypt::non_truncating_hash(password, cost)?))
+        self.blocking(move || Ok(bcrypt::hash(password, cost)?))
             .await
     }
 
@@ -46,9 +52,12 @@ impl Hasher {
             Some(h) => (h.to_owned(), true),
             None => (self.dummy_hash().await?, false),
         };
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Ok(false);
+        }
         let password = password.to_owned();
         let ok = self
-            .blocking(move || Ok(bcrypt::non_truncating_verify(password, &hash).unwrap_or(false)))
+            .blocking(move || Ok(bcrypt::verify(password, &hash).unwrap_or(false)))
             .await?;
         Ok(ok && real)
     }

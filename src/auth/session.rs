@@ -36,6 +36,13 @@ pub async fn start(state: &AppState, user: User, client: &ClientInfo) -> Result<
             ip: client.ip.clone(),
         })
         .await?;
+    audit::record(
+        state,
+        Event::new("login_succeeded", client)
+            .user(user.id, &user.username)
+            .session(&session.id),
+    )
+    .await;
     issue(state, session, user, now)
 }
 
@@ -47,13 +54,13 @@ pub async fn refresh(
     client: &ClientInfo,
 ) -> Result<Issued, ApiError> {
     let now = state.clock.now();
+    // The token's own `exp` is not checked here: the current token's `exp` is
+    // the row's idle expiry, which the compare-and-set checks; and an expired
+    // *older* token of a still-live session is a stolen copy like any other.
     let claims = state
         .keys
         .verify_refresh(token)
         .map_err(|_| ApiError::InvalidRefreshToken)?;
-    if claims.exp <= now {
-        return Err(ApiError::InvalidRefreshToken);
-    }
     let ttl = state.config.jwt_refresh_expiration;
 
     // Rule 1: the current token advances the chain, atomically.

@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use std::collections::HashMap;
 
 use crate::auth::cookies::Presented;
 use crate::state::AppState;
@@ -120,23 +120,21 @@ async fn index(State(state): State<AppState>) -> Response {
     )
 }
 
-#[derive(Deserialize)]
-struct LoginQuery {
-    next: Option<String>,
-    registered: Option<String>,
-}
-
-async fn login(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
+/// Read leniently (a map, last value wins): a hand-edited query string should
+/// still show the sign-in form.
+async fn login(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let notice = q
-        .registered
-        .is_some()
+        .contains_key("registered")
         .then_some("Your account is ready. Sign in to continue.");
     render(
         StatusCode::OK,
         &LoginPage {
             error: None,
             notice,
-            next: safe_next(q.next.as_deref()),
+            next: safe_next(q.get("next").map(String::as_str)),
             username: "",
             registration_open: state.config.registration_open,
         },

@@ -537,9 +537,6 @@ async fn the_origin_rejected_event_names_the_origin() {
 }
 
 #[tokio::test]
-#[ignore = "bug: ClientInfo (src/auth/extract.rs:63-66) reads the ConnectInfo extension directly, \
-            so the MockConnectInfo address of the test harness is never seen: events and \
-            sessions record no client address"]
 async fn the_origin_rejected_event_names_the_client_address() {
     let app = TestApp::new().await;
 
@@ -988,8 +985,6 @@ async fn sessions_lists_each_sign_in_with_its_device_and_marks_the_current_one()
 }
 
 #[tokio::test]
-#[ignore = "bug: ClientInfo (src/auth/extract.rs:63-66) reads the ConnectInfo extension directly \
-            and ignores MockConnectInfo, so sessions made through the router record ip: null"]
 async fn sessions_show_the_client_address_of_each_sign_in() {
     let app = TestApp::new().await;
     let access = app.signed_in_ann().await.access_token();
@@ -1343,9 +1338,6 @@ async fn a_password_of_exactly_8_bytes_is_accepted() {
 }
 
 #[tokio::test]
-#[ignore = "bug: bcrypt 0.19's non_truncating_hash counts the NUL terminator and refuses \
-            passwords of 72 bytes (src/auth/password.rs:9 and :38), so a 72-byte password \
-            passes the 8..=72 check and then fails hashing: 500 internal_error"]
 async fn a_password_of_exactly_72_bytes_is_accepted() {
     let app = TestApp::new().await;
     // 72 bytes made of 2-byte characters: the limit is bytes, not characters.
@@ -1362,8 +1354,6 @@ async fn a_password_of_exactly_72_bytes_is_accepted() {
 }
 
 #[tokio::test]
-#[ignore = "bug: non_truncating_verify refuses 72-byte passwords (src/auth/password.rs:51), \
-            so an account whose password is exactly 72 bytes can never sign in"]
 async fn an_account_with_a_72_byte_password_can_sign_in() {
     let app = TestApp::new().await;
     let password = "q".repeat(72);
@@ -1544,9 +1534,6 @@ async fn logout_and_revocations_name_the_user_and_session() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the login_succeeded event is recorded inside credentials::authenticate \
-            (src/auth/credentials.rs:99-103), before the session exists, so it never names \
-            the session the login started (API.md: events carry user, session, address)"]
 async fn the_login_event_names_the_session_it_started() {
     let app = TestApp::new().await;
     let access = app.signed_in_ann().await.access_token();

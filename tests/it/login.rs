@@ -325,9 +325,6 @@ async fn unknown_usernames_are_throttled_like_known_ones() {
 }
 
 #[tokio::test]
-#[ignore = "bug: ClientInfo (src/auth/extract.rs:63-66) ignores MockConnectInfo, so through \
-            the router every login has no address and only the 50-failure per-account \
-            counter applies; the 5-failure per-address counter never does"]
 async fn one_address_guessing_one_account_is_throttled_after_a_few_failures() {
     let app = TestApp::new().await;
     app.add_user("ann", PASSWORD).await;

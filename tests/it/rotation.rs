@@ -241,6 +241,23 @@ async fn a_token_two_generations_old_is_reuse_even_inside_the_grace_window() {
     assert_refused(&newest, "invalid_refresh_token");
 }
 
+#[tokio::test]
+async fn an_old_token_past_its_own_expiry_is_still_reuse_while_the_session_lives() {
+    let app = TestApp::with(&[("JWT_REFRESH_EXPIRATION", "60")]).await;
+    let (_, stale, sid) = ann_signed_in(&app).await;
+    // The holder keeps the session alive well past the first token's expiry.
+    let mut current = stale.clone();
+    for _ in 0..3 {
+        app.advance(50);
+        current = rotate_ok(&app, &current).await.refresh_token();
+    }
+
+    let reused = app.refresh(&stale).await;
+    assert_refused(&reused, "refresh_token_reused");
+    assert!(stored_session(&app, &sid).await.revoked_at.is_some());
+    assert_refused(&app.refresh(&current).await, "invalid_refresh_token");
+}
+
 // ---------------------------------------------------------------------------
 // Rule 4: concurrency, over real sockets.
 
