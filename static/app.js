@@ -1,60 +1,112 @@
-// The /app demo: trade the refresh cookie for an access token, call an API
-// with it, and refresh before it expires. The access token lives only in this
-// module's memory.
+// The /app demo, built on the browser client (latchkey.js) that SPAs can use:
+// resume the session from the refresh cookie, call an API with the access
+// token, keep it fresh, list and revoke sessions, and log out.
 
-let accessToken = null;
-let expiresAt = 0;
-let refreshTimer = null;
+import { createClient } from './latchkey.js';
 
+const auth = createClient();
 const $ = (id) => document.getElementById(id);
 
-async function refresh() {
-  const response = await fetch('/token', { method: 'POST', credentials: 'same-origin' });
-  if (!response.ok) {
-    sessionOver();
-    return false;
-  }
-  const body = await response.json();
-  accessToken = body.access_token;
-  expiresAt = Date.now() + body.expires_in * 1000;
-  clearTimeout(refreshTimer);
-  // Refresh a little before expiry (at 80% of the lifetime).
-  refreshTimer = setTimeout(refresh, Math.max(1000, body.expires_in * 800));
-  return true;
-}
+const REASONS = {
+  logged_out: 'You have logged out.',
+  logged_out_everywhere: 'You have logged out on every device.',
+  refresh_token_reused: 'Your session was ended because an old refresh token was used again.',
+  invalid_refresh_token: 'Your session has ended (it expired or was revoked).',
+  missing_refresh_token: 'You are not signed in.',
+};
+
+auth.onSessionEnd((reason) => {
+  $('status').textContent = `${REASONS[reason] ?? 'Your session has ended.'} Taking you to the sign-in page…`;
+  $('status').classList.add('ended');
+  $('who').hidden = true;
+  const quick = reason === 'logged_out' || reason === 'logged_out_everywhere';
+  setTimeout(() => window.location.assign('/login?next=/app'), quick ? 0 : 1500);
+});
+
+auth.onToken((claims) => {
+  if (!claims) return;
+  $('username').textContent = claims.username;
+  $('role').textContent = claims.role;
+  $('who').hidden = false;
+  $('status').textContent = 'Signed in. The refresh token stays in an HttpOnly cookie; the access token only in memory.';
+  // Show that each new access token works.
+  callProtected();
+});
 
 async function callProtected() {
-  const response = await fetch('/protected', {
-    headers: { Authorization: `Bearer ${accessToken}` },
-  });
-  const body = await response.json();
+  const response = await auth.fetch('/protected');
+  const body = await response.json().catch(() => ({}));
   $('protected').textContent = JSON.stringify(body, null, 2);
-  if (response.ok) {
-    $('username').textContent = body.user.username;
-    $('who').hidden = false;
-    $('status').textContent = 'Signed in. The refresh token stays in an HttpOnly cookie.';
-  }
+  $('protected-at').textContent = `Status ${response.status} at ${new Date().toLocaleTimeString()}`;
 }
 
-function sessionOver() {
-  accessToken = null;
-  clearTimeout(refreshTimer);
-  $('status').textContent = 'Your session has ended. Taking you to the sign-in page…';
-  setTimeout(() => window.location.assign('/login?next=/app'), 1200);
+function describeDevice(userAgent) {
+  if (!userAgent) return 'Unknown device';
+  const browser = [
+    [/Edg\//, 'Edge'], [/OPR\//, 'Opera'], [/Firefox\//, 'Firefox'],
+    [/Chrom(e|ium)\//, 'Chrome'], [/Safari\//, 'Safari'], [/curl\//, 'curl'],
+  ].find(([re]) => re.test(userAgent))?.[1] ?? 'A browser';
+  const os = [
+    [/Android/, 'Android'], [/iPhone|iPad/, 'iOS'], [/Mac OS X/, 'macOS'],
+    [/Windows/, 'Windows'], [/Linux/, 'Linux'],
+  ].find(([re]) => re.test(userAgent))?.[1];
+  return os ? `${browser} on ${os}` : browser;
+}
+
+async function loadSessions() {
+  const response = await auth.fetch('/sessions');
+  if (!response.ok) return;
+  const sessions = await response.json();
+  const list = $('sessions');
+  list.replaceChildren(...sessions.map((s) => {
+    const item = document.createElement('li');
+    item.className = 'session';
+    item.dataset.sessionId = s.id;
+    const text = document.createElement('div');
+    const title = document.createElement('strong');
+    title.textContent = describeDevice(s.user_agent);
+    text.append(title);
+    if (s.current) {
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.textContent = 'this device';
+      text.append(' ', badge);
+    }
+    const meta = document.createElement('div');
+    meta.className = 'hint';
+    meta.textContent = `${s.ip ?? 'unknown address'} · last used ${new Date(s.last_used_at).toLocaleString()}`;
+    text.append(meta);
+    const revoke = document.createElement('button');
+    revoke.type = 'button';
+    revoke.className = 'secondary small';
+    revoke.textContent = 'Revoke';
+    revoke.setAttribute('aria-label', `Revoke ${title.textContent}${s.current ? ' (this device)' : ''}`);
+    revoke.addEventListener('click', async () => {
+      await auth.fetch(`/sessions/${encodeURIComponent(s.id)}`, { method: 'DELETE' });
+      if (s.current) await auth.logout();
+      else await loadSessions();
+    });
+    item.append(text, revoke);
+    return item;
+  }));
+  if (sessions.length === 0) list.textContent = 'No active sessions.';
 }
 
 function tick() {
-  if (accessToken) {
-    $('countdown').textContent = Math.max(0, Math.round((expiresAt - Date.now()) / 1000));
-  }
+  if (!auth.expiresAt) return;
+  $('countdown').textContent = Math.max(0, Math.round((auth.expiresAt - Date.now()) / 1000));
 }
 
-async function start() {
-  if (await refresh()) {
-    await callProtected();
-    setInterval(tick, 1000);
-    tick();
-  }
-}
+$('call').addEventListener('click', () => callProtected());
+$('refresh-now').addEventListener('click', () => auth.refresh());
+$('logout-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  auth.logout();
+});
+$('logout-everywhere').addEventListener('click', () => auth.logoutEverywhere());
 
-start();
+if (await auth.resume()) {
+  await loadSessions();
+  setInterval(tick, 250);
+  tick();
+}

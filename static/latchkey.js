@@ -1,0 +1,224 @@
+// latchkey.js: a small, dependency-free browser client for latchkey.
+//
+//   import { createClient } from './latchkey.js';
+//   const auth = createClient({ baseUrl: 'https://auth.example.com' });
+//   auth.onSessionEnd((reason) => location.assign('/login'));
+//   if (await auth.resume()) {
+//     const response = await auth.fetch('https://auth.example.com/protected');
+//   }
+//
+// The access token lives only in this module's memory: never in
+// localStorage, sessionStorage or a readable cookie. The refresh token lives in
+// latchkey's HttpOnly cookie, which this code can neither read nor needs to.
+//
+// Refreshes are single-flight: within a tab through one shared promise, and
+// across the tabs of an origin through the Web Locks API, with the new access
+// token shared over a BroadcastChannel so the other tabs need not refresh at
+// all. Where Web Locks are missing, tabs refresh independently; latchkey's
+// grace window (REFRESH_REUSE_GRACE) makes that safe.
+
+const CHANNEL = 'latchkey';
+const LOCK = 'latchkey-refresh';
+
+/**
+ * @param {object} [options]
+ * @param {string} [options.baseUrl]  latchkey's origin; '' for the same origin.
+ * @param {number} [options.refreshLeeway]  seconds before expiry to refresh (default: a quarter
+ *   of the token's lifetime, at most 60).
+ */
+export function createClient({ baseUrl = '', refreshLeeway } = {}) {
+  const base = baseUrl.replace(/\/+$/, '');
+  // Credentials only go where they are needed: latchkey's own origin.
+  const credentials = base ? 'include' : 'same-origin';
+  const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(CHANNEL) : null;
+  const endListeners = new Set();
+  const tokenListeners = new Set();
+
+  let accessToken = null;
+  let expiresAt = 0; // ms since the epoch
+  let lifetime = 0; // seconds
+  let inflight = null;
+  let timer = null;
+  let ended = false;
+
+  function adopt(token, expiresInSeconds, expiresAtMs, { announce }) {
+    accessToken = token;
+    lifetime = expiresInSeconds;
+    expiresAt = expiresAtMs;
+    ended = false;
+    schedule();
+    if (announce && channel) {
+      channel.postMessage({ type: 'token', accessToken: token, expiresIn: expiresInSeconds, expiresAt: expiresAtMs });
+    }
+    for (const listener of tokenListeners) listener(claims());
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    if (!accessToken) return;
+    const leeway = refreshLeeway ?? Math.min(60, lifetime / 4);
+    const delay = Math.max(0, expiresAt - leeway * 1000 - Date.now());
+    timer = setTimeout(() => {
+      refresh().catch(() => {});
+    }, delay);
+  }
+
+  function end(reason, { announce }) {
+    const wasLive = accessToken !== null || !ended;
+    accessToken = null;
+    expiresAt = 0;
+    clearTimeout(timer);
+    ended = true;
+    if (announce && channel) channel.postMessage({ type: 'ended', reason });
+    if (wasLive) for (const listener of endListeners) listener(reason);
+  }
+
+  async function requestToken() {
+    let response;
+    try {
+      response = await fetch(`${base}/token`, { method: 'POST', credentials });
+    } catch (error) {
+      // Offline or unreachable: the session may well be fine; try again soon.
+      clearTimeout(timer);
+      timer = setTimeout(() => refresh().catch(() => {}), 5000);
+      throw error;
+    }
+    if (response.ok) {
+      const body = await response.json();
+      adopt(body.access_token, body.expires_in, Date.now() + body.expires_in * 1000, { announce: true });
+      return accessToken;
+    }
+    if (response.status === 401) {
+      const body = await response.json().catch(() => ({}));
+      end(body.error || 'session_ended', { announce: true });
+      return null;
+    }
+    throw new Error(`latchkey: POST /token answered ${response.status}`);
+  }
+
+  /** Gets a fresh access token; concurrent callers share one request. */
+  function refresh() {
+    if (inflight) return inflight;
+    const before = expiresAt;
+    const work = async () => {
+      // Another tab may have refreshed while this one waited for the lock.
+      if (accessToken && expiresAt > before && expiresAt - Date.now() > 5000) return accessToken;
+      return requestToken();
+    };
+    const locks = typeof navigator !== 'undefined' ? navigator.locks : undefined;
+    inflight = (locks ? locks.request(LOCK, work) : work()).finally(() => {
+      inflight = null;
+    });
+    return inflight;
+  }
+
+  if (channel) {
+    channel.onmessage = ({ data }) => {
+      if (data?.type === 'token' && data.expiresAt > expiresAt) {
+        adopt(data.accessToken, data.expiresIn, data.expiresAt, { announce: false });
+      } else if (data?.type === 'ended') {
+        end(data.reason, { announce: false });
+      }
+    };
+  }
+
+  function claims() {
+    if (!accessToken) return null;
+    try {
+      const payload = accessToken.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      return JSON.parse(atob(payload));
+    } catch {
+      return null;
+    }
+  }
+
+  async function validToken() {
+    if (accessToken && expiresAt - Date.now() > 5000) return accessToken;
+    return refresh();
+  }
+
+  return {
+    /** Signs in; resolves to true, or throws an Error whose `code` is latchkey's error code. */
+    async login(username, password) {
+      const response = await fetch(`${base}/login`, {
+        method: 'POST',
+        credentials,
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username, password }),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        const error = new Error(body.message || `login failed (${response.status})`);
+        error.code = body.error;
+        error.retryAfter = Number(response.headers.get('Retry-After')) || undefined;
+        throw error;
+      }
+      adopt(body.access_token, body.expires_in, Date.now() + body.expires_in * 1000, { announce: true });
+      return true;
+    },
+
+    /** Picks up the session of the refresh cookie, if any; resolves to true when signed in. */
+    async resume() {
+      return (await refresh()) !== null;
+    },
+
+    /** `fetch` with the Bearer token; on a 401 it refreshes once and retries. */
+    async fetch(input, init = {}) {
+      const send = async (token) => {
+        const headers = new Headers(init.headers || (input instanceof Request ? input.headers : undefined));
+        if (token) headers.set('Authorization', `Bearer ${token}`);
+        const request = input instanceof Request ? input.clone() : input;
+        return fetch(request, { ...init, headers });
+      };
+      const token = await validToken();
+      const response = await send(token);
+      if (response.status !== 401 || !token) return response;
+      const fresh = await refresh();
+      return fresh ? send(fresh) : response;
+    },
+
+    /** Ends this session (the cookie is cleared) and tells the other tabs. */
+    async logout() {
+      await fetch(`${base}/logout`, { method: 'POST', credentials }).catch(() => {});
+      end('logged_out', { announce: true });
+    },
+
+    /** Revokes every session of this user, on every device. */
+    async logoutEverywhere() {
+      const token = await validToken();
+      if (token) {
+        await fetch(`${base}/sessions`, {
+          method: 'DELETE',
+          credentials,
+          headers: { Authorization: `Bearer ${token}` },
+        });
+      }
+      await fetch(`${base}/logout`, { method: 'POST', credentials }).catch(() => {});
+      end('logged_out_everywhere', { announce: true });
+    },
+
+    /** Calls `listener(reason)` when the session ends: expired, revoked, reused, logged out. */
+    onSessionEnd(listener) {
+      endListeners.add(listener);
+      return () => endListeners.delete(listener);
+    },
+
+    /** Calls `listener(claims)` whenever a new access token arrives. */
+    onToken(listener) {
+      tokenListeners.add(listener);
+      return () => tokenListeners.delete(listener);
+    },
+
+    /** The current access token's claims (`sub`, `username`, `role`, `sid`, `exp`…), or null. */
+    get user() {
+      return claims();
+    },
+
+    /** When the current access token expires (ms since the epoch), or 0. */
+    get expiresAt() {
+      return expiresAt;
+    },
+
+    refresh,
+  };
+}
