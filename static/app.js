@@ -29,8 +29,9 @@ auth.onToken((claims) => {
   $('role').textContent = claims.role;
   $('who').hidden = false;
   $('status').textContent = 'Signed in. The refresh token stays in an HttpOnly cookie; the access token only in memory.';
-  // Show that each new access token works.
+  // Show that each new access token works, and keep the sessions list current.
   callProtected();
+  loadSessions();
 });
 
 async function callProtected() {
@@ -106,7 +107,6 @@ $('logout-form').addEventListener('submit', (event) => {
 $('logout-everywhere').addEventListener('click', () => auth.logoutEverywhere());
 
 if (await auth.resume()) {
-  await loadSessions();
   setInterval(tick, 250);
   tick();
 }

@@ -1,0 +1,309 @@
+//! Tests in a real browser: Debian's Chromium, headless, driven through
+//! chromedriver (fantoccini) against a real latchkey on a port-0 socket.
+//!
+//! Without Chromium or chromedriver these tests print a notice and pass as
+//! skipped; with `CI=true` a missing browser fails them instead.
+
+mod pages;
+mod sessions;
+mod spa;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use latchkey::AppState;
+use latchkey::store::SqliteStore;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::helpers::{TestServer, config_from, test_vars};
+
+/// Two browsers at a time: each is a handful of processes, and the machine
+/// that runs CI has two cores.
+static SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(2)));
+
+const CHROMIUM_ARGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1200,900",
+];
+
+fn find(env: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        return Some(PathBuf::from(path));
+    }
+    let dirs = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>())?;
+    names
+        .iter()
+        .flat_map(|name| dirs.iter().map(move |d| d.join(name)))
+        .find(|p| p.is_file())
+}
+
+/// A chromedriver of this test's own, and a slot to run browsers in.
+pub struct Browser {
+    driver: Child,
+    url: String,
+    chromium: PathBuf,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver, or returns `None` (after a notice) when this
+    /// machine has no browser. In CI a missing browser is a failure.
+    pub async fn launch() -> Option<Self> {
+        let chromium = find(
+            "CHROME_BIN",
+            &["chromium", "chromium-browser", "google-chrome"],
+        );
+        let driver = find("CHROMEDRIVER", &["chromedriver"]);
+        let (Some(chromium), Some(driver)) = (chromium, driver) else {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+            assert!(
+                !ci,
+                "CI=true but Chromium or chromedriver is missing: .ci/run must install them"
+            );
+            eprintln!(
+                "notice: skipping a browser test: chromium and chromedriver are not installed"
+            );
+            return None;
+        };
+        let slot = SLOTS.clone().acquire_owned().await.expect("semaphore open");
+        let (driver, url) = start_driver(&driver);
+        Some(Self {
+            driver,
+            url,
+            chromium,
+            _slot: slot,
+        })
+    }
+
+    /// A fresh browser profile: its own cookies and storage.
+    pub async fn context(&self) -> Client {
+        self.context_with(&[]).await
+    }
+
+    /// A fresh profile in which pages run no JavaScript at all.
+    pub async fn context_without_javascript(&self) -> Client {
+        self.context_with(&["--blink-settings=scriptEnabled=false"])
+            .await
+    }
+
+    async fn context_with(&self, extra: &[&str]) -> Client {
+        let args: Vec<&str> = CHROMIUM_ARGS.iter().chain(extra).copied().collect();
+        let caps: Capabilities = serde_json::from_value(json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": self.chromium,
+                "args": args,
+            },
+            "goog:loggingPrefs": { "browser": "ALL" },
+        }))
+        .expect("capabilities");
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a chromedriver session")
+    }
+}
+
+fn start_driver(path: &Path) -> (Child, String) {
+    let mut child = Command::new(path)
+        .arg("--port=0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    // "ChromeDriver was started successfully on port 46325."
+    let port = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.split("started successfully on port ")
+                .nth(1)
+                .map(|p| p.trim_end_matches('.').trim().to_owned())
+        })
+        .expect("chromedriver reports its port");
+    // Keep draining its output so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// latchkey on a real socket, with the real clock (browsers keep real time).
+pub struct Latchkey {
+    pub server: TestServer,
+    pub state: AppState,
+    _dir: TempDir,
+}
+
+impl Latchkey {
+    pub async fn start(overrides: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config_from(&test_vars(&dir, overrides)).expect("config");
+        let path = config.database.sqlite_path().expect("sqlite").to_owned();
+        let store = Arc::new(SqliteStore::open(&path).await.expect("store"));
+        let state = AppState::new(config, store);
+        let server = TestServer::start(state.clone()).await;
+        Self {
+            server,
+            state,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+
+    pub fn origin(&self) -> String {
+        self.server.url("")
+    }
+
+    pub async fn add_user(&self, username: &str, password: &str) {
+        latchkey::auth::credentials::create_account(
+            self.state.store.as_ref(),
+            &self.state.hasher,
+            username,
+            password,
+            "user",
+            0,
+        )
+        .await
+        .expect("create user");
+    }
+}
+
+/// Browser console entries (errors, CSP violations) via chromedriver's log endpoint.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(r#"{"type":"browser"}"#.to_owned()),
+        )
+    }
+}
+
+/// Console messages at warning level or above since the last call.
+pub async fn console_problems(client: &Client) -> Vec<String> {
+    let entries = client.issue_cmd(BrowserLog).await.expect("browser log");
+    entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| matches!(e["level"].as_str(), Some("SEVERE" | "WARNING")))
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Waits until `check` holds, polling; panics with `what` after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn text(client: &Client, id: &str) -> String {
+    match client.find(Locator::Id(id)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+pub async fn path(client: &Client) -> String {
+    client
+        .current_url()
+        .await
+        .map(|u| u.path().to_owned())
+        .unwrap_or_default()
+}
+
+pub async fn run_js(client: &Client, script: &str) -> Value {
+    client.execute(script, vec![]).await.expect("script runs")
+}
+
+/// Signs in through the HTML form at `/login` and waits for `/app` to show
+/// the `/protected` answer.
+pub async fn sign_in(client: &Client, app: &Latchkey, username: &str, password: &str) {
+    client.goto(&app.url("/login")).await.expect("open /login");
+    client
+        .find(Locator::Id("username"))
+        .await
+        .expect("username field")
+        .send_keys(username)
+        .await
+        .expect("type");
+    client
+        .find(Locator::Id("password"))
+        .await
+        .expect("password field")
+        .send_keys(password)
+        .await
+        .expect("type");
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("click");
+    wait_until(
+        Duration::from_secs(10),
+        "/app to show the /protected answer",
+        || async {
+            path(client).await == "/app"
+                && text(client, "protected")
+                    .await
+                    .contains(&format!("Hello, {username}"))
+        },
+    )
+    .await;
+}
+
+/// Whether `/app` in this window currently shows a signed-in user.
+pub async fn signed_in_as(client: &Client, username: &str) -> bool {
+    path(client).await == "/app"
+        && text(client, "username").await == username
+        && text(client, "protected")
+            .await
+            .contains(&format!("Hello, {username}"))
+}
