@@ -3,7 +3,9 @@
 //! pass a map instead of mutating the process environment.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
 use std::path::{Path, PathBuf};
 
 use crate::dev_secrets;
@@ -80,6 +82,8 @@ pub struct Config {
     pub jwt_audience: String,
     /// The origin browsers see this service at; when unset it is taken from `Host`.
     pub public_origin: Option<String>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers name the client.
+    pub trusted_proxies: Vec<IpNet>,
     /// True when the secrets were generated for development rather than configured.
     pub generated_secrets: bool,
 }
@@ -193,6 +197,25 @@ impl Config {
             })
             .transpose()?;
 
+        let trusted_proxies = match get("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|p| {
+                    p.parse::<IpNet>()
+                        .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
+                        .map_err(|_| {
+                            invalid(
+                                "TRUSTED_PROXIES",
+                                format!("`{p}` is not an address or CIDR such as 10.0.0.0/8"),
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+
         let bcrypt_cost = match get("BCRYPT_COST") {
             None => 12,
             Some(v) => v
@@ -267,6 +290,7 @@ impl Config {
             jwt_issuer,
             jwt_audience,
             public_origin,
+            trusted_proxies,
             generated_secrets,
         })
     }

@@ -5,6 +5,7 @@ use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
 use std::net::SocketAddr;
 
+use crate::auth::forwarded;
 use crate::auth::tokens::AccessClaims;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -57,15 +58,21 @@ pub struct ClientInfo {
 /// Longest user agent kept; browsers send about 150 bytes.
 const MAX_USER_AGENT: usize = 256;
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         // Through the extractor, so `MockConnectInfo` works for embedders' tests too.
         let ip = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
             .await
             .ok()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+            .map(|ConnectInfo(peer)| {
+                forwarded::client_ip(peer.ip(), &parts.headers, &state.config.trusted_proxies)
+                    .to_string()
+            });
         let user_agent = parts
             .headers
             .get(USER_AGENT)

@@ -4,6 +4,7 @@
 pub mod cookies;
 pub mod credentials;
 pub mod extract;
+pub mod forwarded;
 pub mod origin;
 pub mod password;
 pub mod session;
