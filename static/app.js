@@ -109,4 +109,7 @@ $('logout-everywhere').addEventListener('click', () => auth.logoutEverywhere());
 if (await auth.resume()) {
   setInterval(tick, 250);
   tick();
+} else {
+  // No live session behind the cookie (expired, revoked, or none at all).
+  window.location.assign('/login?next=/app');
 }

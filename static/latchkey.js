@@ -39,13 +39,11 @@ export function createClient({ baseUrl = '', refreshLeeway } = {}) {
   let lifetime = 0; // seconds
   let inflight = null;
   let timer = null;
-  let ended = false;
 
   function adopt(token, expiresInSeconds, expiresAtMs, { announce }) {
     accessToken = token;
     lifetime = expiresInSeconds;
     expiresAt = expiresAtMs;
-    ended = false;
     schedule();
     if (announce && channel) {
       channel.postMessage({ type: 'token', accessToken: token, expiresIn: expiresInSeconds, expiresAt: expiresAtMs });
@@ -63,13 +61,14 @@ export function createClient({ baseUrl = '', refreshLeeway } = {}) {
     }, delay);
   }
 
+  // Only a session this tab knew of can end: finding no session at `resume()`
+  // is an answer (false), not an event.
   function end(reason, { announce }) {
-    const wasLive = accessToken !== null || !ended;
+    const wasLive = accessToken !== null;
     accessToken = null;
     expiresAt = 0;
     clearTimeout(timer);
-    ended = true;
-    if (announce && channel) channel.postMessage({ type: 'ended', reason });
+    if (announce && channel && wasLive) channel.postMessage({ type: 'ended', reason });
     if (wasLive) for (const listener of endListeners) listener(reason);
   }
 
