@@ -26,14 +26,14 @@ pub use routes::build_app;
 pub use state::AppState;
 
 use config::Database;
-use store::{SqliteStore, Store};
+use store::{PostgresStore, SqliteStore, Store};
 
 /// Opens the configured store, applying migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match &config.database {
         Database::SqliteFile(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
         Database::SqliteMemory => Ok(Arc::new(SqliteStore::in_memory().await?)),
-        Database::Postgres(_) => anyhow::bail!("DATABASE_URL: PostgreSQL support is not built yet"),
+        Database::Postgres(url) => Ok(Arc::new(PostgresStore::connect(url).await?)),
     }
 }
 
