@@ -55,7 +55,7 @@ fn assert_client_error(what: &str, response: &TestResponse) {
 
 #[tokio::test]
 async fn malformed_json_is_an_invalid_request() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for path in ENDPOINTS {
         for body in [
@@ -79,7 +79,7 @@ async fn malformed_json_is_an_invalid_request() {
 
 #[tokio::test]
 async fn json_that_is_not_utf8_is_an_invalid_request() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for path in ENDPOINTS {
         let body = Bytes::from_static(b"{\"username\": \"\xff\xfe\", \"password\": \"x\"}");
@@ -92,7 +92,7 @@ async fn json_that_is_not_utf8_is_an_invalid_request() {
 
 #[tokio::test]
 async fn json_missing_a_field_is_an_invalid_request() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for path in ENDPOINTS {
         for body in [
@@ -114,7 +114,7 @@ async fn json_missing_a_field_is_an_invalid_request() {
 
 #[tokio::test]
 async fn json_with_wrong_types_is_an_invalid_request() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for path in ENDPOINTS {
         for body in [
@@ -137,7 +137,7 @@ async fn json_with_wrong_types_is_an_invalid_request() {
 
 #[tokio::test]
 async fn deeply_nested_json_is_refused_without_a_crash() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let depth = 1_500;
     let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
     let body = format!(r#"{{"username": {nested}, "password": "x"}}"#);
@@ -153,7 +153,7 @@ async fn deeply_nested_json_is_refused_without_a_crash() {
 
 #[tokio::test]
 async fn a_body_that_is_neither_json_nor_a_form_is_an_unsupported_media_type() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let body = json!({ "username": "ann", "password": PASSWORD }).to_string();
 
     for path in ENDPOINTS {
@@ -177,7 +177,7 @@ async fn a_body_that_is_neither_json_nor_a_form_is_an_unsupported_media_type() {
 
 #[tokio::test]
 async fn json_with_a_charset_parameter_is_accepted() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     let response = app
@@ -197,7 +197,7 @@ fn oversized_json() -> String {
 
 #[tokio::test]
 async fn a_body_over_4_kib_with_a_content_length_is_too_large() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let body = oversized_json();
 
     for path in ENDPOINTS {
@@ -218,7 +218,7 @@ async fn a_body_over_4_kib_with_a_content_length_is_too_large() {
 
 #[tokio::test]
 async fn a_streamed_body_over_4_kib_without_a_length_is_too_large() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let body = oversized_json().into_bytes();
 
     for path in ENDPOINTS {
@@ -244,7 +244,7 @@ async fn a_streamed_body_over_4_kib_without_a_length_is_too_large() {
 
 #[tokio::test]
 async fn a_form_body_over_4_kib_is_too_large() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let body = format!("username=ann&password={}", "x".repeat(5_000));
 
     let response = app.send(form_post("/login", &body)).await;
@@ -254,7 +254,7 @@ async fn a_form_body_over_4_kib_is_too_large() {
 
 #[tokio::test]
 async fn a_10_kb_password_is_too_large() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
     let password = "p".repeat(10_000);
 
@@ -276,7 +276,7 @@ async fn a_10_kb_password_is_too_large() {
 
 #[tokio::test]
 async fn a_200_byte_password_fails_login_and_is_too_weak_to_register() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
     let password = "p".repeat(200);
 
@@ -304,7 +304,7 @@ async fn a_200_byte_password_fails_login_and_is_too_weak_to_register() {
 
 #[tokio::test]
 async fn garbage_cookies_at_token_are_a_401_not_a_crash() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let long = format!("__Host-refresh_token={}", "A".repeat(8_000));
     let cookies: Vec<HeaderValue> = vec![
         HeaderValue::from_static(";;;"),
@@ -347,7 +347,7 @@ async fn garbage_cookies_at_token_are_a_401_not_a_crash() {
 
 #[tokio::test]
 async fn two_refresh_cookies_are_refused_and_cleared() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
 
     let response = app
@@ -373,7 +373,7 @@ async fn two_refresh_cookies_are_refused_and_cleared() {
 
 #[tokio::test]
 async fn garbage_cookies_at_logout_still_log_out() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for value in [
         ";;;",
@@ -396,7 +396,7 @@ async fn garbage_cookies_at_logout_still_log_out() {
 
 #[tokio::test]
 async fn garbage_authorization_headers_are_a_401() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let huge = format!("Bearer {}", "a".repeat(8_192));
     let values: Vec<HeaderValue> = vec![
         HeaderValue::from_static("Bearer"),
@@ -440,7 +440,7 @@ async fn garbage_authorization_headers_are_a_401() {
 
 #[tokio::test]
 async fn two_authorization_headers_are_refused() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
 
     let response = app
@@ -458,7 +458,7 @@ async fn two_authorization_headers_are_refused() {
 
 #[tokio::test]
 async fn an_access_token_in_the_query_string_or_a_cookie_is_ignored() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
 
     let in_query = app
@@ -485,7 +485,7 @@ async fn an_access_token_in_the_query_string_or_a_cookie_is_ignored() {
 
 #[tokio::test]
 async fn non_ascii_usernames_are_refused_at_registration() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for username in [
         "ännä",
@@ -516,7 +516,7 @@ async fn non_ascii_usernames_are_refused_at_registration() {
 
 #[tokio::test]
 async fn a_username_longer_than_64_characters_is_refused() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     let response = app
         .send(json_post(
@@ -536,7 +536,7 @@ async fn a_username_longer_than_64_characters_is_refused() {
 #[tokio::test]
 async fn a_look_alike_of_an_existing_username_cannot_be_registered() {
     // U+212A KELVIN SIGN lower-cases to an ASCII `k`.
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("kim", PASSWORD).await;
 
     let response = app
@@ -555,7 +555,7 @@ async fn a_look_alike_of_an_existing_username_cannot_be_registered() {
 
 #[tokio::test]
 async fn login_with_an_empty_username_or_password_is_an_invalid_request() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     for (username, password) in [("", PASSWORD), ("   ", PASSWORD), ("ann", "")] {
@@ -571,7 +571,7 @@ async fn login_with_an_empty_username_or_password_is_an_invalid_request() {
 
 #[tokio::test]
 async fn a_form_missing_a_field_is_an_invalid_request() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for body in ["username=ann", "password=x", "", "username=ann&password"] {
         let response = app.send(form_post("/login", body)).await;
@@ -586,7 +586,7 @@ async fn a_form_missing_a_field_is_an_invalid_request() {
 
 #[tokio::test]
 async fn unknown_methods_on_api_endpoints_are_a_json_405() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for (method, path) in [
         (Method::PUT, "/login"),
@@ -615,7 +615,7 @@ async fn unknown_methods_on_api_endpoints_are_a_json_405() {
 
 #[tokio::test]
 async fn garbage_query_strings_on_pages_are_never_a_5xx() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for uri in [
         "/login?next=a&next=b",

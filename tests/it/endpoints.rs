@@ -5,7 +5,7 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use latchkey::store::{NewUser, Store};
+use latchkey::store::NewUser;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -118,7 +118,7 @@ async fn events(app: &TestApp) -> Vec<latchkey::store::AuditEvent> {
 
 #[tokio::test]
 async fn form_login_redirects_to_the_requested_page_with_a_working_refresh_cookie() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     let response = app
@@ -146,7 +146,7 @@ async fn form_login_redirects_to_the_requested_page_with_a_working_refresh_cooki
 
 #[tokio::test]
 async fn form_login_never_redirects_to_another_site() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     for next in [
@@ -169,7 +169,7 @@ async fn form_login_never_redirects_to_another_site() {
 
 #[tokio::test]
 async fn failed_form_login_shows_the_login_form_again_with_an_error() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     let response = app
@@ -206,7 +206,7 @@ async fn failed_form_login_shows_the_login_form_again_with_an_error() {
 
 #[tokio::test]
 async fn logging_in_again_ends_the_session_of_the_cookie_sent_along() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let first = app.signed_in_ann().await.refresh_token();
 
     let mut again = json_post(
@@ -233,7 +233,7 @@ async fn logging_in_again_ends_the_session_of_the_cookie_sent_along() {
 
 #[tokio::test]
 async fn form_login_also_ends_the_session_of_the_cookie_sent_along() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let first = app.signed_in_ann().await.refresh_token();
 
     let response = app
@@ -249,7 +249,7 @@ async fn form_login_also_ends_the_session_of_the_cookie_sent_along() {
 
 #[tokio::test]
 async fn a_failed_login_leaves_the_cookie_session_alone() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let first = app.signed_in_ann().await.refresh_token();
 
     let mut wrong = json_post(
@@ -268,7 +268,7 @@ async fn a_failed_login_leaves_the_cookie_session_alone() {
 
 #[tokio::test]
 async fn credential_endpoints_are_never_cached_on_success_or_failure() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let login = app.signed_in_ann().await;
     assert_no_store_on("login 200", &login);
     let access = login.access_token();
@@ -360,7 +360,7 @@ async fn credential_endpoints_are_never_cached_on_success_or_failure() {
 
 #[tokio::test]
 async fn logout_clears_the_cookie_and_ends_the_session() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
 
     let response = app.logout(&refresh).await;
@@ -375,7 +375,7 @@ async fn logout_clears_the_cookie_and_ends_the_session() {
 
 #[tokio::test]
 async fn logout_without_a_cookie_still_succeeds() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     let response = app.send(request(Method::POST, "/logout", &[])).await;
 
@@ -385,7 +385,7 @@ async fn logout_without_a_cookie_still_succeeds() {
 
 #[tokio::test]
 async fn logout_from_the_html_form_redirects_to_the_login_page() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
 
     let response = app
@@ -407,7 +407,7 @@ async fn logout_from_the_html_form_redirects_to_the_login_page() {
 #[tokio::test]
 async fn an_access_token_stays_valid_after_logout_until_it_expires() {
     // Documented: access tokens are stateless (API.md, Tokens).
-    let app = TestApp::new().await;
+    let app = test_app!();
     let login = app.signed_in_ann().await;
     let access = login.access_token();
     assert_eq!(
@@ -428,7 +428,7 @@ async fn an_access_token_stays_valid_after_logout_until_it_expires() {
 
 #[tokio::test]
 async fn logging_out_with_a_superseded_cookie_still_ends_the_session() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let old = app.signed_in_ann().await.refresh_token();
     app.advance(60);
     let current = app.refresh(&old).await.refresh_token();
@@ -441,7 +441,7 @@ async fn logging_out_with_a_superseded_cookie_still_ends_the_session() {
 
 #[tokio::test]
 async fn logging_out_with_an_expired_cookie_still_succeeds() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
     app.advance(86_401);
 
@@ -453,7 +453,7 @@ async fn logging_out_with_an_expired_cookie_still_succeeds() {
 
 #[tokio::test]
 async fn get_and_head_on_logout_and_token_are_refused_with_405_and_an_allow_header() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
 
     for path in ["/logout", "/token"] {
@@ -485,7 +485,7 @@ async fn get_and_head_on_logout_and_token_are_refused_with_405_and_an_allow_head
 
 #[tokio::test]
 async fn a_foreign_origin_cannot_refresh_log_out_or_post_the_login_form() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
     let with_cookie = cookie(&refresh);
     let headers = [("origin", EVIL), ("cookie", with_cookie.as_str())];
@@ -520,7 +520,7 @@ async fn a_foreign_origin_cannot_refresh_log_out_or_post_the_login_form() {
 
 #[tokio::test]
 async fn the_origin_rejected_event_names_the_origin() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     app.send(request(Method::POST, "/token", &[("origin", EVIL)]))
         .await;
@@ -538,7 +538,7 @@ async fn the_origin_rejected_event_names_the_origin() {
 
 #[tokio::test]
 async fn the_origin_rejected_event_names_the_client_address() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     app.send(request(Method::POST, "/token", &[("origin", EVIL)]))
         .await;
@@ -553,7 +553,7 @@ async fn the_origin_rejected_event_names_the_client_address() {
 
 #[tokio::test]
 async fn a_cross_site_fetch_without_origin_is_refused() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
     let with_cookie = cookie(&refresh);
     let headers = [
@@ -579,7 +579,7 @@ async fn a_cross_site_fetch_without_origin_is_refused() {
 
 #[tokio::test]
 async fn an_opaque_null_origin_is_refused() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
 
     let response = app
@@ -600,7 +600,7 @@ async fn an_opaque_null_origin_is_refused() {
 
 #[tokio::test]
 async fn the_same_origin_may_refresh_log_in_and_log_out() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
     let origin = format!("http://{HOST}");
     let browser = [
@@ -639,7 +639,7 @@ async fn the_same_origin_may_refresh_log_in_and_log_out() {
 
 #[tokio::test]
 async fn the_same_host_over_https_behind_a_proxy_is_the_same_origin() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
 
     let response = app
@@ -659,7 +659,7 @@ async fn the_same_host_over_https_behind_a_proxy_is_the_same_origin() {
 
 #[tokio::test]
 async fn the_same_host_on_another_port_is_another_origin() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
 
     let response = app
@@ -680,7 +680,7 @@ async fn the_same_host_on_another_port_is_another_origin() {
 
 #[tokio::test]
 async fn an_allowed_cors_origin_may_refresh_and_sees_its_origin_echoed() {
-    let app = TestApp::with(&[("CORS_ALLOWED_ORIGINS", SPA)]).await;
+    let app = test_app!(&[("CORS_ALLOWED_ORIGINS", SPA)]);
     let refresh = app.signed_in_ann().await.refresh_token();
 
     let response = app
@@ -728,7 +728,7 @@ async fn an_allowed_cors_origin_may_refresh_and_sees_its_origin_echoed() {
 
 #[tokio::test]
 async fn an_allowed_cors_origin_may_post_the_login_form() {
-    let app = TestApp::with(&[("CORS_ALLOWED_ORIGINS", SPA)]).await;
+    let app = test_app!(&[("CORS_ALLOWED_ORIGINS", SPA)]);
     app.add_user("ann", PASSWORD).await;
 
     let response = app
@@ -748,7 +748,7 @@ async fn an_allowed_cors_origin_may_post_the_login_form() {
 
 #[tokio::test]
 async fn a_cors_preflight_from_an_allowed_origin_is_answered_with_credentials() {
-    let app = TestApp::with(&[("CORS_ALLOWED_ORIGINS", SPA)]).await;
+    let app = test_app!(&[("CORS_ALLOWED_ORIGINS", SPA)]);
 
     let response = app
         .send(request(
@@ -781,7 +781,7 @@ async fn a_cors_preflight_from_an_allowed_origin_is_answered_with_credentials() 
 
 #[tokio::test]
 async fn a_cors_preflight_from_an_unlisted_origin_gets_no_allow_origin() {
-    let app = TestApp::with(&[("CORS_ALLOWED_ORIGINS", SPA)]).await;
+    let app = test_app!(&[("CORS_ALLOWED_ORIGINS", SPA)]);
 
     let response = app
         .send(request(
@@ -800,7 +800,7 @@ async fn a_cors_preflight_from_an_unlisted_origin_gets_no_allow_origin() {
 
 #[tokio::test]
 async fn an_unlisted_origin_is_refused_even_when_cors_is_configured() {
-    let app = TestApp::with(&[("CORS_ALLOWED_ORIGINS", SPA)]).await;
+    let app = test_app!(&[("CORS_ALLOWED_ORIGINS", SPA)]);
     let refresh = app.signed_in_ann().await.refresh_token();
 
     let response = app
@@ -824,7 +824,7 @@ async fn an_unlisted_origin_is_refused_even_when_cors_is_configured() {
 
 #[tokio::test]
 async fn protected_answers_with_the_token_holder() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let ann = app.add_user("ann", PASSWORD).await;
     let access = app.login("ann", PASSWORD).await.access_token();
 
@@ -841,7 +841,7 @@ async fn protected_answers_with_the_token_holder() {
 
 #[tokio::test]
 async fn me_answers_with_the_user_and_the_current_session() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let ann = app.add_user("ann", PASSWORD).await;
     let access = app.login("ann", PASSWORD).await.access_token();
 
@@ -863,7 +863,7 @@ async fn me_answers_with_the_user_and_the_current_session() {
 
 #[tokio::test]
 async fn bearer_endpoints_without_a_token_ask_for_one() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for (method, path) in [
         (Method::GET, "/protected"),
@@ -887,7 +887,7 @@ async fn bearer_endpoints_without_a_token_ask_for_one() {
 
 #[tokio::test]
 async fn bearer_endpoints_with_a_bad_or_expired_token_say_invalid_token() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
     app.advance(900);
 
@@ -913,7 +913,7 @@ async fn bearer_endpoints_with_a_bad_or_expired_token_say_invalid_token() {
 
 #[tokio::test]
 async fn an_access_token_works_until_just_before_it_expires() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
 
     app.advance(899);
@@ -930,7 +930,7 @@ async fn an_access_token_works_until_just_before_it_expires() {
 
 #[tokio::test]
 async fn a_refresh_token_is_not_accepted_as_an_access_token() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
 
     let response = app.get_with_bearer("/protected", &refresh).await;
@@ -943,7 +943,7 @@ async fn a_refresh_token_is_not_accepted_as_an_access_token() {
 
 #[tokio::test]
 async fn sessions_lists_each_sign_in_with_its_device_and_marks_the_current_one() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
     login_with_agent(&app, "ann", "LaptopBrowser/1.0").await;
     app.advance(60);
@@ -986,7 +986,7 @@ async fn sessions_lists_each_sign_in_with_its_device_and_marks_the_current_one()
 
 #[tokio::test]
 async fn sessions_show_the_client_address_of_each_sign_in() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
 
     let sessions = sessions_of(&app, &access).await;
@@ -996,7 +996,7 @@ async fn sessions_show_the_client_address_of_each_sign_in() {
 
 #[tokio::test]
 async fn sessions_over_a_real_socket_show_the_peer_address() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
     let server = TestServer::start(app.state.clone()).await;
     let client = reqwest::Client::new();
@@ -1028,7 +1028,7 @@ async fn sessions_over_a_real_socket_show_the_peer_address() {
 
 #[tokio::test]
 async fn sessions_shows_neither_ended_sessions_nor_other_users_sessions() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
     app.add_user("bob", PASSWORD).await;
     let ended = app.login("ann", PASSWORD).await.refresh_token();
@@ -1044,7 +1044,7 @@ async fn sessions_shows_neither_ended_sessions_nor_other_users_sessions() {
 
 #[tokio::test]
 async fn revoking_one_session_ends_it_and_keeps_the_others() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
     let laptop = login_with_agent(&app, "ann", "LaptopBrowser/1.0").await;
     let phone = login_with_agent(&app, "ann", "PhoneBrowser/2.0").await;
@@ -1088,7 +1088,7 @@ async fn revoking_one_session_ends_it_and_keeps_the_others() {
 
 #[tokio::test]
 async fn a_refresh_moves_the_sessions_last_use() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let login = app.signed_in_ann().await;
     app.advance(120);
 
@@ -1106,7 +1106,7 @@ async fn a_refresh_moves_the_sessions_last_use() {
 
 #[tokio::test]
 async fn a_session_listed_expires_at_its_absolute_end_when_that_comes_first() {
-    let app = TestApp::with(&[("SESSION_MAX_LIFETIME", "3600")]).await;
+    let app = test_app!(&[("SESSION_MAX_LIFETIME", "3600")]);
     let access = app.signed_in_ann().await.access_token();
 
     let sessions = sessions_of(&app, &access).await;
@@ -1116,7 +1116,7 @@ async fn a_session_listed_expires_at_its_absolute_end_when_that_comes_first() {
 
 #[tokio::test]
 async fn sessions_that_ran_out_of_idle_time_are_not_listed() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let stale = app.signed_in_ann().await.refresh_token();
     app.advance(86_400);
 
@@ -1130,7 +1130,7 @@ async fn sessions_that_ran_out_of_idle_time_are_not_listed() {
 
 #[tokio::test]
 async fn revoking_the_current_session_by_id_ends_it() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let login = app.signed_in_ann().await;
     let access = login.access_token();
     let me = app.get_with_bearer("/me", &access).await.json();
@@ -1149,7 +1149,7 @@ async fn revoking_the_current_session_by_id_ends_it() {
 
 #[tokio::test]
 async fn another_users_session_or_an_unknown_id_cannot_be_revoked() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
     app.add_user("bob", PASSWORD).await;
     let ann = app.login("ann", PASSWORD).await.access_token();
@@ -1179,7 +1179,7 @@ async fn another_users_session_or_an_unknown_id_cannot_be_revoked() {
 
 #[tokio::test]
 async fn revoking_an_already_revoked_session_is_not_found() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
     let first = app.login("ann", PASSWORD).await;
     let second = app.login("ann", PASSWORD).await.access_token();
@@ -1205,7 +1205,7 @@ async fn revoking_an_already_revoked_session_is_not_found() {
 
 #[tokio::test]
 async fn logging_out_everywhere_ends_every_session_of_the_caller_only() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
     app.add_user("bob", PASSWORD).await;
     let ann_one = app.login("ann", PASSWORD).await;
@@ -1246,7 +1246,7 @@ async fn logging_out_everywhere_ends_every_session_of_the_caller_only() {
 
 #[tokio::test]
 async fn registering_creates_an_account_that_can_sign_in() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     let response = register(&app, "carol", PASSWORD).await;
 
@@ -1272,7 +1272,7 @@ async fn registering_creates_an_account_that_can_sign_in() {
 
 #[tokio::test]
 async fn registering_a_taken_username_is_a_conflict() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     assert_eq!(
         register(&app, "carol", PASSWORD).await.status,
         StatusCode::CREATED
@@ -1292,7 +1292,7 @@ async fn registering_a_taken_username_is_a_conflict() {
 
 #[tokio::test]
 async fn usernames_are_case_insensitive() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     assert_eq!(
         register(&app, "ann", PASSWORD).await.status,
         StatusCode::CREATED
@@ -1307,7 +1307,7 @@ async fn usernames_are_case_insensitive() {
 
 #[tokio::test]
 async fn passwords_outside_8_to_72_bytes_are_too_weak() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for (name, password) in [("seven", "x".repeat(7)), ("seventythree", "x".repeat(73))] {
         let response = register(&app, name, &password).await;
@@ -1328,7 +1328,7 @@ async fn passwords_outside_8_to_72_bytes_are_too_weak() {
 
 #[tokio::test]
 async fn a_password_of_exactly_8_bytes_is_accepted() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let password = "x".repeat(8);
 
     let response = register(&app, "eight", &password).await;
@@ -1339,7 +1339,7 @@ async fn a_password_of_exactly_8_bytes_is_accepted() {
 
 #[tokio::test]
 async fn a_password_of_exactly_72_bytes_is_accepted() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     // 72 bytes made of 2-byte characters: the limit is bytes, not characters.
     let password = "é".repeat(36);
     assert_eq!(password.len(), 72);
@@ -1355,7 +1355,7 @@ async fn a_password_of_exactly_72_bytes_is_accepted() {
 
 #[tokio::test]
 async fn an_account_with_a_72_byte_password_can_sign_in() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let password = "q".repeat(72);
     let hash = bcrypt::hash(&password, 4).unwrap();
     app.store
@@ -1375,7 +1375,7 @@ async fn an_account_with_a_72_byte_password_can_sign_in() {
 
 #[tokio::test]
 async fn registration_can_be_closed() {
-    let app = TestApp::with(&[("REGISTRATION_OPEN", "false")]).await;
+    let app = test_app!(&[("REGISTRATION_OPEN", "false")]);
 
     let response = register(&app, "carol", PASSWORD).await;
 
@@ -1389,7 +1389,7 @@ async fn registration_can_be_closed() {
 
 #[tokio::test]
 async fn the_sign_up_form_leads_to_the_login_page_with_a_notice() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     let response = app
         .send(form_post(
@@ -1417,7 +1417,7 @@ async fn the_sign_up_form_leads_to_the_login_page_with_a_notice() {
 
 #[tokio::test]
 async fn a_failed_sign_up_form_shows_the_form_again_with_the_reason() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("carol", PASSWORD).await;
 
     let taken = app
@@ -1447,7 +1447,7 @@ async fn a_failed_sign_up_form_shows_the_form_again_with_the_reason() {
 
 #[tokio::test]
 async fn with_registration_closed_the_sign_up_page_offers_no_form() {
-    let app = TestApp::with(&[("REGISTRATION_OPEN", "false")]).await;
+    let app = test_app!(&[("REGISTRATION_OPEN", "false")]);
 
     let page = app.send(request(Method::GET, "/register", &[])).await;
     let index = app.send(request(Method::GET, "/", &[])).await;
@@ -1470,7 +1470,7 @@ async fn with_registration_closed_the_sign_up_page_offers_no_form() {
 
 #[tokio::test]
 async fn an_event_carries_the_time_and_the_request_id_of_its_response() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
     app.advance(42);
 
@@ -1485,7 +1485,7 @@ async fn an_event_carries_the_time_and_the_request_id_of_its_response() {
 
 #[tokio::test]
 async fn a_client_request_id_is_echoed_and_recorded() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
     let mut login = json_post(
         "/login",
@@ -1504,7 +1504,7 @@ async fn a_client_request_id_is_echoed_and_recorded() {
 
 #[tokio::test]
 async fn logout_and_revocations_name_the_user_and_session() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let ann = app.add_user("ann", PASSWORD).await;
     let one = app.login("ann", PASSWORD).await;
     let two = app.login("ann", PASSWORD).await;
@@ -1535,7 +1535,7 @@ async fn logout_and_revocations_name_the_user_and_session() {
 
 #[tokio::test]
 async fn the_login_event_names_the_session_it_started() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
     let sid = app.get_with_bearer("/me", &access).await.json()["session_id"].clone();
 
@@ -1552,7 +1552,7 @@ async fn the_login_event_names_the_session_it_started() {
 
 #[tokio::test]
 async fn healthz_is_up_while_the_store_answers() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     let response = app.send(request(Method::GET, "/healthz", &[])).await;
 
@@ -1562,7 +1562,7 @@ async fn healthz_is_up_while_the_store_answers() {
 
 #[tokio::test]
 async fn healthz_is_unavailable_when_the_store_is_closed() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.store.close().await;
 
     let response = app.send(request(Method::GET, "/healthz", &[])).await;
@@ -1621,7 +1621,7 @@ fn assert_no_inline_script(path: &str, html: &str) {
 
 #[tokio::test]
 async fn pages_carry_the_security_headers() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for path in ["/", "/login", "/register"] {
         let response = app.send(request(Method::GET, path, &[])).await;
@@ -1632,7 +1632,7 @@ async fn pages_carry_the_security_headers() {
 
 #[tokio::test]
 async fn the_home_page_links_to_the_demo_and_sign_up() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     let html = app.send(request(Method::GET, "/", &[])).await.text();
 
@@ -1643,7 +1643,7 @@ async fn the_home_page_links_to_the_demo_and_sign_up() {
 
 #[tokio::test]
 async fn the_demo_page_carries_the_security_headers_and_loads_its_script_from_a_file() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
 
     let response = app
@@ -1662,7 +1662,7 @@ async fn the_demo_page_carries_the_security_headers_and_loads_its_script_from_a_
 
 #[tokio::test]
 async fn the_login_page_has_a_form_that_works_without_javascript() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     let html = app
         .send(request(Method::GET, "/login?next=/app/settings", &[]))
@@ -1683,7 +1683,7 @@ async fn the_login_page_has_a_form_that_works_without_javascript() {
 
 #[tokio::test]
 async fn the_login_page_does_not_carry_a_foreign_next_into_its_form() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     let html = app
         .send(request(Method::GET, "/login?next=//evil.com", &[]))
@@ -1696,7 +1696,7 @@ async fn the_login_page_does_not_carry_a_foreign_next_into_its_form() {
 
 #[tokio::test]
 async fn the_demo_without_a_cookie_sends_the_browser_to_sign_in() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     let response = app.send(request(Method::GET, "/app", &[])).await;
 
@@ -1706,7 +1706,7 @@ async fn the_demo_without_a_cookie_sends_the_browser_to_sign_in() {
 
 #[tokio::test]
 async fn static_files_are_served_with_their_content_types() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for (path, expected) in [
         ("/static/app.js", "text/javascript"),
@@ -1723,7 +1723,7 @@ async fn static_files_are_served_with_their_content_types() {
 
 #[tokio::test]
 async fn an_unknown_path_is_a_json_404() {
-    let app = TestApp::new().await;
+    let app = test_app!();
 
     for path in ["/nope", "/static/nope.js", "/static/../Cargo.toml"] {
         let response = app.send(request(Method::GET, path, &[])).await;
@@ -1736,15 +1736,12 @@ async fn an_unknown_path_is_a_json_404() {
 
 #[tokio::test]
 async fn a_user_added_with_the_cli_can_sign_in_with_their_role() {
-    let app = TestApp::new().await;
-    let db = app.dir.path().join("latchkey.db");
-    let mut vars = test_vars(&app.dir, &[]);
-    vars.insert("DATABASE_URL".into(), format!("sqlite://{}", db.display()));
+    let app = test_app!();
 
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["user", "add", "bob", "--role", "admin"])
         .env_clear()
-        .envs(&vars)
+        .envs(&app.vars)
         .current_dir(app.dir.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -1779,13 +1776,12 @@ async fn a_user_added_with_the_cli_can_sign_in_with_their_role() {
 
 #[tokio::test]
 async fn the_cli_refuses_a_weak_password_and_creates_nobody() {
-    let app = TestApp::new().await;
-    let vars = test_vars(&app.dir, &[]);
+    let app = test_app!();
 
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["user", "add", "bob"])
         .env_clear()
-        .envs(&vars)
+        .envs(&app.vars)
         .current_dir(app.dir.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -1806,7 +1802,7 @@ async fn the_cli_refuses_a_weak_password_and_creates_nobody() {
 
 #[tokio::test]
 async fn a_cheaper_stored_hash_is_upgraded_at_the_next_sign_in() {
-    let app = TestApp::with(&[("BCRYPT_COST", "5")]).await;
+    let app = test_app!(&[("BCRYPT_COST", "5")]);
     let old_hash = bcrypt::hash(PASSWORD, 4).unwrap();
     assert!(old_hash.starts_with("$2b$04$"), "{old_hash}");
     app.store
@@ -1835,7 +1831,7 @@ async fn a_cheaper_stored_hash_is_upgraded_at_the_next_sign_in() {
 
 #[tokio::test]
 async fn a_failed_sign_in_does_not_touch_a_cheaper_stored_hash() {
-    let app = TestApp::with(&[("BCRYPT_COST", "5")]).await;
+    let app = test_app!(&[("BCRYPT_COST", "5")]);
     let old_hash = bcrypt::hash(PASSWORD, 4).unwrap();
     app.store
         .create_user(
@@ -1862,7 +1858,7 @@ async fn a_failed_sign_in_does_not_touch_a_cheaper_stored_hash() {
 async fn a_password_longer_than_72_bytes_is_refused_not_truncated() {
     // bcrypt reads only 72 bytes: a 100-byte password that starts with the
     // real one would pass if the server truncated.
-    let app = TestApp::new().await;
+    let app = test_app!();
     let real: String = "p".repeat(60) + "0123456789AB";
     assert_eq!(real.len(), 72);
     let hash = bcrypt::hash(&real, 4).unwrap();

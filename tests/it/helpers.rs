@@ -1,10 +1,14 @@
-//! Test helpers named by intent. Every `TestApp` has its own SQLite file in a
-//! fresh temporary directory and its own clock, which tests move by hand.
+//! Test helpers named by intent. Every `TestApp` has its own store (a SQLite
+//! file in a fresh temporary directory, or a fresh PostgreSQL database) and
+//! its own clock, which tests move by hand.
 
 #![allow(dead_code)]
 
+mod database;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::Router;
@@ -14,24 +18,100 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use cookie::Cookie;
 use http_body_util::BodyExt;
 use latchkey::clock::ManualClock;
-use latchkey::config::Config;
-use latchkey::store::{SqliteStore, User};
+use latchkey::config::{Config, Database};
+use latchkey::store::{PostgresStore, SqliteStore, Store, User};
 use latchkey::{AppState, build_app};
 use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
+
+pub use database::TestDatabase;
 
 /// A fixed, realistic starting time (2026-01-01T00:00:00Z).
 pub const START: i64 = 1_767_225_600;
 pub const PASSWORD: &str = "correct horse battery";
 pub const CLIENT_ADDR: ([u8; 4], u16) = ([203, 0, 113, 7], 40_000);
 
+/// The store a suite runs on: `sqlite.rs` and `postgres.rs` each stamp the
+/// behaviour suite with one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// The app of the enclosing suite's store (`STORE` of `sqlite.rs` or
+/// `postgres.rs`), configured with the optional overrides. Where that store is
+/// not available (PostgreSQL without `TEST_DATABASE_URL`), it returns from the
+/// test after a notice: the test is skipped.
+macro_rules! test_app {
+    () => {
+        test_app!(&[])
+    };
+    ($overrides:expr) => {
+        match $crate::helpers::TestApp::on(super::STORE, $overrides).await {
+            Some(app) => app,
+            None => return,
+        }
+    };
+}
+
 pub struct TestApp {
     pub router: Router,
     pub state: AppState,
     pub clock: ManualClock,
-    pub store: Arc<SqliteStore>,
+    pub store: TestStore,
     pub dir: TempDir,
+    /// The settings the app was configured with (`DATABASE_URL` names its store).
+    pub vars: HashMap<String, String>,
+    /// Last, so the database goes after everything that uses it.
+    database: Option<TestDatabase>,
+}
+
+/// The app's store, concrete so that tests can close it; otherwise a `Store`.
+#[derive(Clone)]
+pub enum TestStore {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl TestStore {
+    pub async fn open(database: &Database) -> Self {
+        match database {
+            Database::SqliteFile(path) => {
+                Self::Sqlite(Arc::new(SqliteStore::open(path).await.expect("open store")))
+            }
+            Database::Postgres(url) => Self::Postgres(Arc::new(
+                PostgresStore::connect(url).await.expect("open store"),
+            )),
+            Database::SqliteMemory => panic!("tests use a SQLite file"),
+        }
+    }
+
+    pub fn shared(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(store) => store.clone(),
+            Self::Postgres(store) => store.clone(),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(store) => store.close().await,
+            Self::Postgres(store) => store.close().await,
+        }
+    }
+}
+
+impl Deref for TestStore {
+    type Target = dyn Store;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Self::Sqlite(store) => store.as_ref(),
+            Self::Postgres(store) => store.as_ref(),
+        }
+    }
 }
 
 /// The settings every test starts from; `overrides` replace or add to them.
@@ -62,29 +142,45 @@ pub fn config_from(
 }
 
 impl TestApp {
+    /// An app on SQLite, for tests outside the two-store suite. In the suite's
+    /// files use `test_app!`, or the `postgres::` copy runs on SQLite too.
     pub async fn new() -> Self {
         Self::with(&[]).await
     }
 
+    /// An app on SQLite with `overrides`, for tests outside the suite.
     pub async fn with(overrides: &[(&str, &str)]) -> Self {
+        Self::on(StoreKind::Sqlite, overrides)
+            .await
+            .expect("SQLite is always there")
+    }
+
+    /// An app on `store`, or `None` when that store is not available here
+    /// (PostgreSQL without `TEST_DATABASE_URL`; see `TestDatabase::create`).
+    pub async fn on(store: StoreKind, overrides: &[(&str, &str)]) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = config_from(&test_vars(&dir, overrides)).expect("valid test config");
-        let path = config
-            .database
-            .sqlite_path()
-            .expect("sqlite file")
-            .to_owned();
-        let store = Arc::new(SqliteStore::open(&path).await.expect("open store"));
+        let mut vars = test_vars(&dir, overrides);
+        let database = match store {
+            StoreKind::Sqlite => None,
+            StoreKind::Postgres => Some(TestDatabase::create().await?),
+        };
+        if let Some(database) = &database {
+            vars.insert("DATABASE_URL".into(), database.url.clone());
+        }
+        let config = config_from(&vars).expect("valid test config");
+        let store = TestStore::open(&config.database).await;
         let clock = ManualClock::starting_at(START);
-        let state = AppState::with_clock(config, store.clone(), Arc::new(clock.clone()));
+        let state = AppState::with_clock(config, store.shared(), Arc::new(clock.clone()));
         let router = build_app(state.clone()).layer(MockConnectInfo(SocketAddr::from(CLIENT_ADDR)));
-        Self {
+        Some(Self {
             router,
             state,
             clock,
             store,
             dir,
-        }
+            vars,
+            database,
+        })
     }
 
     pub fn advance(&self, seconds: i64) {

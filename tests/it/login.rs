@@ -14,7 +14,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn login_returns_an_access_token_and_sets_the_refresh_cookie() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let response = app.signed_in_ann().await;
 
     let body = response.json();
@@ -38,7 +38,7 @@ async fn login_returns_an_access_token_and_sets_the_refresh_cookie() {
 
 #[tokio::test]
 async fn unknown_user_and_wrong_password_get_identical_answers() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     let wrong_password = app.login("ann", "not the password").await;
@@ -65,7 +65,7 @@ fn jwt_parts(token: &str) -> (Value, Value) {
 
 #[tokio::test]
 async fn login_answers_in_json() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let response = app.signed_in_ann().await;
 
     assert!(
@@ -81,7 +81,7 @@ async fn login_answers_in_json() {
 
 #[tokio::test]
 async fn the_access_token_names_the_user_and_session_and_lives_jwt_expiration() {
-    let app = TestApp::with(&[("JWT_EXPIRATION", "60")]).await;
+    let app = test_app!(&[("JWT_EXPIRATION", "60")]);
     let ann = app.add_user("ann", PASSWORD).await;
     let response = app.login("ann", PASSWORD).await;
     assert_eq!(response.json()["expires_in"], 60);
@@ -110,7 +110,7 @@ async fn the_access_token_names_the_user_and_session_and_lives_jwt_expiration() 
 
 #[tokio::test]
 async fn the_refresh_token_is_not_an_access_token_and_holds_no_password() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let response = app.signed_in_ann().await;
 
     let (header, claims) = jwt_parts(&response.refresh_token());
@@ -122,7 +122,7 @@ async fn the_refresh_token_is_not_an_access_token_and_holds_no_password() {
 
 #[tokio::test]
 async fn each_login_starts_a_new_session() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     let one = app.login("ann", PASSWORD).await;
@@ -144,7 +144,7 @@ async fn each_login_starts_a_new_session() {
 
 #[tokio::test]
 async fn the_username_at_login_ignores_case_and_surrounding_spaces() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     for username in ["ANN", "Ann", "  ann  "] {
@@ -160,7 +160,7 @@ async fn the_username_at_login_ignores_case_and_surrounding_spaces() {
 
 #[tokio::test]
 async fn the_password_is_compared_exactly() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     for wrong in [
@@ -176,7 +176,7 @@ async fn the_password_is_compared_exactly() {
 
 #[tokio::test]
 async fn the_cookie_never_outlives_the_session_maximum() {
-    let app = TestApp::with(&[("SESSION_MAX_LIFETIME", "3600")]).await;
+    let app = test_app!(&[("SESSION_MAX_LIFETIME", "3600")]);
 
     let response = app.signed_in_ann().await;
 
@@ -185,7 +185,7 @@ async fn the_cookie_never_outlives_the_session_maximum() {
 
 #[tokio::test]
 async fn the_cookie_lives_jwt_refresh_expiration() {
-    let app = TestApp::with(&[("JWT_REFRESH_EXPIRATION", "7200")]).await;
+    let app = test_app!(&[("JWT_REFRESH_EXPIRATION", "7200")]);
 
     let response = app.signed_in_ann().await;
 
@@ -194,7 +194,7 @@ async fn the_cookie_lives_jwt_refresh_expiration() {
 
 #[tokio::test]
 async fn without_secure_cookies_the_cookie_drops_the_host_prefix_and_secure() {
-    let app = TestApp::with(&[("COOKIE_SECURE", "false")]).await;
+    let app = test_app!(&[("COOKIE_SECURE", "false")]);
     let response = app.signed_in_ann().await;
 
     let cookie = response.refresh_cookie().expect("refresh cookie");
@@ -226,7 +226,7 @@ async fn samesite_follows_the_configuration() {
         ("none", cookie::SameSite::None),
         ("strict", cookie::SameSite::Strict),
     ] {
-        let app = TestApp::with(&[("COOKIE_SAMESITE", setting)]).await;
+        let app = test_app!(&[("COOKIE_SAMESITE", setting)]);
         let response = app.signed_in_ann().await;
         let cookie = response.refresh_cookie().expect("refresh cookie");
         assert_eq!(cookie.same_site(), Some(expected), "{setting}");
@@ -236,7 +236,7 @@ async fn samesite_follows_the_configuration() {
 
 #[tokio::test]
 async fn logins_are_recorded_in_the_audit_trail() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     app.login("ann", "not the password").await;
@@ -280,7 +280,7 @@ async fn fail_until_throttled(app: &TestApp, username: &str, limit: usize) -> Op
 
 #[tokio::test]
 async fn repeated_failures_are_throttled_with_retry_after_and_the_wait_ends() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     let throttled = fail_until_throttled(&app, "ann", 200)
@@ -313,7 +313,7 @@ async fn repeated_failures_are_throttled_with_retry_after_and_the_wait_ends() {
 
 #[tokio::test]
 async fn unknown_usernames_are_throttled_like_known_ones() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     let known = fail_until_throttled(&app, "ann", 200).await;
@@ -326,7 +326,7 @@ async fn unknown_usernames_are_throttled_like_known_ones() {
 
 #[tokio::test]
 async fn one_address_guessing_one_account_is_throttled_after_a_few_failures() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     let throttled = fail_until_throttled(&app, "ann", 10).await;
@@ -336,7 +336,7 @@ async fn one_address_guessing_one_account_is_throttled_after_a_few_failures() {
 
 #[tokio::test]
 async fn over_a_real_socket_one_address_is_throttled_after_a_few_failures() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
     let server = TestServer::start(app.state.clone()).await;
     let http = reqwest::Client::new();
@@ -362,7 +362,7 @@ async fn over_a_real_socket_one_address_is_throttled_after_a_few_failures() {
 
 #[tokio::test]
 async fn a_success_forgives_earlier_failures() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.add_user("ann", PASSWORD).await;
 
     for _ in 0..4 {
@@ -398,7 +398,7 @@ async fn median_login_time(app: &TestApp, username: &str, runs: usize) -> Durati
 async fn an_unknown_user_costs_as_much_bcrypt_work_as_a_wrong_password() {
     // Cost 10 makes one verification take milliseconds: skipping it for
     // unknown users would show as a difference of an order of magnitude.
-    let app = TestApp::with(&[("BCRYPT_COST", "10")]).await;
+    let app = test_app!(&[("BCRYPT_COST", "10")]);
     app.add_user("ann", PASSWORD).await;
     // The first unknown-user login also makes the dummy hash; warm it up.
     app.login("warm-up", "not the password").await;

@@ -3,13 +3,33 @@
 // A failed expectation in a test should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod helpers;
 
-mod bad_input;
+/// The behaviour suite: endpoints, rotation, tokens, bad input. Stamped once
+/// per store (as tower-sessions' `route_tests!`), so `sqlite::rotation::…` and
+/// `postgres::rotation::…` are the same tests; `test_app!` in them opens the
+/// store of the module that stamped them.
+macro_rules! store_suite {
+    () => {
+        #[path = "bad_input.rs"]
+        mod bad_input;
+        #[path = "endpoints.rs"]
+        mod endpoints;
+        #[path = "login.rs"]
+        mod login;
+        #[path = "rotation.rs"]
+        mod rotation;
+        #[path = "tokens.rs"]
+        mod tokens;
+    };
+}
+
+mod postgres;
+mod sqlite;
+
+// Once, not per store: configuration parsing and development secrets (SQLite
+// file), the log canary (reads SQLite's files), and the browser.
 mod browser;
 mod config;
-mod endpoints;
-mod login;
 mod logs;
-mod rotation;
-mod tokens;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use latchkey::store::{Session, Store};
+use latchkey::store::Session;
 
 use crate::helpers::*;
 
@@ -76,7 +76,7 @@ fn post_token_with_cookie_header(value: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn rotating_returns_a_new_access_token_and_a_different_refresh_cookie_that_then_works() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (access0, refresh0, _) = ann_signed_in(&app).await;
     app.advance(1);
 
@@ -113,7 +113,7 @@ async fn rotating_returns_a_new_access_token_and_a_different_refresh_cookie_that
 
 #[tokio::test]
 async fn a_routine_rotation_is_not_an_audit_event_but_updates_last_use() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (_, refresh0, sid) = ann_signed_in(&app).await;
     let events_before = app.event_kinds().await;
 
@@ -131,7 +131,7 @@ async fn a_routine_rotation_is_not_an_audit_event_but_updates_last_use() {
 
 #[tokio::test]
 async fn the_token_just_rotated_away_gets_the_current_cookie_back_within_the_grace_window() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (_, refresh0, sid) = ann_signed_in(&app).await;
 
     let rotated = rotate_ok(&app, &refresh0).await;
@@ -181,7 +181,7 @@ async fn the_token_just_rotated_away_gets_the_current_cookie_back_within_the_gra
 
 #[tokio::test]
 async fn the_grace_window_is_less_than_refresh_reuse_grace_seconds() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (_, refresh0, _) = ann_signed_in(&app).await;
     rotate_ok(&app, &refresh0).await;
 
@@ -198,7 +198,7 @@ async fn the_grace_window_is_less_than_refresh_reuse_grace_seconds() {
 
 #[tokio::test]
 async fn the_previous_token_after_the_grace_window_is_reuse_and_kills_the_whole_session() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (_, refresh0, sid) = ann_signed_in(&app).await;
     let refresh1 = rotate_ok(&app, &refresh0).await.refresh_token();
 
@@ -222,7 +222,7 @@ async fn the_previous_token_after_the_grace_window_is_reuse_and_kills_the_whole_
 
 #[tokio::test]
 async fn a_token_two_generations_old_is_reuse_even_inside_the_grace_window() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (_, refresh0, sid) = ann_signed_in(&app).await;
     let refresh1 = rotate_ok(&app, &refresh0).await.refresh_token();
     let refresh2 = rotate_ok(&app, &refresh1).await.refresh_token();
@@ -243,7 +243,7 @@ async fn a_token_two_generations_old_is_reuse_even_inside_the_grace_window() {
 
 #[tokio::test]
 async fn an_old_token_past_its_own_expiry_is_still_reuse_while_the_session_lives() {
-    let app = TestApp::with(&[("JWT_REFRESH_EXPIRATION", "60")]).await;
+    let app = test_app!(&[("JWT_REFRESH_EXPIRATION", "60")]);
     let (_, stale, sid) = ann_signed_in(&app).await;
     // The holder keeps the session alive well past the first token's expiry.
     let mut current = stale.clone();
@@ -264,7 +264,7 @@ async fn an_old_token_past_its_own_expiry_is_still_reuse_while_the_session_lives
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_concurrent_refreshes_with_one_cookie_leave_exactly_one_live_chain() {
     const CALLS: usize = 32;
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (_, refresh0, sid) = ann_signed_in(&app).await;
 
     let server = TestServer::start(app.state.clone()).await;
@@ -346,11 +346,10 @@ async fn thirty_two_concurrent_refreshes_with_one_cookie_leave_exactly_one_live_
 
 #[tokio::test]
 async fn an_unused_session_expires_after_jwt_refresh_expiration() {
-    let app = TestApp::with(&[
+    let app = test_app!(&[
         ("JWT_REFRESH_EXPIRATION", "60"),
         ("REFRESH_REUSE_GRACE", "5"),
-    ])
-    .await;
+    ]);
     let login = app.signed_in_ann().await;
     assert_eq!(login.max_age(), 60);
     let refresh0 = login.refresh_token();
@@ -362,11 +361,10 @@ async fn an_unused_session_expires_after_jwt_refresh_expiration() {
 
 #[tokio::test]
 async fn rotating_before_the_idle_timeout_slides_it_forward() {
-    let app = TestApp::with(&[
+    let app = test_app!(&[
         ("JWT_REFRESH_EXPIRATION", "60"),
         ("REFRESH_REUSE_GRACE", "5"),
-    ])
-    .await;
+    ]);
     let refresh0 = app.signed_in_ann().await.refresh_token();
 
     app.advance(30);
@@ -391,11 +389,10 @@ async fn rotating_before_the_idle_timeout_slides_it_forward() {
 
 #[tokio::test]
 async fn rotation_never_extends_the_absolute_session_lifetime() {
-    let app = TestApp::with(&[
+    let app = test_app!(&[
         ("SESSION_MAX_LIFETIME", "100"),
         ("JWT_REFRESH_EXPIRATION", "60"),
-    ])
-    .await;
+    ]);
     let login = app.signed_in_ann().await;
     assert_eq!(login.max_age(), 60);
 
@@ -418,11 +415,10 @@ async fn rotation_never_extends_the_absolute_session_lifetime() {
 
 #[tokio::test]
 async fn the_login_cookie_never_outlives_the_absolute_session_lifetime() {
-    let app = TestApp::with(&[
+    let app = test_app!(&[
         ("SESSION_MAX_LIFETIME", "30"),
         ("JWT_REFRESH_EXPIRATION", "60"),
-    ])
-    .await;
+    ]);
     let login = app.signed_in_ann().await;
     assert_eq!(login.max_age(), 30);
 
@@ -436,7 +432,7 @@ async fn the_login_cookie_never_outlives_the_absolute_session_lifetime() {
 
 #[tokio::test]
 async fn after_logout_the_old_cookie_no_longer_refreshes() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (_, refresh0, _) = ann_signed_in(&app).await;
 
     let logout = app.logout(&refresh0).await;
@@ -449,7 +445,7 @@ async fn after_logout_the_old_cookie_no_longer_refreshes() {
 
 #[tokio::test]
 async fn get_and_head_on_token_are_method_not_allowed_and_rotate_nothing() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (_, refresh0, sid) = ann_signed_in(&app).await;
 
     for method in [Method::GET, Method::HEAD] {
@@ -488,7 +484,7 @@ async fn get_and_head_on_token_are_method_not_allowed_and_rotate_nothing() {
 
 #[tokio::test]
 async fn revoking_every_session_kills_the_refresh_cookie() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (access, refresh0, _) = ann_signed_in(&app).await;
 
     let revoked = app.delete_with_bearer("/sessions", &access).await;
@@ -500,7 +496,7 @@ async fn revoking_every_session_kills_the_refresh_cookie() {
 
 #[tokio::test]
 async fn revoking_one_session_kills_that_sessions_cookie_only() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (access, refresh_a, sid_a) = ann_signed_in(&app).await;
     let other = app.login("ann", PASSWORD).await;
     assert_eq!(other.status, StatusCode::OK);
@@ -520,7 +516,7 @@ async fn revoking_one_session_kills_that_sessions_cookie_only() {
 
 #[tokio::test]
 async fn a_request_without_the_refresh_cookie_is_missing_refresh_token() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signed_in_ann().await;
 
     let bare = app
@@ -549,7 +545,7 @@ async fn a_request_without_the_refresh_cookie_is_missing_refresh_token() {
 
 #[tokio::test]
 async fn two_refresh_cookies_at_once_are_refused_without_a_server_error() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (_, refresh0, sid) = ann_signed_in(&app).await;
 
     let planted = app
@@ -601,7 +597,7 @@ async fn two_refresh_cookies_at_once_are_refused_without_a_server_error() {
 
 #[tokio::test]
 async fn garbage_refresh_cookies_are_invalid_and_cleared() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (_, refresh0, sid) = ann_signed_in(&app).await;
 
     let five_kb = "A".repeat(5 * 1024);

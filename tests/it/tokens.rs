@@ -120,7 +120,7 @@ async fn assert_refresh_refused(app: &TestApp, token: &str, what: &str) {
 
 #[tokio::test]
 async fn a_valid_access_token_opens_protected_and_me() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let ann = app.add_user("ann", PASSWORD).await;
     let access = app.login("ann", PASSWORD).await.access_token();
     let expected_user = json!({ "id": ann.id.to_string(), "username": "ann", "role": "user" });
@@ -152,7 +152,7 @@ async fn a_valid_access_token_opens_protected_and_me() {
 
 #[tokio::test]
 async fn the_access_token_is_an_hs256_at_jwt_with_the_documented_claims() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let ann = app.add_user("ann", PASSWORD).await;
     let access = app.login("ann", PASSWORD).await.access_token();
     let other = app.login("ann", PASSWORD).await.access_token();
@@ -197,7 +197,7 @@ async fn the_access_token_is_an_hs256_at_jwt_with_the_documented_claims() {
 #[tokio::test]
 async fn a_resigned_copy_of_a_genuine_access_token_is_accepted_so_the_forgeries_below_are_fair() {
     let (access_secret, _) = secrets();
-    let app = TestApp::new().await;
+    let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
     let claims = part(&access, 1);
 
@@ -209,7 +209,7 @@ async fn a_resigned_copy_of_a_genuine_access_token_is_accepted_so_the_forgeries_
 #[tokio::test]
 async fn access_tokens_with_another_algorithm_are_rejected() {
     let (access_secret, _) = secrets();
-    let app = TestApp::new().await;
+    let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
     let claims = part(&access, 1);
 
@@ -240,7 +240,7 @@ async fn access_tokens_with_another_algorithm_are_rejected() {
 #[tokio::test]
 async fn access_tokens_with_the_wrong_audience_issuer_or_type_are_rejected() {
     let (access_secret, _) = secrets();
-    let app = TestApp::new().await;
+    let app = test_app!();
     let login = app.signed_in_ann().await;
     let access = login.access_token();
     let refresh_typ = part(&login.refresh_token(), 0)["typ"]
@@ -289,7 +289,7 @@ async fn access_tokens_with_the_wrong_audience_issuer_or_type_are_rejected() {
 
 #[tokio::test]
 async fn a_tampered_access_token_is_rejected() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
     let segments: Vec<&str> = access.split('.').collect();
     let claims = with(&part(&access, 1), "role", json!("admin"));
@@ -306,7 +306,7 @@ async fn a_tampered_access_token_is_rejected() {
 
 #[tokio::test]
 async fn an_expired_access_token_is_rejected() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
 
     app.advance(899);
@@ -323,7 +323,7 @@ async fn an_expired_access_token_is_rejected() {
 #[tokio::test]
 async fn refresh_tokens_and_tokens_signed_with_the_refresh_secret_are_not_access_tokens() {
     let (_, refresh_secret) = secrets();
-    let app = TestApp::new().await;
+    let app = test_app!();
     let login = app.signed_in_ann().await;
     let access = login.access_token();
     let refresh = login.refresh_token();
@@ -344,7 +344,7 @@ async fn refresh_tokens_and_tokens_signed_with_the_refresh_secret_are_not_access
 
 #[tokio::test]
 async fn garbage_bearer_tokens_are_rejected() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
     let four_segments = format!("{access}.AAAA");
 
@@ -361,7 +361,7 @@ async fn garbage_bearer_tokens_are_rejected() {
 
 #[tokio::test]
 async fn an_empty_bearer_token_is_an_invalid_token_without_trailing_space() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signed_in_ann().await;
 
     let response = app
@@ -372,7 +372,7 @@ async fn an_empty_bearer_token_is_an_invalid_token_without_trailing_space() {
 
 #[tokio::test]
 async fn an_empty_bearer_token_is_an_invalid_token() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signed_in_ann().await;
 
     let response = app.get_with_bearer("/protected", "").await;
@@ -384,7 +384,7 @@ async fn an_empty_bearer_token_is_an_invalid_token() {
 
 #[tokio::test]
 async fn without_an_authorization_header_the_challenge_names_no_error() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signed_in_ann().await;
 
     let response = app
@@ -405,7 +405,7 @@ async fn without_an_authorization_header_the_challenge_names_no_error() {
 
 #[tokio::test]
 async fn a_basic_authorization_header_is_not_accepted() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signed_in_ann().await;
 
     let response = app
@@ -423,7 +423,7 @@ async fn a_basic_authorization_header_is_not_accepted() {
 
 #[tokio::test]
 async fn the_access_token_is_not_read_from_a_query_string_or_a_cookie() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
 
     let query = app
@@ -458,7 +458,7 @@ async fn the_access_token_is_not_read_from_a_query_string_or_a_cookie() {
 
 #[tokio::test]
 async fn an_access_token_is_never_accepted_as_the_refresh_cookie() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let login = app.signed_in_ann().await;
     let access = login.access_token();
 
@@ -472,7 +472,7 @@ async fn an_access_token_is_never_accepted_as_the_refresh_cookie() {
 #[tokio::test]
 async fn forged_refresh_tokens_are_refused_and_harm_no_session() {
     let (access_secret, refresh_secret) = secrets();
-    let app = TestApp::new().await;
+    let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
     let header = part(&refresh, 0);
     let claims = part(&refresh, 1);
@@ -548,7 +548,7 @@ async fn forged_refresh_tokens_are_refused_and_harm_no_session() {
 
 #[tokio::test]
 async fn access_tokens_stay_valid_after_logout_until_they_expire() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let login = app.signed_in_ann().await;
     let access = login.access_token();
 
