@@ -47,7 +47,7 @@ impl fmt::Debug for Secret {
 }
 
 /// Where the store lives, parsed from `DATABASE_URL`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     /// A SQLite file (created if missing).
     SqliteFile(PathBuf),
@@ -55,6 +55,34 @@ pub enum Database {
     SqliteMemory,
     /// A PostgreSQL URL, shared by several instances.
     Postgres(String),
+}
+
+// A PostgreSQL URL may carry a password: `Debug` shows it as `[redacted]`.
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SqliteFile(path) => f.debug_tuple("SqliteFile").field(path).finish(),
+            Self::SqliteMemory => f.write_str("SqliteMemory"),
+            Self::Postgres(url) => f
+                .debug_tuple("Postgres")
+                .field(&redact_password(url))
+                .finish(),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` becomes `postgres://user:[redacted]@host/db`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -383,6 +411,17 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::parse_origin;
+
+    #[test]
+    fn database_urls_never_show_their_password_in_debug() {
+        let db = super::Database::Postgres("postgres://app:hunter22@db:5432/latchkey".into());
+        let shown = format!("{db:?}");
+        assert!(!shown.contains("hunter22"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:[redacted]@db:5432/latchkey"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn origins_are_scheme_host_and_port_only() {

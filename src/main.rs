@@ -92,9 +92,12 @@ fn init_logging() {
 
 async fn run_server(config: Config) -> anyhow::Result<()> {
     if config.generated_secrets {
+        let file = latchkey::dev_secrets::path_for(&config.database);
         tracing::warn!(
-            "JWT_SECRET / JWT_REFRESH_SECRET are not set: using development secrets generated \
-             and kept beside the database. Set both before running in production."
+            file = %file.display(),
+            "JWT_SECRET / JWT_REFRESH_SECRET are not set: using development secrets kept in this \
+             file. Every instance must share the same secrets: set both before running several \
+             instances or in production."
         );
     }
     if config.env == AppEnv::Development && !config.cookie_secure {

@@ -88,10 +88,15 @@ pub async fn refresh(
     }
     if claims.generation < session.generation {
         // Rule 3: an old token came back, so someone kept a copy. End it all.
-        state
+        // Of several copies presented at once, only the one that revoked the
+        // session records the event.
+        let revoked = state
             .store
             .revoke_session(&session.id, None, "refresh_token_reused", now)
             .await?;
+        if !revoked {
+            return Err(ApiError::RefreshTokenReused);
+        }
         audit::record(
             state,
             Event::new("refresh_token_reused", client)
