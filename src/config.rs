@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::dev_secrets;
 
@@ -112,6 +113,13 @@ pub struct Config {
     pub public_origin: Option<String>,
     /// Peers whose `X-Forwarded-For` / `Forwarded` headers name the client.
     pub trusted_proxies: Vec<IpNet>,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_timeout: Duration,
+    /// How often expired sessions, old audit events and stale throttle
+    /// counters are deleted.
+    pub housekeeping_interval: Duration,
+    /// Audit events older than this many seconds are deleted.
+    pub audit_retention: i64,
     /// True when the secrets were generated for development rather than configured.
     pub generated_secrets: bool,
 }
@@ -244,6 +252,10 @@ impl Config {
                 .collect::<Result<_, _>>()?,
         };
 
+        let shutdown_timeout = seconds(&get, "SHUTDOWN_TIMEOUT", 10, 0)?;
+        let housekeeping_interval = seconds(&get, "HOUSEKEEPING_INTERVAL", 300, 1)?;
+        let audit_retention = seconds(&get, "AUDIT_RETENTION", 90 * 86_400, 1)?;
+
         let bcrypt_cost = match get("BCRYPT_COST") {
             None => 12,
             Some(v) => v
@@ -319,6 +331,9 @@ impl Config {
             jwt_audience,
             public_origin,
             trusted_proxies,
+            shutdown_timeout: Duration::from_secs(shutdown_timeout.unsigned_abs()),
+            housekeeping_interval: Duration::from_secs(housekeeping_interval.unsigned_abs()),
+            audit_retention,
             generated_secrets,
         })
     }

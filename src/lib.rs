@@ -1,7 +1,8 @@
 //! latchkey: a session backend for browsers. Short-lived JWT access tokens in
 //! JSON, a rotating refresh token in an `HttpOnly` cookie, reuse detection.
 //!
-//! Embed it with [`build_app`] and [`serve`]; `main.rs` only wires these up.
+//! Embed it with [`build_app`] and [`serve`], or let [`run`] do everything the
+//! `latchkey` binary does; `main.rs` only wires these up.
 
 pub mod audit;
 pub mod auth;
@@ -9,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod dev_secrets;
 pub mod error;
+pub mod housekeeping;
 pub mod random;
 pub mod routes;
 pub mod state;
@@ -17,9 +19,11 @@ pub mod store;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 pub use config::Config;
 pub use routes::build_app;
@@ -50,4 +54,50 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// Runs latchkey as the binary does: serves `state` on `listener` with
+/// housekeeping in the background until `shutdown` resolves; then stops
+/// accepting, gives in-flight requests `SHUTDOWN_TIMEOUT` to finish, stops
+/// housekeeping and closes the store.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let housekeeping = tokio::spawn(housekeeping::run(state.clone(), stopped.clone()));
+    let signal = {
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        }
+    };
+    let drain = state.config.shutdown_timeout;
+    let mut deadline = stopped;
+    let result = tokio::select! {
+        result = serve(listener, build_app(state.clone()), signal) => result,
+        () = async move {
+            let _ = deadline.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(drain).await;
+        } => {
+            tracing::warn!(timeout = ?drain, "shutdown timeout: requests still in flight were cut off");
+            Ok(())
+        }
+    };
+    let _ = stop.send(true);
+    if let Err(e) = housekeeping.await {
+        tracing::warn!(error = %e, "housekeeping task failed");
+    }
+    // Closing waits for connections to come back; one held by a request that
+    // was cut off may not, so that wait is bounded too.
+    let grace = drain.max(Duration::from_secs(1));
+    if tokio::time::timeout(grace, state.store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the store did not close in time");
+    }
+    result
 }

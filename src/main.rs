@@ -9,7 +9,7 @@ use latchkey::auth::credentials;
 use latchkey::auth::password::Hasher;
 use latchkey::clock::{Clock, SystemClock};
 use latchkey::config::AppEnv;
-use latchkey::{AppState, Config, build_app, open_store, serve};
+use latchkey::{AppState, Config, open_store};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -72,6 +72,9 @@ fn main() -> ExitCode {
             } => add_user(config, &name, &role).await,
         }
     });
+    // Whatever is still running (a request cut off at the shutdown timeout)
+    // gets a moment, not forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -112,9 +115,8 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "could not prepare the dummy password hash");
         }
     });
-    let app = build_app(state);
     tracing::info!(address = %listener.local_addr()?, "latchkey listening");
-    serve(listener, app, shutdown_signal()).await?;
+    latchkey::run(listener, state, shutdown_signal()).await?;
     tracing::info!("latchkey stopped");
     Ok(())
 }

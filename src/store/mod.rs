@@ -151,4 +151,16 @@ pub trait Store: Send + Sync + 'static {
     async fn throttle_record_failure(&self, key: &str, now: i64, window: i64) -> StoreResult<i64>;
     async fn throttle_block(&self, key: &str, until: i64) -> StoreResult<()>;
     async fn throttle_clear(&self, key: &str) -> StoreResult<()>;
+
+    /// Deletes up to `limit` sessions whose absolute expiry is at or before
+    /// `now`; returns how many. Such a session can never be used again.
+    async fn delete_expired_sessions(&self, now: i64, limit: i64) -> StoreResult<u64>;
+    /// Deletes up to `limit` audit events older than `before`, oldest first.
+    async fn delete_events_before(&self, before: i64, limit: i64) -> StoreResult<u64>;
+    /// Deletes up to `limit` throttle counters untouched since `before` and
+    /// no longer blocking at `now`.
+    async fn delete_stale_throttles(&self, before: i64, now: i64, limit: i64) -> StoreResult<u64>;
+
+    /// Closes the connection pool; in-flight queries finish first.
+    async fn close(&self);
 }

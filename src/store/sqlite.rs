@@ -310,4 +310,45 @@ impl Store for SqliteStore {
             .await?;
         Ok(())
     }
+
+    async fn delete_expired_sessions(&self, now: i64, limit: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE id IN \
+             (SELECT id FROM sessions WHERE absolute_expires_at <= ?1 LIMIT ?2)",
+        )
+        .bind(now)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_events_before(&self, before: i64, limit: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM audit_events WHERE id IN \
+             (SELECT id FROM audit_events WHERE at < ?1 ORDER BY at LIMIT ?2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_stale_throttles(&self, before: i64, now: i64, limit: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM throttle WHERE key IN \
+             (SELECT key FROM throttle WHERE updated_at < ?1 AND blocked_until <= ?2 LIMIT ?3)",
+        )
+        .bind(before)
+        .bind(now)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
 }

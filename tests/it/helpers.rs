@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod database;
+pub mod process;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -6,15 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use latchkey::store::{SqliteStore, Store};
 use serde_json::{Value, json};
-use tempfile::TempDir;
+
+use crate::helpers::process::{ChildServer, strip_ansi};
 
 const CANARY_PASSWORD: &str = "canary-PW-5f3a9c";
 const CANARY_WRONG: &str = "canary-PW-5f3a9c-wrong";
@@ -26,125 +23,6 @@ const CANARY_BEARER: &str = "canary-bearer-token-3e1d90";
 const CANARY_BOGUS_REFRESH: &str = "canary-refresh-value-7d4e55";
 const ACCESS_SECRET: &str = "canary-access-secret-e2c4a6f80b1d3e5f7a9c";
 const REFRESH_SECRET: &str = "canary-refresh-secret-1f3e5d7c9b0a2e4d6c8b";
-
-/// The child's output, read on threads so its pipes never fill and block it.
-struct Server {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    stdout: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
-    base: String,
-}
-
-fn pump(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stream);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => into
-                    .lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&line)),
-            }
-        }
-    })
-}
-
-/// Removes ANSI colour sequences (`ESC [ ... letter`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            chars.next();
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-impl Server {
-    fn start(vars: &HashMap<String, String>, dir: &TempDir) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .env_clear()
-            .envs(vars)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start latchkey");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let readers = vec![
-            pump(child.stderr.take().unwrap(), stderr.clone()),
-            pump(child.stdout.take().unwrap(), stdout.clone()),
-        ];
-        let mut server = Self {
-            child,
-            stderr,
-            stdout,
-            readers,
-            base: String::new(),
-        };
-        server.base = format!("http://{}", server.wait_for_address());
-        server
-    }
-
-    /// The address from the "latchkey listening" line.
-    fn wait_for_address(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = strip_ansi(&self.stderr.lock().unwrap());
-            if let Some(line) = text.lines().find(|l| l.contains("latchkey listening")) {
-                let address = line
-                    .split("address=")
-                    .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .unwrap_or_else(|| panic!("no address in {line:?}"));
-                return address.to_owned();
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("latchkey exited ({status}) before listening:\n{text}");
-            }
-            assert!(Instant::now() < deadline, "latchkey did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Stops the child and returns everything it wrote (stderr, stdout).
-    fn stop(mut self) -> (String, String) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for reader in self.readers.drain(..) {
-            reader.join().unwrap();
-        }
-        let stderr = self.stderr.lock().unwrap().clone();
-        let stdout = self.stdout.lock().unwrap().clone();
-        (stderr, stdout)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Only when a test failed before `stop`: never leave the child running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Tokens seen in responses, to search for afterwards.
 #[derive(Default)]
@@ -201,7 +79,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-async fn drive_every_flow(server: &Server) -> Seen {
+async fn drive_every_flow(server: &ChildServer) -> Seen {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .redirect(reqwest::redirect::Policy::none())
@@ -508,7 +386,7 @@ async fn no_secret_reaches_the_logs_or_the_audit_trail() {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
 
-    let server = Server::start(&vars, &dir);
+    let server = ChildServer::start(&vars, dir.path());
     let seen = drive_every_flow(&server).await;
     let (stderr, stdout) = server.stop();
 

@@ -16,6 +16,8 @@ macro_rules! store_suite {
         mod bad_input;
         #[path = "endpoints.rs"]
         mod endpoints;
+        #[path = "housekeeping.rs"]
+        mod housekeeping;
         #[path = "login.rs"]
         mod login;
         #[path = "rotation.rs"]
@@ -33,3 +35,4 @@ mod sqlite;
 mod browser;
 mod config;
 mod logs;
+mod shutdown;
