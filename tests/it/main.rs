@@ -20,6 +20,8 @@ macro_rules! store_suite {
         mod housekeeping;
         #[path = "login.rs"]
         mod login;
+        #[path = "proxies.rs"]
+        mod proxies;
         #[path = "rotation.rs"]
         mod rotation;
         #[path = "tokens.rs"]
