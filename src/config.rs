@@ -21,6 +21,12 @@ pub enum AppEnv {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
     Strict,
     Lax,
@@ -86,6 +92,22 @@ pub fn redact_password(url: &str) -> String {
     }
 }
 
+/// Failures (for sign-ups: attempts) allowed per counter before back-off
+/// begins; see `auth::throttle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottlePolicy {
+    /// One account from one address.
+    pub login_pair: i64,
+    /// One address, any account.
+    pub login_address: i64,
+    /// One account, any address.
+    pub login_account: i64,
+    /// Sign-ups from one address per hour.
+    pub register_address: i64,
+    /// The longest back-off, seconds.
+    pub max_delay: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub env: AppEnv,
@@ -120,6 +142,8 @@ pub struct Config {
     pub housekeeping_interval: Duration,
     /// Audit events older than this many seconds are deleted.
     pub audit_retention: i64,
+    pub throttle: ThrottlePolicy,
+    pub log_format: LogFormat,
     /// True when the secrets were generated for development rather than configured.
     pub generated_secrets: bool,
 }
@@ -160,10 +184,10 @@ impl Config {
         };
         let production = env == AppEnv::Production;
 
-        let jwt_expiration = seconds(&get, "JWT_EXPIRATION", 900, 1)?;
-        let jwt_refresh_expiration = seconds(&get, "JWT_REFRESH_EXPIRATION", 86_400, 1)?;
-        let session_max_lifetime = seconds(&get, "SESSION_MAX_LIFETIME", 2_592_000, 1)?;
-        let refresh_reuse_grace = seconds(&get, "REFRESH_REUSE_GRACE", 10, 0)?;
+        let jwt_expiration = number(&get, "JWT_EXPIRATION", 900, 1)?;
+        let jwt_refresh_expiration = number(&get, "JWT_REFRESH_EXPIRATION", 86_400, 1)?;
+        let session_max_lifetime = number(&get, "SESSION_MAX_LIFETIME", 2_592_000, 1)?;
+        let refresh_reuse_grace = number(&get, "REFRESH_REUSE_GRACE", 10, 0)?;
         if refresh_reuse_grace >= jwt_refresh_expiration {
             return Err(invalid(
                 "REFRESH_REUSE_GRACE",
@@ -252,9 +276,23 @@ impl Config {
                 .collect::<Result<_, _>>()?,
         };
 
-        let shutdown_timeout = seconds(&get, "SHUTDOWN_TIMEOUT", 10, 0)?;
-        let housekeeping_interval = seconds(&get, "HOUSEKEEPING_INTERVAL", 300, 1)?;
-        let audit_retention = seconds(&get, "AUDIT_RETENTION", 90 * 86_400, 1)?;
+        let shutdown_timeout = number(&get, "SHUTDOWN_TIMEOUT", 10, 0)?;
+        let housekeeping_interval = number(&get, "HOUSEKEEPING_INTERVAL", 300, 1)?;
+        let audit_retention = number(&get, "AUDIT_RETENTION", 90 * 86_400, 1)?;
+
+        let throttle = ThrottlePolicy {
+            login_pair: number(&get, "THROTTLE_LOGIN_PAIR", 5, 1)?,
+            login_address: number(&get, "THROTTLE_LOGIN_ADDRESS", 30, 1)?,
+            login_account: number(&get, "THROTTLE_LOGIN_ACCOUNT", 50, 1)?,
+            register_address: number(&get, "THROTTLE_REGISTER_ADDRESS", 10, 1)?,
+            max_delay: number(&get, "THROTTLE_MAX_DELAY", 900, 1)?,
+        };
+
+        let log_format = match get("LOG_FORMAT").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(invalid("LOG_FORMAT", "must be `text` or `json`")),
+        };
 
         let bcrypt_cost = match get("BCRYPT_COST") {
             None => 12,
@@ -334,12 +372,15 @@ impl Config {
             shutdown_timeout: Duration::from_secs(shutdown_timeout.unsigned_abs()),
             housekeeping_interval: Duration::from_secs(housekeeping_interval.unsigned_abs()),
             audit_retention,
+            throttle,
+            log_format,
             generated_secrets,
         })
     }
 }
 
-fn seconds(
+/// A whole number from `min` up to ten years' worth of seconds (seconds or counts).
+fn number(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: i64,
@@ -353,12 +394,7 @@ fn seconds(
             .parse::<i64>()
             .ok()
             .filter(|n| (min..=MAX).contains(n))
-            .ok_or_else(|| {
-                invalid(
-                    name,
-                    format!("must be a whole number of seconds from {min} to {MAX}"),
-                )
-            }),
+            .ok_or_else(|| invalid(name, format!("must be a whole number from {min} to {MAX}"))),
     }
 }
 

@@ -15,6 +15,10 @@ pub enum ApiError {
     InvalidRequest(String),
     #[error("invalid username or password")]
     InvalidCredentials,
+    #[error("the current password is wrong")]
+    WrongCurrentPassword,
+    #[error("request headers are too large")]
+    HeadersTooLarge,
     #[error("too many attempts; try again later")]
     TooManyAttempts { retry_after: i64 },
     #[error("no refresh token was sent")]
@@ -61,7 +65,10 @@ impl ApiError {
             | Self::Unauthenticated
             | Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::ForbiddenOrigin | Self::RegistrationClosed => StatusCode::FORBIDDEN,
+            Self::ForbiddenOrigin | Self::RegistrationClosed | Self::WrongCurrentPassword => {
+                StatusCode::FORBIDDEN
+            }
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UsernameTaken => StatusCode::CONFLICT,
@@ -77,6 +84,8 @@ impl ApiError {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidCredentials => "invalid_credentials",
+            Self::WrongCurrentPassword => "wrong_current_password",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::MissingRefreshToken => "missing_refresh_token",
             Self::InvalidRefreshToken => "invalid_refresh_token",

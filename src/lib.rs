@@ -4,6 +4,7 @@
 //! Embed it with [`build_app`] and [`serve`], or let [`run`] do everything the
 //! `latchkey` binary does; `main.rs` only wires these up.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod clock;

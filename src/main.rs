@@ -5,10 +5,12 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use latchkey::admin;
 use latchkey::auth::credentials;
 use latchkey::auth::password::Hasher;
+use latchkey::clock::rfc3339;
 use latchkey::clock::{Clock, SystemClock};
-use latchkey::config::AppEnv;
+use latchkey::config::{AppEnv, LogFormat};
 use latchkey::{AppState, Config, open_store};
 use tracing_subscriber::EnvFilter;
 
@@ -28,6 +30,18 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Print audit events, oldest first.
+    Audit {
+        /// Only this user's events.
+        #[arg(long)]
+        user: Option<String>,
+        /// From this time (2026-11-22T08:00:00Z, Unix seconds) or age (24h, 7d).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -37,6 +51,18 @@ enum UserCommand {
         name: String,
         #[arg(long, default_value = "user")]
         role: String,
+    },
+    /// Disable a user: every session ends, logins are refused.
+    Disable { name: String },
+    /// Re-enable a disabled user.
+    Enable { name: String },
+    /// List a user's live sessions.
+    Sessions { name: String },
+    /// Revoke a user's sessions: all of them, or one with --session.
+    RevokeSessions {
+        name: String,
+        #[arg(long)]
+        session: Option<String>,
     },
 }
 
@@ -49,7 +75,6 @@ fn main() -> ExitCode {
         eprintln!("error: .env: {e}");
         return ExitCode::from(2);
     }
-    init_logging();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -57,6 +82,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logging(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -67,9 +93,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => run_server(config).await,
-            Command::User {
-                command: UserCommand::Add { name, role },
-            } => add_user(config, &name, &role).await,
+            Command::User { command } => user_command(config, command).await,
+            Command::Audit { user, since, limit } => {
+                print_audit(config, user.as_deref(), &since, limit).await
+            }
         }
     });
     // Whatever is still running (a request cut off at the shutdown timeout)
@@ -84,13 +111,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("latchkey=info,tower_http=info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // One JSON object per line, with the request's span (and so its
+        // request id) on every line logged inside a request.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 async fn run_server(config: Config) -> anyhow::Result<()> {
@@ -143,24 +179,77 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-async fn add_user(config: Config, name: &str, role: &str) -> anyhow::Result<()> {
-    let password = read_password()?;
+async fn user_command(config: Config, command: UserCommand) -> anyhow::Result<()> {
+    let now = SystemClock.now();
+    if let UserCommand::Add { name, role } = &command {
+        let password = read_password()?;
+        let store = open_store(&config).await?;
+        let hasher = Hasher::new(config.bcrypt_cost);
+        let user = credentials::create_account(store.as_ref(), &hasher, name, &password, role, now)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!(
+            "created user {} (id {}, role {})",
+            user.username, user.id, user.role
+        );
+        return Ok(());
+    }
     let store = open_store(&config).await?;
-    let hasher = Hasher::new(config.bcrypt_cost);
-    let user = credentials::create_account(
-        store.as_ref(),
-        &hasher,
-        name,
-        &password,
-        role,
-        SystemClock.now(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!(
-        "created user {} (id {}, role {})",
-        user.username, user.id, user.role
-    );
+    let store = store.as_ref();
+    match command {
+        UserCommand::Add { .. } => {}
+        UserCommand::Disable { name } => {
+            let ended = admin::disable_user(store, &name, now).await?;
+            println!("disabled {name}; {ended} sessions revoked");
+        }
+        UserCommand::Enable { name } => {
+            admin::enable_user(store, &name, now).await?;
+            println!("enabled {name}");
+        }
+        UserCommand::Sessions { name } => {
+            for s in admin::sessions(store, &name, now).await? {
+                println!(
+                    "{}  created {}  last used {}  from {}  {}",
+                    s.id,
+                    rfc3339(s.created_at),
+                    rfc3339(s.last_used_at),
+                    s.ip.as_deref().unwrap_or("-"),
+                    s.user_agent.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        UserCommand::RevokeSessions { name, session } => {
+            let ended = admin::revoke_sessions(store, &name, session.as_deref(), now).await?;
+            println!("revoked {ended} sessions of {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn print_audit(
+    config: Config,
+    user: Option<&str>,
+    since: &str,
+    limit: i64,
+) -> anyhow::Result<()> {
+    let since = admin::parse_since(since, SystemClock.now())?;
+    let store = open_store(&config).await?;
+    for e in admin::audit(store.as_ref(), user, since, limit).await? {
+        let field = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+        println!(
+            "{}  {:<28} user={} session={} ip={} request={} {}",
+            rfc3339(e.at),
+            e.kind,
+            e.username
+                .clone()
+                .or(e.user_id.map(|id| id.to_string()))
+                .unwrap_or_else(|| "-".to_owned()),
+            field(&e.session_id),
+            field(&e.ip),
+            field(&e.request_id),
+            field(&e.detail),
+        );
+    }
     Ok(())
 }
 

@@ -74,7 +74,7 @@ pub async fn authenticate(
     client: &ClientInfo,
 ) -> Result<User, ApiError> {
     let name = username.trim().to_lowercase();
-    let counters = throttle::login_counters(&name, client.ip.as_deref());
+    let counters = throttle::login_counters(&state.config.throttle, &name, client.ip.as_deref());
     if let Err(e) = throttle::check(state, &counters).await {
         audit::record(state, Event::new("login_throttled", client).username(&name)).await;
         return Err(e);

@@ -6,14 +6,13 @@
 //! accounts) and the account from anywhere (catches distributed guessing, with
 //! a high allowance so an attacker cannot cheaply lock a real user out).
 
+use crate::config::ThrottlePolicy;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::StoreResult;
 
 /// Failures are forgotten after an hour without one.
 const WINDOW: i64 = 3600;
-/// The longest back-off, seconds.
-const MAX_DELAY: i64 = 900;
 
 #[derive(Debug, Clone)]
 pub struct Counter {
@@ -24,25 +23,37 @@ pub struct Counter {
     cleared_by_success: bool,
 }
 
-pub fn login_counters(username: &str, ip: Option<&str>) -> Vec<Counter> {
+pub fn login_counters(policy: &ThrottlePolicy, username: &str, ip: Option<&str>) -> Vec<Counter> {
     let mut counters = vec![Counter {
         key: format!("login-user:{username}"),
-        free: 50,
+        free: policy.login_account,
         cleared_by_success: true,
     }];
     if let Some(ip) = ip {
         counters.push(Counter {
             key: format!("login-pair:{username}|{ip}"),
-            free: 5,
+            free: policy.login_pair,
             cleared_by_success: true,
         });
         counters.push(Counter {
             key: format!("login-ip:{ip}"),
-            free: 30,
+            free: policy.login_address,
             cleared_by_success: false,
         });
     }
     counters
+}
+
+/// Sign-ups from one address: every attempt counts, successful or not, so a
+/// script cannot mint accounts (or probe for taken names) at speed.
+pub fn registration_counters(policy: &ThrottlePolicy, ip: Option<&str>) -> Vec<Counter> {
+    ip.map(|ip| Counter {
+        key: format!("register-ip:{ip}"),
+        free: policy.register_address,
+        cleared_by_success: false,
+    })
+    .into_iter()
+    .collect()
 }
 
 /// Refuses with `429` while any counter is in its back-off.
@@ -69,7 +80,7 @@ pub async fn record_failure(state: &AppState, counters: &[Counter]) -> StoreResu
             .await?;
         if failures > c.free {
             let exponent = u32::try_from((failures - c.free - 1).min(20)).unwrap_or(20);
-            let delay = 2_i64.pow(exponent).min(MAX_DELAY);
+            let delay = 2_i64.pow(exponent).min(state.config.throttle.max_delay);
             state.store.throttle_block(&c.key, now + delay).await?;
         }
     }

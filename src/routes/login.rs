@@ -2,8 +2,8 @@
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::header::SET_COOKIE;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use axum::routing::post;
 use serde::Deserialize;
@@ -56,30 +56,7 @@ async fn login(
                     )
                         .into_response()
                 }
-                Err(e) => {
-                    let message = match &e {
-                        ApiError::InvalidCredentials => "Wrong username or password.".to_owned(),
-                        ApiError::InvalidRequest(_) => {
-                            "Enter your username and password.".to_owned()
-                        }
-                        ApiError::TooManyAttempts { retry_after } => {
-                            format!("Too many attempts. Try again in {retry_after} seconds.")
-                        }
-                        _ => "Signing in failed. Please try again.".to_owned(),
-                    };
-                    let status = if matches!(e, ApiError::InvalidCredentials) {
-                        StatusCode::UNAUTHORIZED
-                    } else {
-                        e.status()
-                    };
-                    let mut page =
-                        pages::login_page(&state, status, Some(&message), next, &c.username);
-                    if let ApiError::TooManyAttempts { retry_after } = e {
-                        page.headers_mut()
-                            .insert(axum::http::header::RETRY_AFTER, retry_after.max(1).into());
-                    }
-                    page
-                }
+                Err(e) => pages::login_failed(&state, &e, next, &c.username),
             }
         }
     }

@@ -17,10 +17,12 @@ use crate::state::AppState;
 mod assets;
 pub(crate) mod body;
 mod health;
+mod limits;
 mod login;
 mod logout;
 mod me;
 pub(crate) mod pages;
+mod password;
 mod register;
 mod sessions;
 mod token;
@@ -43,6 +45,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(login::router())
         .merge(token::router())
         .merge(logout::router())
+        .merge(password::router())
         .merge(register::router())
         .merge(me::router())
         .merge(sessions::router())
@@ -67,6 +70,7 @@ pub fn build_app(state: AppState) -> Router {
     if let Some(cors) = cors(&state) {
         app = app.layer(cors);
     }
+    app = app.layer(axum::middleware::from_fn(limits::header_limits));
 
     app.layer(
         TraceLayer::new_for_http()

@@ -3,12 +3,13 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use std::collections::HashMap;
 
 use crate::auth::cookies::Presented;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -74,6 +75,44 @@ pub fn safe_next(next: Option<&str>) -> &str {
         }
         _ => "/app",
     }
+}
+
+/// What a form shows for a refusal: plain words, never internals.
+fn form_message(e: &ApiError) -> String {
+    match e {
+        ApiError::InvalidCredentials => "Wrong username or password.".to_owned(),
+        ApiError::InvalidRequest(m) => {
+            let mut chars = m.chars();
+            let first = chars.next().map(|c| c.to_uppercase().collect::<String>());
+            format!("{}{}.", first.unwrap_or_default(), chars.as_str())
+        }
+        ApiError::TooManyAttempts { retry_after } => {
+            format!("Too many attempts. Try again in {retry_after} seconds.")
+        }
+        ApiError::UsernameTaken => "That username is taken.".to_owned(),
+        ApiError::WeakPassword => "Passwords must be 8 to 72 bytes long.".to_owned(),
+        ApiError::RegistrationClosed => "Registration is closed.".to_owned(),
+        _ => "Something went wrong. Please try again.".to_owned(),
+    }
+}
+
+/// The form again, with the refusal's status (and `Retry-After` when throttled).
+fn refused(mut page: Response, e: &ApiError) -> Response {
+    if let ApiError::TooManyAttempts { retry_after } = e {
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, (*retry_after).max(1).into());
+    }
+    page
+}
+
+pub fn login_failed(state: &AppState, e: &ApiError, next: &str, username: &str) -> Response {
+    let page = login_page(state, e.status(), Some(&form_message(e)), next, username);
+    refused(page, e)
+}
+
+pub fn register_failed(state: &AppState, e: &ApiError, username: &str) -> Response {
+    let page = register_page(state, e.status(), Some(&form_message(e)), username);
+    refused(page, e)
 }
 
 pub fn login_page(

@@ -12,6 +12,7 @@ use crate::audit::{self, Event};
 use crate::auth::credentials;
 use crate::auth::extract::ClientInfo;
 use crate::auth::origin::AllowedOrigin;
+use crate::auth::throttle;
 use crate::error::ApiError;
 use crate::routes::body::JsonOrForm;
 use crate::routes::pages;
@@ -45,16 +46,7 @@ async fn register(
         },
         JsonOrForm::Form(a) => match create(&state, &a, &client).await {
             Ok(_) => Redirect::to("/login?registered=1").into_response(),
-            Err(e) => {
-                let message = match &e {
-                    ApiError::UsernameTaken => "That username is taken.".to_owned(),
-                    ApiError::WeakPassword => "Passwords must be 8 to 72 bytes long.".to_owned(),
-                    ApiError::RegistrationClosed => "Registration is closed.".to_owned(),
-                    ApiError::InvalidRequest(m) => m.clone(),
-                    _ => "Registration failed. Please try again.".to_owned(),
-                };
-                pages::register_page(&state, e.status(), Some(&message), &a.username)
-            }
+            Err(e) => pages::register_failed(&state, &e, &a.username),
         },
     }
 }
@@ -63,6 +55,12 @@ async fn create(state: &AppState, a: &NewAccount, client: &ClientInfo) -> Result
     if !state.config.registration_open {
         return Err(ApiError::RegistrationClosed);
     }
+    let counters = throttle::registration_counters(&state.config.throttle, client.ip.as_deref());
+    if let Err(e) = throttle::check(state, &counters).await {
+        audit::record(state, Event::new("registration_throttled", client)).await;
+        return Err(e);
+    }
+    throttle::record_failure(state, &counters).await?;
     let now = state.clock.now();
     let user = credentials::create_account(
         state.store.as_ref(),

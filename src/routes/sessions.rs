@@ -5,11 +5,10 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Serialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::audit::{self, Event};
 use crate::auth::extract::{Authenticated, ClientInfo};
+use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::Session;
@@ -44,13 +43,6 @@ impl SessionView {
             ip: s.ip,
         }
     }
-}
-
-fn rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
 }
 
 async fn list(
@@ -101,7 +93,7 @@ async fn revoke_all(
     let user_id = auth.user_id()?;
     let count = state
         .store
-        .revoke_user_sessions(user_id, "revoked_everywhere", state.clock.now())
+        .revoke_user_sessions(user_id, None, "revoked_everywhere", state.clock.now())
         .await?;
     audit::record(
         &state,

@@ -112,6 +112,9 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: i64) -> StoreResult<()>;
+    /// Disables (`Some(now)`) or re-enables (`None`) an account; false when
+    /// there is no such user.
+    async fn set_disabled(&self, user_id: i64, disabled_at: Option<i64>) -> StoreResult<bool>;
 
     async fn create_session(&self, session: NewSession) -> StoreResult<Session>;
     async fn session(&self, id: &str) -> StoreResult<Option<Session>>;
@@ -135,14 +138,28 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         now: i64,
     ) -> StoreResult<bool>;
-    /// Revokes every live session of a user; returns how many.
-    async fn revoke_user_sessions(&self, user_id: i64, reason: &str, now: i64) -> StoreResult<u64>;
+    /// Revokes every live session of a user, but `except` when given;
+    /// returns how many.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<u64>;
     /// The user's sessions that are neither revoked nor expired, newest first.
     async fn active_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>>;
 
     async fn record_event(&self, event: AuditEvent) -> StoreResult<()>;
     /// The newest audit events, newest first.
     async fn recent_events(&self, limit: i64) -> StoreResult<Vec<AuditEvent>>;
+    /// Audit events at or after `since`, of one user when given, oldest first.
+    async fn events(
+        &self,
+        user_id: Option<i64>,
+        since: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEvent>>;
 
     /// Until when `key` is blocked (0 when it is not).
     async fn throttle_blocked_until(&self, key: &str) -> StoreResult<i64>;

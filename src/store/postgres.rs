@@ -211,17 +211,33 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn revoke_user_sessions(&self, user_id: i64, reason: &str, now: i64) -> StoreResult<u64> {
+    async fn revoke_user_sessions(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<u64> {
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-             WHERE user_id = $3 AND revoked_at IS NULL",
+             WHERE user_id = $3 AND revoked_at IS NULL AND ($4::TEXT IS NULL OR id <> $4)",
         )
         .bind(now)
         .bind(reason)
         .bind(user_id)
+        .bind(except)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn set_disabled(&self, user_id: i64, disabled_at: Option<i64>) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+            .bind(disabled_at)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn active_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>> {
@@ -263,6 +279,24 @@ impl Store for PostgresStore {
             "SELECT at, kind, user_id, username, session_id, ip, request_id, detail \
              FROM audit_events ORDER BY id DESC LIMIT $1",
         )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn events(
+        &self,
+        user_id: Option<i64>,
+        since: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        Ok(sqlx::query_as(
+            "SELECT at, kind, user_id, username, session_id, ip, request_id, detail \
+             FROM audit_events WHERE at >= $1 AND ($2::BIGINT IS NULL OR user_id = $2) \
+             ORDER BY at, id LIMIT $3",
+        )
+        .bind(since)
+        .bind(user_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
