@@ -37,4 +37,8 @@ mod sqlite;
 mod browser;
 mod config;
 mod logs;
+
+// Several instances on one database, and SIGKILL in mid-rotation (both stores).
+mod crash;
+mod instances;
 mod shutdown;
