@@ -78,8 +78,9 @@ pub async fn record_failure(state: &AppState, counters: &[Counter]) -> StoreResu
             .store
             .throttle_record_failure(&c.key, now, WINDOW)
             .await?;
-        if failures > c.free {
-            let exponent = u32::try_from((failures - c.free - 1).min(20)).unwrap_or(20);
+        // After `free` failures every further attempt waits: 1 s, 2 s, 4 s…
+        if failures >= c.free {
+            let exponent = u32::try_from((failures - c.free).min(20)).unwrap_or(20);
             let delay = 2_i64.pow(exponent).min(state.config.throttle.max_delay);
             state.store.throttle_block(&c.key, now + delay).await?;
         }

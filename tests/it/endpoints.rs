@@ -1738,22 +1738,10 @@ async fn an_unknown_path_is_a_json_404() {
 async fn a_user_added_with_the_cli_can_sign_in_with_their_role() {
     let app = test_app!();
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(["user", "add", "bob", "--role", "admin"])
-        .env_clear()
-        .envs(&app.vars)
-        .current_dir(app.dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run latchkey");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        writeln!(stdin, "{PASSWORD}").unwrap();
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = app.cli(
+        &["user", "add", "bob", "--role", "admin"],
+        &format!("{PASSWORD}\n"),
+    );
     assert!(
         output.status.success(),
         "exit {:?}: {}",
@@ -1778,22 +1766,7 @@ async fn a_user_added_with_the_cli_can_sign_in_with_their_role() {
 async fn the_cli_refuses_a_weak_password_and_creates_nobody() {
     let app = test_app!();
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(["user", "add", "bob"])
-        .env_clear()
-        .envs(&app.vars)
-        .current_dir(app.dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run latchkey");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        writeln!(stdin, "short").unwrap();
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = app.cli(&["user", "add", "bob"], "short\n");
 
     assert!(!output.status.success());
     assert!(!String::from_utf8_lossy(&output.stderr).is_empty());

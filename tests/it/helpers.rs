@@ -246,6 +246,30 @@ impl TestApp {
         response
     }
 
+    /// Runs the `latchkey` binary with `args` against this app's database and
+    /// settings, `stdin` on its standard input.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(args)
+            .env_clear()
+            .envs(&self.vars)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run latchkey");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("latchkey output")
+    }
+
     /// `POST /token` presenting `refresh` as the refresh cookie.
     pub async fn refresh(&self, refresh: &str) -> TestResponse {
         self.send(

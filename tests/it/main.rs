@@ -12,6 +12,8 @@ mod helpers;
 /// store of the module that stamped them.
 macro_rules! store_suite {
     () => {
+        #[path = "accounts.rs"]
+        mod accounts;
         #[path = "bad_input.rs"]
         mod bad_input;
         #[path = "endpoints.rs"]
