@@ -18,6 +18,8 @@ const CANARY_WRONG: &str = "canary-PW-5f3a9c-wrong";
 const CANARY_FORM_WRONG: &str = "canary-PW-5f3a9c-form";
 const CANARY_SECOND_USER: &str = "canary-PW-77e1b0-second";
 const CANARY_WEAK: &str = "cnry-7b"; // too short: refused at registration
+const CANARY_NEW_PASSWORD: &str = "canary-PW-new-4d2a19";
+const CANARY_WRONG_CURRENT: &str = "canary-PW-wrong-current-90c3";
 const CANARY_COOKIE: &str = "canary-cookie-value-8b2c41";
 const CANARY_BEARER: &str = "canary-bearer-token-3e1d90";
 const CANARY_BOGUS_REFRESH: &str = "canary-refresh-value-7d4e55";
@@ -320,7 +322,21 @@ async fn drive_every_flow(server: &ChildServer) -> Seen {
         .unwrap();
     assert_eq!(status(&r), 200);
     seen.refresh(&r).unwrap();
-    seen.access(&r.json().await.unwrap());
+    let body: Value = r.json().await.unwrap();
+    seen.access(&body);
+
+    // And changes the password: once with a wrong current one, then properly.
+    let second_access = body["access_token"].as_str().unwrap().to_owned();
+    for (current, expected) in [(CANARY_WRONG_CURRENT, 403), (CANARY_SECOND_USER, 204)] {
+        let r = http
+            .post(server.url("/password"))
+            .bearer_auth(&second_access)
+            .json(&json!({ "current_password": current, "new_password": CANARY_NEW_PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(&r), expected);
+    }
 
     seen
 }
@@ -333,6 +349,8 @@ fn forbidden(seen: &Seen) -> Vec<(String, String)> {
         ("wrong form password", CANARY_FORM_WRONG),
         ("second user's password", CANARY_SECOND_USER),
         ("weak password", CANARY_WEAK),
+        ("new password", CANARY_NEW_PASSWORD),
+        ("wrong current password", CANARY_WRONG_CURRENT),
         ("Cookie value", CANARY_COOKIE),
         ("Authorization value", CANARY_BEARER),
         ("bogus refresh cookie", CANARY_BOGUS_REFRESH),
@@ -369,6 +387,28 @@ fn assert_absent(place: &str, text: &str, values: &[(String, String)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_logs_or_the_audit_trail() {
+    canary_run("text").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_json_logs_and_every_request_line_names_its_request() {
+    let logs = canary_run("json").await;
+    let mut request_lines = 0;
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let spans = entry["spans"].as_array().cloned().unwrap_or_default();
+        if let Some(request) = spans.iter().find(|s| s["name"] == "request") {
+            request_lines += 1;
+            let id = request["request_id"].as_str().unwrap_or_default();
+            assert_eq!(id.len(), 36, "a request id on {line}");
+        }
+    }
+    assert!(request_lines > 50, "{request_lines} lines inside requests");
+}
+
+/// Drives every flow against the binary logging in `format`; checks that no
+/// secret appears anywhere it wrote, and returns its stderr.
+async fn canary_run(format: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("canary.db");
     let vars: HashMap<String, String> = [
@@ -381,6 +421,7 @@ async fn no_secret_reaches_the_logs_or_the_audit_trail() {
         ("BCRYPT_COST", "4".to_owned()),
         ("COOKIE_SECURE", "true".to_owned()),
         ("REFRESH_REUSE_GRACE", "0".to_owned()),
+        ("LOG_FORMAT", format.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -447,6 +488,8 @@ async fn no_secret_reaches_the_logs_or_the_audit_trail() {
         "origin_rejected",
         "session_revoked",
         "sessions_revoked_all",
+        "password_change_failed",
+        "password_changed",
     ] {
         assert!(
             kinds.contains(&expected),
@@ -465,4 +508,5 @@ async fn no_secret_reaches_the_logs_or_the_audit_trail() {
         events.iter().all(|e| e.ip.as_deref() == Some("127.0.0.1")),
         "{events:#?}"
     );
+    stderr
 }

@@ -88,10 +88,12 @@ impl ChildServer {
         loop {
             let text = strip_ansi(&self.stderr.lock().unwrap());
             if let Some(line) = text.lines().find(|l| l.contains("latchkey listening")) {
+                // `address=127.0.0.1:3000` in text, `"address":"127.0.0.1:3000"` in JSON.
                 let address = line
                     .split("address=")
                     .nth(1)
                     .and_then(|rest| rest.split_whitespace().next())
+                    .or_else(|| line.split("\"address\":\"").nth(1)?.split('"').next())
                     .unwrap_or_else(|| panic!("no address in {line:?}"));
                 return address.to_owned();
             }
