@@ -67,8 +67,9 @@ struct Args {
     #[arg(long, default_value_t = 200)]
     warmup: usize,
     /// Rounds the measured rotations are split into, interleaving the
-    /// session counts.
-    #[arg(long, default_value_t = 10)]
+    /// session counts (finely: on a busy machine, load comes and goes within
+    /// seconds).
+    #[arg(long, default_value_t = 100)]
     rounds: usize,
     /// Signed-in clients taking turns at `POST /token`.
     #[arg(long, default_value_t = 4)]
