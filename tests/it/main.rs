@@ -22,6 +22,8 @@ macro_rules! store_suite {
         mod housekeeping;
         #[path = "login.rs"]
         mod login;
+        #[path = "model.rs"]
+        mod model;
         #[path = "proxies.rs"]
         mod proxies;
         #[path = "rotation.rs"]
