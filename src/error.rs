@@ -2,10 +2,11 @@
 //! status, JSON body and headers. Internal details are logged, never sent.
 
 use axum::Json;
-use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
@@ -54,7 +55,50 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+/// The body of every API error (API.md: `{"error": "<code>", "message": "<human text>"}`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code.
+    #[schema(schema_with = error_code_schema)]
+    pub error: &'static str,
+    /// Words for people; may change.
+    #[schema(examples("invalid username or password"))]
+    pub message: String,
+}
+
+fn error_code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .description(Some("A stable, machine-readable code."))
+        .enum_values(Some(ApiError::CODES.iter().copied()))
+        .build()
+}
+
 impl ApiError {
+    /// Every value of [`ApiError::code`], for the OpenAPI description.
+    pub const CODES: &[&str] = &[
+        "invalid_request",
+        "invalid_credentials",
+        "wrong_current_password",
+        "headers_too_large",
+        "too_many_attempts",
+        "missing_refresh_token",
+        "invalid_refresh_token",
+        "refresh_token_reused",
+        "forbidden_origin",
+        "unauthenticated",
+        "invalid_token",
+        "not_found",
+        "method_not_allowed",
+        "username_taken",
+        "weak_password",
+        "registration_closed",
+        "payload_too_large",
+        "unsupported_media_type",
+        "unavailable",
+        "internal_error",
+    ];
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
@@ -113,7 +157,10 @@ impl IntoResponse for ApiError {
             Self::Unavailable => tracing::warn!("store unavailable"),
             other => tracing::debug!(code = other.code(), "request refused"),
         }
-        let body = Json(json!({ "error": self.code(), "message": self.to_string() }));
+        let body = Json(ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+        });
         let mut response = (self.status(), body).into_response();
         let headers = response.headers_mut();
         match &self {
@@ -158,6 +205,13 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// A path segment that does not decode (`/sessions/%FF`) names nothing here.
+impl From<PathRejection> for ApiError {
+    fn from(_: PathRejection) -> Self {
+        Self::NotFound
+    }
+}
+
 impl From<FormRejection> for ApiError {
     fn from(rejection: FormRejection) -> Self {
         from_status(rejection.status(), rejection.body_text())
@@ -171,5 +225,38 @@ fn from_status(status: StatusCode, text: String) -> ApiError {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
         _ => ApiError::InvalidRequest(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+
+    #[test]
+    fn every_code_is_listed_for_the_openapi_description() {
+        let all = [
+            ApiError::InvalidRequest(String::new()),
+            ApiError::InvalidCredentials,
+            ApiError::WrongCurrentPassword,
+            ApiError::HeadersTooLarge,
+            ApiError::TooManyAttempts { retry_after: 1 },
+            ApiError::MissingRefreshToken,
+            ApiError::InvalidRefreshToken,
+            ApiError::RefreshTokenReused,
+            ApiError::ForbiddenOrigin,
+            ApiError::Unauthenticated,
+            ApiError::InvalidToken,
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::UsernameTaken,
+            ApiError::WeakPassword,
+            ApiError::RegistrationClosed,
+            ApiError::PayloadTooLarge,
+            ApiError::UnsupportedMediaType,
+            ApiError::Unavailable,
+            ApiError::Internal(anyhow::anyhow!("x")),
+        ];
+        let codes: Vec<&str> = all.iter().map(ApiError::code).collect();
+        assert_eq!(codes, ApiError::CODES);
     }
 }

@@ -1,13 +1,14 @@
 //! `GET /static/…`: the pages' stylesheet and scripts, compiled into the
 //! binary so latchkey serves them wherever it runs from.
 
-use axum::Router;
 use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 const FILES: &[(&str, &str, &str)] = &[
@@ -33,11 +34,31 @@ const FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/static/{file}", get(asset))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(asset))
 }
 
-async fn asset(Path(file): Path<String>) -> Response {
+/// The pages' stylesheet, icon and scripts, including the browser client
+/// `latchkey.js` that SPA frontends can use.
+#[utoipa::path(
+    get, path = "/static/{file}", tag = "pages",
+    params(("file" = String, Path, example = "latchkey.js",
+        description = "`style.css`, `favicon.svg`, `latchkey.js` or `app.js`")),
+    responses(
+        (status = 200, description = "The file; cached for five minutes",
+            content(
+                (String = "text/css"),
+                (String = "image/svg+xml"),
+                (String = "text/javascript"),
+            ),
+            headers(("cache-control" = String, description = "`public, max-age=300`"))),
+        (status = 404, description = "`not_found`: no such file", body = ErrorBody),
+    )
+)]
+async fn asset(file: Result<Path<String>, PathRejection>) -> Response {
+    let Ok(Path(file)) = file else {
+        return ApiError::NotFound.into_response();
+    };
     match FILES.iter().find(|(name, _, _)| *name == file) {
         Some((_, content_type, body)) => (
             [

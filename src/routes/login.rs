@@ -1,36 +1,73 @@
 //! `POST /login`: JSON for API clients, form-urlencoded for the HTML form.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::SET_COOKIE;
 use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
-use axum::routing::post;
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::cookies::Presented;
 use crate::auth::credentials;
 use crate::auth::extract::ClientInfo;
 use crate::auth::origin::AllowedOrigin;
 use crate::auth::session::{self, Issued};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::routes::body::JsonOrForm;
+use crate::routes::openapi::BodyRefusals;
 use crate::routes::pages::{self, safe_next};
-use crate::routes::token::issued_response;
+use crate::routes::token::{TokenBody, issued_response};
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/login", post(login))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(login))
 }
 
-#[derive(Deserialize)]
-struct Credentials {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct Credentials {
+    /// Case-insensitive; surrounding spaces are ignored.
+    #[schema(pattern = r"\S", examples("ann"))]
     username: String,
+    #[schema(min_length = 1, examples("correct horse battery"))]
     password: String,
     /// Where the HTML form returns to; only same-origin paths are honoured.
+    #[schema(examples("/app"))]
     next: Option<String>,
 }
 
+/// Signs in. API clients send JSON and get the access token; the HTML form
+/// is redirected (`303`) to `/app` or its same-origin `next`, or shown again
+/// with the error. Any refresh cookie sent along loses its session.
+#[utoipa::path(
+    post, path = "/login", tag = "session",
+    request_body(content(
+        (Credentials = "application/json"),
+        (Credentials = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Signed in (JSON)", body = TokenBody,
+            headers(("set-cookie" = String, description = "The refresh cookie"))),
+        (status = 303, description = "Signed in (the HTML form)",
+            headers(
+                ("set-cookie" = String, description = "The refresh cookie"),
+                ("location" = String, description = "`/app`, or the form's same-origin `next`"),
+            )),
+        (status = 400, description = "`invalid_request`: a missing or malformed field \
+            (the HTML form: its page again, with the error)",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 401, description = "`invalid_credentials`, the same for an unknown user and a \
+            wrong password (the HTML form: its page again, with the error)",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "`forbidden_origin`: a cross-site form post", body = ErrorBody),
+        BodyRefusals,
+        (status = 429, description = "`too_many_attempts` for this account or address \
+            (the HTML form: its page again, with the error)",
+            content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("retry-after" = String, description = "Seconds until the next attempt is allowed"))),
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     _: AllowedOrigin,

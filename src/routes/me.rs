@@ -1,24 +1,31 @@
 //! `GET /protected` and `GET /me`: what the access token says about its holder.
 //! Stateless: nothing but the token is consulted.
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::extract::Authenticated;
+use crate::error::ErrorBody;
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/protected", get(protected))
-        .route("/me", get(me))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(protected))
+        .routes(routes!(me))
 }
 
-#[derive(Debug, Serialize)]
+/// The token's holder, from its claims.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
+    /// The user id, as a string (the token's `sub`).
+    #[schema(examples("1"))]
     pub id: String,
+    #[schema(examples("ann"))]
     pub username: String,
+    #[schema(examples("user"))]
     pub role: String,
 }
 
@@ -32,14 +39,55 @@ impl From<&Authenticated> for UserView {
     }
 }
 
-async fn protected(auth: Authenticated) -> Json<Value> {
-    let user = UserView::from(&auth);
-    Json(json!({
-        "message": format!("Hello, {}! This answer needed a valid access token.", user.username),
-        "user": user,
-    }))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProtectedBody {
+    pub message: String,
+    pub user: UserView,
 }
 
-async fn me(auth: Authenticated) -> Json<Value> {
-    Json(json!({ "user": UserView::from(&auth), "session_id": auth.0.sid }))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeBody {
+    pub user: UserView,
+    /// The session the access token belongs to.
+    pub session_id: String,
+}
+
+/// A greeting that needed a valid access token.
+#[utoipa::path(
+    get, path = "/protected", tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token is valid", body = ProtectedBody),
+        (status = 400, description = "`invalid_request`: more than one `Authorization` header", body = ErrorBody),
+        (status = 401, description = "`unauthenticated` (no token) or `invalid_token` (bad or expired)", body = ErrorBody,
+            headers(("www-authenticate" = String, description = "RFC 6750 challenge"))),
+    )
+)]
+async fn protected(auth: Authenticated) -> Json<ProtectedBody> {
+    let user = UserView::from(&auth);
+    Json(ProtectedBody {
+        message: format!(
+            "Hello, {}! This answer needed a valid access token.",
+            user.username
+        ),
+        user,
+    })
+}
+
+/// Who the access token belongs to, and its session.
+#[utoipa::path(
+    get, path = "/me", tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token's holder", body = MeBody),
+        (status = 400, description = "`invalid_request`: more than one `Authorization` header", body = ErrorBody),
+        (status = 401, description = "`unauthenticated` (no token) or `invalid_token` (bad or expired)", body = ErrorBody,
+            headers(("www-authenticate" = String, description = "RFC 6750 challenge"))),
+    )
+)]
+async fn me(auth: Authenticated) -> Json<MeBody> {
+    Json(MeBody {
+        user: UserView::from(&auth),
+        session_id: auth.0.sid.clone(),
+    })
 }

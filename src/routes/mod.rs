@@ -1,10 +1,11 @@
 //! The HTTP surface: one file per area, assembled here with the layers every
-//! response passes through.
+//! response passes through. Each area documents its handlers for the OpenAPI
+//! description as it routes them (`openapi.rs`).
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{Method, Request};
+use axum::{Extension, Router};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -21,6 +22,7 @@ mod limits;
 mod login;
 mod logout;
 mod me;
+pub(crate) mod openapi;
 pub(crate) mod pages;
 mod password;
 mod register;
@@ -40,7 +42,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn build_app(state: AppState) -> Router {
     // Everything but the static assets: tokens and personal data, never cached.
-    let dynamic = Router::new()
+    let (dynamic, mut api) = openapi::root()
         .merge(pages::router())
         .merge(login::router())
         .merge(token::router())
@@ -50,13 +52,22 @@ pub fn build_app(state: AppState) -> Router {
         .merge(me::router())
         .merge(sessions::router())
         .merge(health::router())
+        .merge(openapi::router())
+        .split_for_parts();
+    let (assets, assets_api) = assets::router().split_for_parts();
+    let cached: Vec<String> = assets_api.paths.paths.keys().cloned().collect();
+    api.merge(assets_api);
+    let document = openapi::serve(api, state.cookies.name(), &cached);
+
+    let dynamic = dynamic
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(Extension(document))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(header_layer(header::CACHE_CONTROL, "no-store"))
         .layer(header_layer(header::PRAGMA, "no-cache"));
 
     let mut app = dynamic
-        .merge(assets::router())
+        .merge(assets.method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed }))
         .fallback(|| async { ApiError::NotFound })
         .layer(header_layer(
             header::CONTENT_SECURITY_POLICY,

@@ -1,23 +1,23 @@
 //! The server-rendered demo pages. Scripts live in `static/`, never inline.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
 use std::collections::HashMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::cookies::Presented;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(index))
-        .route("/login", get(login))
-        .route("/register", get(register))
-        .route("/app", get(app))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(index))
+        .routes(routes!(login))
+        .routes(routes!(register))
+        .routes(routes!(app))
 }
 
 #[derive(Template)]
@@ -150,6 +150,11 @@ pub fn register_page(
     )
 }
 
+/// What this is, with links to the demo.
+#[utoipa::path(
+    get, path = "/", tag = "pages", operation_id = "home_page",
+    responses((status = 200, description = "The home page", body = String, content_type = "text/html"))
+)]
 async fn index(State(state): State<AppState>) -> Response {
     render(
         StatusCode::OK,
@@ -159,8 +164,17 @@ async fn index(State(state): State<AppState>) -> Response {
     )
 }
 
-/// Read leniently (a map, last value wins): a hand-edited query string should
-/// still show the sign-in form.
+/// The sign-in form; it works without JavaScript.
+#[utoipa::path(
+    get, path = "/login", tag = "pages", operation_id = "login_page",
+    params(
+        ("next" = Option<String>, Query, description = "Where to go after signing in; only same-origin paths are honoured"),
+        ("registered" = Option<String>, Query, description = "Present after a sign-up: the form says the account is ready"),
+    ),
+    responses((status = 200, description = "The sign-in page", body = String, content_type = "text/html"))
+)]
+// Read leniently (a map, last value wins): a hand-edited query string should
+// still show the sign-in form.
 async fn login(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
@@ -180,6 +194,11 @@ async fn login(
     )
 }
 
+/// The sign-up form (it says so when registration is closed).
+#[utoipa::path(
+    get, path = "/register", tag = "pages", operation_id = "register_page",
+    responses((status = 200, description = "The sign-up page", body = String, content_type = "text/html"))
+)]
 async fn register(State(state): State<AppState>) -> Response {
     render(
         StatusCode::OK,
@@ -191,8 +210,18 @@ async fn register(State(state): State<AppState>) -> Response {
     )
 }
 
-/// The demo needs a refresh cookie to start from; without one, sign in first
-/// (this also works with JavaScript disabled).
+/// The demo: the access token, its refresh, the sessions list. It needs a
+/// refresh cookie to start from; without one, sign in first (this also works
+/// with JavaScript disabled).
+#[utoipa::path(
+    get, path = "/app", tag = "pages", operation_id = "app_page",
+    security((), ("refresh_cookie" = [])),
+    responses(
+        (status = 200, description = "The demo page (a refresh cookie was sent)", body = String, content_type = "text/html"),
+        (status = 303, description = "No refresh cookie: sign in first",
+            headers(("location" = String, description = "`/login?next=/app`"))),
+    )
+)]
 async fn app(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match state.cookies.presented(&headers) {
         Presented::None => Redirect::to("/login?next=/app").into_response(),

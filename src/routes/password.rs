@@ -1,29 +1,51 @@
 //! `POST /password`: change the password with the current one. Every other
 //! session of the user ends; the one making the change stays signed in.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit::{self, Event};
 use crate::auth::credentials::check_password_strength;
 use crate::auth::extract::{Authenticated, ClientInfo};
 use crate::auth::throttle;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::openapi::{BearerRefusals, BodyRefusals};
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/password", post(change_password))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(change_password))
 }
 
-#[derive(Deserialize)]
-struct PasswordChange {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct PasswordChange {
     current_password: String,
+    /// 8 to 72 bytes of UTF-8, as for `POST /register`.
+    #[schema(min_length = 2, max_length = 72)]
     new_password: String,
 }
 
+/// Changes the caller's password. Every other session of the user is
+/// revoked; the one making the change stays signed in.
+#[utoipa::path(
+    post, path = "/password", tag = "account",
+    security(("bearer" = [])),
+    request_body(content = PasswordChange, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Changed; the other sessions are revoked"),
+        BearerRefusals,
+        (status = 403, description = "`wrong_current_password`", body = ErrorBody),
+        BodyRefusals,
+        (status = 422, description = "`weak_password`: not 8 to 72 bytes", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong current passwords",
+            body = ErrorBody,
+            headers(("retry-after" = String, description = "Seconds until the next attempt is allowed"))),
+    )
+)]
 async fn change_password(
     State(state): State<AppState>,
     auth: Authenticated,

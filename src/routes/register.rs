@@ -1,34 +1,86 @@
 //! `POST /register`: open sign-up, when `REGISTRATION_OPEN` allows it.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit::{self, Event};
 use crate::auth::credentials;
 use crate::auth::extract::ClientInfo;
 use crate::auth::origin::AllowedOrigin;
 use crate::auth::throttle;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::routes::body::JsonOrForm;
+use crate::routes::openapi::BodyRefusals;
 use crate::routes::pages;
 use crate::state::AppState;
 use crate::store::User;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/register", post(register))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(register))
 }
 
-#[derive(Deserialize)]
-struct NewAccount {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct NewAccount {
+    /// Letters, digits and `. _ - @ +`; stored lower-cased.
+    #[schema(
+        pattern = r"^[A-Za-z0-9._@+-]+$",
+        min_length = 1,
+        max_length = 64,
+        examples("ann")
+    )]
     username: String,
+    /// 8 to 72 bytes of UTF-8, or `422 weak_password`. (JSON Schema counts
+    /// characters: 2 to 72 of them, of up to 4 bytes each, may be 8 to 72 bytes.)
+    #[schema(min_length = 2, max_length = 72, examples("correct horse battery"))]
     password: String,
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Registered {
+    /// The new user's id, as a string.
+    #[schema(examples("1"))]
+    id: String,
+    #[schema(examples("ann"))]
+    username: String,
+}
+
+/// Creates an account, when registration is open. API clients send JSON; the
+/// HTML form is redirected (`303`) to the login page, or shown again with the
+/// error.
+#[utoipa::path(
+    post, path = "/register", tag = "account",
+    request_body(content(
+        (NewAccount = "application/json"),
+        (NewAccount = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 201, description = "Created (JSON)", body = Registered),
+        (status = 303, description = "Created (the HTML form): on to the login page",
+            headers(("location" = String, description = "`/login?registered=1`"))),
+        (status = 400, description = "`invalid_request`: a missing or malformed field, or a username \
+            that is not 1 to 64 of the allowed characters (the HTML form: its page again, with the error)",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "`registration_closed`, or `forbidden_origin` for a cross-site \
+            request (the HTML form: its page again, with the error)",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 409, description = "`username_taken` (the HTML form: its page again, with the error)",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        BodyRefusals,
+        (status = 422, description = "`weak_password`: not 8 to 72 bytes (the HTML form: its page \
+            again, with the error)",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 429, description = "`too_many_attempts`: too many sign-ups from this address \
+            (the HTML form: its page again, with the error)",
+            content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("retry-after" = String, description = "Seconds until the next attempt is allowed"))),
+    )
+)]
 async fn register(
     State(state): State<AppState>,
     _: AllowedOrigin,
@@ -39,7 +91,10 @@ async fn register(
         JsonOrForm::Json(a) => match create(&state, &a, &client).await {
             Ok(user) => (
                 StatusCode::CREATED,
-                Json(json!({ "id": user.id.to_string(), "username": user.username })),
+                Json(Registered {
+                    id: user.id.to_string(),
+                    username: user.username,
+                }),
             )
                 .into_response(),
             Err(e) => e.into_response(),

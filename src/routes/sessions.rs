@@ -1,32 +1,46 @@
 //! `/sessions`: the caller's active sessions, and revoking one or all of them.
 
+use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit::{self, Event};
 use crate::auth::extract::{Authenticated, ClientInfo};
 use crate::clock::rfc3339;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::openapi::BearerRefusals;
 use crate::state::AppState;
 use crate::store::Session;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/sessions", get(list).delete(revoke_all))
-        .route("/sessions/{id}", delete(revoke_one))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, revoke_all))
+        .routes(routes!(revoke_one))
 }
 
-#[derive(Debug, Serialize)]
-struct SessionView {
+/// One active session of the caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SessionView {
     id: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     last_used_at: String,
+    /// When the session ends unless used: the idle or the absolute expiry,
+    /// whichever comes first.
+    #[schema(format = DateTime)]
     expires_at: String,
+    #[schema(required = true)]
     user_agent: Option<String>,
+    /// The client address seen at sign-in.
+    #[schema(required = true)]
     ip: Option<String>,
+    /// True for the session of the access token making this request.
     current: bool,
 }
 
@@ -45,6 +59,20 @@ impl SessionView {
     }
 }
 
+/// The caller's active sessions.
+#[utoipa::path(
+    get, path = "/sessions", tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Active sessions of the token's user", body = [SessionView],
+            links(("revoke_first" = (
+                operation_id = "revoke_one",
+                parameters(("id" = "$response.body#/0/id")),
+                description = "Revoke the first session listed",
+            )))),
+        BearerRefusals,
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -61,12 +89,24 @@ async fn list(
     ))
 }
 
+/// Revokes one of the caller's sessions.
+#[utoipa::path(
+    delete, path = "/sessions/{id}", tag = "sessions",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A session id from `GET /sessions`", min_length = 1)),
+    responses(
+        (status = 204, description = "Revoked"),
+        BearerRefusals,
+        (status = 404, description = "`not_found`: no live session of the caller has this id", body = ErrorBody),
+    )
+)]
 async fn revoke_one(
     State(state): State<AppState>,
     auth: Authenticated,
     client: ClientInfo,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let Path(id) = id?;
     let user_id = auth.user_id()?;
     let revoked = state
         .store
@@ -85,6 +125,15 @@ async fn revoke_one(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Revokes every session of the caller ("log out everywhere").
+#[utoipa::path(
+    delete, path = "/sessions", tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every session of the caller is revoked"),
+        BearerRefusals,
+    )
+)]
 async fn revoke_all(
     State(state): State<AppState>,
     auth: Authenticated,

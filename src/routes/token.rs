@@ -1,29 +1,35 @@
 //! `POST /token`: rotate the refresh cookie and hand out a new access token.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::SET_COOKIE;
 use axum::response::{AppendHeaders, IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::cookies::Presented;
 use crate::auth::extract::ClientInfo;
 use crate::auth::origin::AllowedOrigin;
 use crate::auth::session::{self, Issued};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/token", post(refresh))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(refresh))
 }
 
 /// The body of a successful login or refresh (RFC 6749 §5.1 names).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenBody {
+    /// A JWT (`typ: at+jwt`, HS256) for `Authorization: Bearer`.
     pub access_token: String,
+    #[schema(value_type = String, pattern = "^Bearer$")]
     pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(minimum = 1)]
     pub expires_in: i64,
 }
 
@@ -50,6 +56,22 @@ pub(crate) fn clearing(state: &AppState, error: ApiError) -> Response {
     (AppendHeaders([(SET_COOKIE, cookie.to_string())]), error).into_response()
 }
 
+/// Trades the refresh cookie for a new access token and rotates the cookie.
+/// The token rotated away less than `REFRESH_REUSE_GRACE` seconds ago is
+/// honoured once more without advancing the chain; any older one revokes
+/// the whole session.
+#[utoipa::path(
+    post, path = "/token", tag = "session",
+    security(("refresh_cookie" = [])),
+    responses(
+        (status = 200, description = "A new access token; the rotated refresh cookie", body = TokenBody,
+            headers(("set-cookie" = String, description = "The rotated refresh cookie"))),
+        (status = 401, description = "`missing_refresh_token`; `invalid_refresh_token` or \
+            `refresh_token_reused` (the whole session is revoked), both with a clearing `Set-Cookie`",
+            body = ErrorBody),
+        (status = 403, description = "`forbidden_origin`: a cross-site request", body = ErrorBody),
+    )
+)]
 async fn refresh(
     State(state): State<AppState>,
     _: AllowedOrigin,

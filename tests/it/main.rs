@@ -41,6 +41,7 @@ mod sqlite;
 mod browser;
 mod config;
 mod logs;
+mod openapi;
 
 // Several instances on one database, and SIGKILL in mid-rotation (both stores).
 mod crash;
