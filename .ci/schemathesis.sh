@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Schema-driven HTTP fuzzing: schemathesis reads latchkey's own GET /openapi.json
+# and sends generated requests (valid and invalid) to a running latchkey. Any
+# 5xx, or any response that contradicts the description (status, content type,
+# body schema, headers), fails the run. Called by .ci/run; runs alone too:
+#
+#   bash .ci/schemathesis.sh
+#   ST_MAX_EXAMPLES=200 ST_SEED=7 bash .ci/schemathesis.sh    # longer, other inputs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TARGET=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+
+SCHEMATHESIS_VERSION=4.32.5
+MAX_EXAMPLES=${ST_MAX_EXAMPLES:-50}
+SEED=${ST_SEED:-20261122}
+VENV=$TARGET/schemathesis-venv
+ST="$VENV/bin/schemathesis"
+
+if [ "$("$ST" --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+  if ! python3 -c 'import ensurepip' 2>/dev/null; then
+    echo "== installing python3-venv"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
+  fi
+  echo "== installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+echo "== building latchkey"
+cargo build --locked --quiet --bin latchkey
+BIN=$TARGET/debug/latchkey
+
+WORK=$(mktemp -d)
+SERVER_PID=
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A free port: bind port 0 and let the kernel choose.
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+BASE=http://127.0.0.1:$PORT
+
+# A fresh database, fixed test secrets, cheap hashing, open sign-up, and
+# throttling limits far above what the run sends, so that 429s do not hide
+# everything else. Access tokens outlive the run.
+export APP_ENV=development
+export DATABASE_URL="sqlite://$WORK/latchkey.db"
+export BIND=127.0.0.1:$PORT
+export JWT_SECRET=schemathesis-access-secret-0123456789abcdef
+export JWT_REFRESH_SECRET=schemathesis-refresh-secret-0123456789abcdef
+export JWT_EXPIRATION=3600
+export BCRYPT_COST=4
+export REGISTRATION_OPEN=true
+export THROTTLE_LOGIN_PAIR=1000000
+export THROTTLE_LOGIN_ADDRESS=1000000
+export THROTTLE_LOGIN_ACCOUNT=1000000
+export THROTTLE_REGISTER_ADDRESS=1000000
+export SHUTDOWN_TIMEOUT=2
+export RUST_LOG=latchkey=warn
+
+PASSWORD=schemathesis-password-7c1e
+echo "$PASSWORD" | "$BIN" user add fuzzer >/dev/null
+
+"$BIN" >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+
+# Wait for /healthz, then sign in as the seeded user for the Bearer endpoints.
+TOKEN=$(BASE=$BASE PASSWORD=$PASSWORD python3 - <<'EOF'
+import json, os, sys, time, urllib.request
+
+base = os.environ["BASE"]
+for _ in range(100):
+    try:
+        urllib.request.urlopen(base + "/healthz", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("latchkey did not answer on " + base)
+body = json.dumps({"username": "fuzzer", "password": os.environ["PASSWORD"]}).encode()
+request = urllib.request.Request(base + "/login", body, {"Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(request, timeout=5))["access_token"])
+EOF
+) || {
+  echo "latchkey did not start or refused the seeded user:" >&2
+  cat "$WORK/server.log" >&2
+  exit 1
+}
+
+echo "== schemathesis $SCHEMATHESIS_VERSION against $BASE/openapi.json (seed $SEED, $MAX_EXAMPLES examples per operation)"
+status=0
+# From the scratch directory: schemathesis keeps a cache in the current one.
+(cd "$WORK" && "$ST" --config-file "$ROOT/.ci/schemathesis.toml" run "$BASE/openapi.json" \
+  --checks all \
+  --header "Authorization: Bearer $TOKEN" \
+  --max-examples "$MAX_EXAMPLES" \
+  --seed "$SEED" \
+  --generation-database none \
+  --request-timeout 10 \
+  --no-color) >"$WORK/schemathesis.log" 2>&1 || status=$?
+cat "$WORK/schemathesis.log"
+
+if grep -q "panicked" "$WORK/server.log"; then
+  echo "latchkey panicked during the run:" >&2
+  grep -A5 "panicked" "$WORK/server.log" >&2
+  status=1
+fi
+if [ "$status" -ne 0 ]; then
+  echo "== latchkey's log (last 40 lines)"
+  tail -n 40 "$WORK/server.log"
+fi
+
+# One plain line to end on: "N generated, N passed" or "N generated, F found ...".
+summary=$(grep -E '^ +[0-9]+ generated' "$WORK/schemathesis.log" | tail -n 1 || true)
+generated=$(sed -nE 's/^ *([0-9]+) generated.*/\1/p' <<<"$summary")
+found=$(sed -nE 's/.* ([0-9]+) found .*/\1/p' <<<"$summary")
+failures=$(sed -nE 's/.* found ([0-9]+) unique failures?.*/\1/p' <<<"$summary")
+generated=${generated:-0}
+found=${found:-0}
+failures=${failures:-0}
+if [ "$status" -ne 0 ] && [ "$failures" -eq 0 ]; then
+  failures=1 # an error without a counted failure: the run itself broke
+fi
+echo "schemathesis: $((generated - found)) passed, $failures failed"
+exit "$status"
