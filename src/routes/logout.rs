@@ -42,10 +42,10 @@ async fn logout(
     client: ClientInfo,
     headers: HeaderMap,
 ) -> Response {
-    if let Presented::One(token) = state.cookies.presented(&headers) {
-        if let Err(e) = session::end(&state, &token, "logout", &client).await {
-            return e.into_response();
-        }
+    if let Presented::One(token) = state.cookies.presented(&headers)
+        && let Err(e) = session::end(&state, &token, "logout", &client).await
+    {
+        return e.into_response();
     }
     let clear = AppendHeaders([(SET_COOKIE, state.cookies.clear().to_string())]);
     if is_form(&headers) {

@@ -540,10 +540,10 @@ impl Run<'_> {
             Some(Tok::Older(_)) => 2,
             _ => 0,
         };
-        if let Some(last) = self.last.filter(|_| n == 0) {
-            if self.model.sessions[last].generation >= min_generation {
-                return Some(last);
-            }
+        if let Some(last) = self.last.filter(|_| n == 0)
+            && self.model.sessions[last].generation >= min_generation
+        {
+            return Some(last);
         }
         let now = self.model.now;
         let eligible: Vec<usize> = (0..self.model.sessions.len())
