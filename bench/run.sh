@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# latchkey's benchmark (issue 6): builds the server, the ceiling and the load
+# generator in release mode, pins the servers to one CPU and the load
+# generator to another, and writes the results table to bench/results.md.
+#
+#   bash bench/run.sh                 # everything, about three minutes
+#   bash bench/run.sh --no-postgres   # without a PostgreSQL server
+#   bash bench/run.sh --help          # durations, connections, cost, CPUs
+#
+# BENCH_SERVER_CPU / BENCH_CLIENT_CPU choose the CPUs (default 0 and 1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
+cargo build --release --locked --bin latchkey --example ceiling --example bench
+
+exec taskset --cpu-list "${BENCH_CLIENT_CPU:-1}" target/release/examples/bench \
+  --server-cpu "${BENCH_SERVER_CPU:-0}" --out bench/results.md "$@"

@@ -1,0 +1,574 @@
+//! The benchmark of issue 6: drives a running latchkey over real HTTP on
+//! loopback and prints, per scenario, requests per second, p50 and p99
+//! latency, errors, and the server's CPU share and peak memory, each judged
+//! as a ratio to a reference measured in the same run:
+//!
+//! - `protected`: `GET /protected` with a valid Bearer token on 64 keep-alive
+//!   connections, against latchkey and against the ceiling (`examples/ceiling.rs`,
+//!   the same HS256 check in a bare axum route);
+//! - `refresh`: 64 signed-in clients, each looping `POST /token` with its own
+//!   latest cookie, on SQLite (durable: `synchronous=FULL`) and PostgreSQL;
+//! - `login`: `POST /login` in a loop, against one core's bcrypt verifications
+//!   per second at the same cost, measured here;
+//! - `mixed`: the `protected` stream while a login flood saturates hashing;
+//! - start-up to listening on an existing database.
+//!
+//! Run it with `bash bench/run.sh`: it builds everything in release mode and
+//! pins the servers to CPU 0 and this load generator to CPU 1 (`taskset`).
+
+mod http;
+mod load;
+mod report;
+mod server;
+mod setup;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use load::{Outcome, Window, Work};
+use report::{Row, Target};
+use server::{Launch, Server};
+use stats::{Figures, millis};
+
+#[derive(Debug, Parser)]
+#[command(about = "latchkey's benchmark (issue 6); run it through bench/run.sh")]
+struct Args {
+    /// The latchkey binary (default: next to this one, target/release/latchkey).
+    #[arg(long)]
+    latchkey: Option<PathBuf>,
+    /// The ceiling binary (default: target/release/examples/ceiling).
+    #[arg(long)]
+    ceiling: Option<PathBuf>,
+    /// The CPU the servers are pinned to.
+    #[arg(long, default_value_t = 0)]
+    server_cpu: usize,
+    /// Seconds of load before measuring starts.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Seconds measured per scenario.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Keep-alive connections (and signed-in clients for `refresh`).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Connections sending logins in `login` and `mixed`.
+    #[arg(long, default_value_t = 4)]
+    login_connections: usize,
+    /// BCRYPT_COST of the server, and of the reference hashing.
+    #[arg(long, default_value_t = 12)]
+    bcrypt_cost: u32,
+    /// Sessions stored before the server starts.
+    #[arg(long, default_value_t = 10_000)]
+    sessions: u64,
+    /// Times latchkey is restarted to measure start-up.
+    #[arg(long, default_value_t = 5)]
+    startups: usize,
+    /// A PostgreSQL server to create (and drop) the benchmark's database on.
+    #[arg(
+        long,
+        env = "BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    database_url: String,
+    /// Skip the PostgreSQL `refresh` scenario.
+    #[arg(long)]
+    no_postgres: bool,
+    /// Also write the results here (Markdown).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl Args {
+    fn window(&self) -> Window {
+        Window::after(
+            Duration::from_secs_f64(self.warmup),
+            Duration::from_secs_f64(self.duration),
+        )
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    // One thread: the load generator gets one core, as the server does.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let here = std::env::current_exe()?;
+    let examples = here.parent().context("no directory")?;
+    let latchkey = args
+        .latchkey
+        .clone()
+        .unwrap_or_else(|| examples.parent().unwrap_or(examples).join("latchkey"));
+    let ceiling = args
+        .ceiling
+        .clone()
+        .unwrap_or_else(|| examples.join("ceiling"));
+    let dir = tempfile::tempdir()?;
+    let secrets = [
+        ("JWT_SECRET".to_owned(), latchkey::random::token(32)),
+        ("JWT_REFRESH_SECRET".to_owned(), latchkey::random::token(32)),
+        ("BCRYPT_COST".to_owned(), args.bcrypt_cost.to_string()),
+    ];
+    let sqlite_url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let sqlite_env = with(&secrets, "DATABASE_URL", &sqlite_url);
+    let launch = |program: &Path, env: Vec<(String, String)>, name: &str| Launch {
+        program: program.to_owned(),
+        env,
+        cpu: args.server_cpu,
+        log: server::log_file(dir.path(), name),
+    };
+
+    eprintln!("preparing: one account, {} stored sessions", args.sessions);
+    setup::add_user(&latchkey, &sqlite_env).await?;
+    setup::seed_sessions(&sqlite_url, args.sessions).await?;
+    let latchkey_sqlite = launch(&latchkey, sqlite_env.clone(), "latchkey-sqlite");
+    let (ceiling_server, _) = launch(&ceiling, secrets.to_vec(), "ceiling")
+        .start()
+        .await?;
+    let (server, _) = latchkey_sqlite.start().await?;
+    eprintln!("signing in {} clients", args.connections);
+    let clients = setup::sign_in(server.addr, args.connections).await?;
+    let bearer = clients[0].bearer.clone();
+    let protected = |n: usize| -> Vec<Work> {
+        (0..n)
+            .map(|_| Work::Protected {
+                path: "/protected",
+                bearer: bearer.clone(),
+            })
+            .collect()
+    };
+    let logins = |n: usize| -> Vec<Work> {
+        (0..n)
+            .map(|_| Work::Login {
+                body: setup::login_body(),
+            })
+            .collect()
+    };
+
+    eprintln!(
+        "bcrypt: one core's verifications per second at cost {}",
+        args.bcrypt_cost
+    );
+    let bcrypt_per_second = bcrypt_rate(args.bcrypt_cost)?;
+
+    eprintln!("protected: ceiling");
+    let ceiling_protected = measure(&args, &ceiling_server, protected(args.connections)).await?;
+    eprintln!("protected: latchkey");
+    let latchkey_protected = measure(&args, &server, protected(args.connections)).await?;
+    eprintln!("refresh: latchkey on SQLite");
+    let refresh_work = |clients: &[setup::SignedIn]| -> Vec<Work> {
+        clients
+            .iter()
+            .map(|c| Work::Refresh {
+                cookie: c.cookie.clone(),
+            })
+            .collect()
+    };
+    let refresh_sqlite = measure(&args, &server, refresh_work(&clients)).await?;
+    eprintln!("login: latchkey");
+    let login = measure(&args, &server, logins(args.login_connections)).await?;
+    eprintln!("mixed: protected while logins flood");
+    let (mixed_protected, mixed_login) = measure_mixed(
+        &args,
+        &server,
+        protected(args.connections),
+        logins(args.login_connections),
+    )
+    .await?;
+    server.stop().await?;
+
+    eprintln!(
+        "start-up: {} restarts on the existing database",
+        args.startups
+    );
+    let mut startups = Vec::new();
+    for _ in 0..args.startups {
+        let (server, ready) = latchkey_sqlite.start().await?;
+        startups.push(ready);
+        server.stop().await?;
+    }
+    startups.sort();
+
+    let refresh_postgres = if args.no_postgres {
+        None
+    } else {
+        eprintln!("refresh: latchkey on PostgreSQL");
+        Some(postgres_refresh(&args, &latchkey, &secrets, &launch).await?)
+    };
+    ceiling_server.stop().await?;
+
+    let ceiling_rps = ceiling_protected.requests_per_second;
+    let of_ceiling = |f: &Figures| Some((f.requests_per_second / ceiling_rps, "of ceiling"));
+    let mut rows = vec![
+        Row {
+            scenario: "protected",
+            server: "ceiling".into(),
+            figures: ceiling_protected.clone(),
+            ratio: None,
+        },
+        Row {
+            scenario: "protected",
+            server: "latchkey".into(),
+            ratio: of_ceiling(&latchkey_protected),
+            figures: latchkey_protected.clone(),
+        },
+        Row {
+            scenario: "refresh",
+            server: "latchkey, SQLite".into(),
+            ratio: of_ceiling(&refresh_sqlite),
+            figures: refresh_sqlite.clone(),
+        },
+    ];
+    if let Some(pg) = &refresh_postgres {
+        rows.push(Row {
+            scenario: "refresh",
+            server: "latchkey, PostgreSQL".into(),
+            ratio: of_ceiling(pg),
+            figures: pg.clone(),
+        });
+    }
+    rows.push(Row {
+        scenario: "login",
+        server: "latchkey".into(),
+        ratio: Some((login.requests_per_second / bcrypt_per_second, "of bcrypt/s")),
+        figures: login.clone(),
+    });
+    rows.push(Row {
+        scenario: "mixed: protected",
+        server: "latchkey".into(),
+        ratio: Some((
+            mixed_protected.requests_per_second / latchkey_protected.requests_per_second,
+            "of solo",
+        )),
+        figures: mixed_protected.clone(),
+    });
+    rows.push(Row {
+        scenario: "mixed: login",
+        server: "latchkey".into(),
+        ratio: Some((
+            mixed_login.requests_per_second / bcrypt_per_second,
+            "of bcrypt/s",
+        )),
+        figures: mixed_login,
+    });
+
+    let protected_ratio = latchkey_protected.requests_per_second / ceiling_rps;
+    let p99_ratio = latchkey_protected.p99.as_secs_f64() / ceiling_protected.p99.as_secs_f64();
+    let refresh_ratio = refresh_sqlite.requests_per_second / ceiling_rps;
+    let login_ratio = login.requests_per_second / bcrypt_per_second;
+    let mixed_ratio = mixed_protected.requests_per_second / latchkey_protected.requests_per_second;
+    let median_startup = startups
+        .get(startups.len() / 2)
+        .copied()
+        .unwrap_or_default();
+    let mut targets = vec![
+        Target {
+            what: "protected throughput",
+            goal: "≥ 90% of ceiling".into(),
+            measured: percent(protected_ratio),
+            met: Some(protected_ratio >= 0.90),
+        },
+        Target {
+            what: "protected p99",
+            goal: "≤ 1.5× ceiling's".into(),
+            measured: format!(
+                "{:.2}× ({} vs {})",
+                p99_ratio,
+                millis(latchkey_protected.p99),
+                millis(ceiling_protected.p99)
+            ),
+            met: Some(p99_ratio <= 1.5),
+        },
+        Target {
+            what: "refresh, SQLite, durable",
+            goal: "≥ 25% of ceiling, 0 errors".into(),
+            measured: format!(
+                "{}, {} errors",
+                percent(refresh_ratio),
+                refresh_sqlite.errors
+            ),
+            met: Some(refresh_ratio >= 0.25 && refresh_sqlite.errors == 0),
+        },
+    ];
+    if let Some(pg) = &refresh_postgres {
+        targets.push(Target {
+            what: "refresh, PostgreSQL",
+            goal: "report".into(),
+            measured: format!(
+                "{:.0} req/s ({} of ceiling), {} errors",
+                pg.requests_per_second,
+                percent(pg.requests_per_second / ceiling_rps),
+                pg.errors
+            ),
+            met: None,
+        });
+    }
+    targets.extend([
+        Target {
+            what: "login",
+            goal: format!(
+                "≥ 90% of bcrypt/s ({bcrypt_per_second:.2}/s at cost {})",
+                args.bcrypt_cost
+            ),
+            measured: format!(
+                "{:.2}/s = {}",
+                login.requests_per_second,
+                percent(login_ratio)
+            ),
+            met: Some(login_ratio >= 0.90),
+        },
+        Target {
+            what: "mixed: protected throughput",
+            goal: "≥ 40% of solo".into(),
+            measured: percent(mixed_ratio),
+            met: Some(mixed_ratio >= 0.40),
+        },
+        Target {
+            what: "mixed: protected p99",
+            goal: "< 20 ms".into(),
+            measured: millis(mixed_protected.p99),
+            met: Some(mixed_protected.p99 < Duration::from_millis(20)),
+        },
+        Target {
+            what: "memory during refresh",
+            goal: format!("< 40 MB resident with {} stored sessions", args.sessions),
+            measured: format!("{:.1} MiB", refresh_sqlite.peak_rss_mib),
+            met: Some(refresh_sqlite.peak_rss_mib * 1.048_576 < 40.0),
+        },
+        Target {
+            what: "start-up to listening",
+            goal: "< 200 ms on an existing database".into(),
+            measured: format!(
+                "median {} of {} (max {})",
+                millis(median_startup),
+                startups.len(),
+                millis(startups.last().copied().unwrap_or_default())
+            ),
+            met: Some(median_startup < Duration::from_millis(200)),
+        },
+    ]);
+
+    let machine = machine(&args, dir.path(), bcrypt_per_second)?;
+    let table = report::render(&machine, &rows, &targets);
+    println!("{table}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("written to {}", out.display());
+    }
+    Ok(())
+}
+
+/// The PostgreSQL `refresh` scenario, on a database of its own.
+async fn postgres_refresh(
+    args: &Args,
+    latchkey: &Path,
+    secrets: &[(String, String)],
+    launch: &impl Fn(&Path, Vec<(String, String)>, &str) -> Launch,
+) -> Result<Figures> {
+    let name = format!("latchkey_bench_{}", std::process::id());
+    let url = setup::create_postgres_database(&args.database_url, &name).await?;
+    let result = async {
+        let env = with(secrets, "DATABASE_URL", &url);
+        setup::add_user(latchkey, &env).await?;
+        setup::seed_sessions(&url, args.sessions).await?;
+        let (server, _) = launch(latchkey, env, "latchkey-postgres").start().await?;
+        let clients = setup::sign_in(server.addr, args.connections).await?;
+        let work = clients
+            .iter()
+            .map(|c| Work::Refresh {
+                cookie: c.cookie.clone(),
+            })
+            .collect();
+        let figures = measure(args, &server, work).await;
+        server.stop().await?;
+        figures
+    }
+    .await;
+    setup::drop_postgres_database(&args.database_url, &name).await?;
+    result
+}
+
+/// Runs `work` against `server` for one window and sums it up.
+async fn measure(args: &Args, server: &Server, work: Vec<Work>) -> Result<Figures> {
+    server.reset_peak_memory()?;
+    let window = args.window();
+    let (outcome, cpu) = tokio::join!(
+        load::drive(server.addr, work, window),
+        server_cpu(server, window)
+    );
+    figures(server, outcome?, cpu?, window)
+}
+
+/// Two streams at once in one window; the figures of each, the server's
+/// CPU and memory being those of the whole.
+async fn measure_mixed(
+    args: &Args,
+    server: &Server,
+    first: Vec<Work>,
+    second: Vec<Work>,
+) -> Result<(Figures, Figures)> {
+    server.reset_peak_memory()?;
+    let window = args.window();
+    let (a, b, cpu) = tokio::join!(
+        load::drive(server.addr, first, window),
+        load::drive(server.addr, second, window),
+        server_cpu(server, window)
+    );
+    let cpu = cpu?;
+    Ok((
+        figures(server, a?, cpu, window)?,
+        figures(server, b?, cpu, window)?,
+    ))
+}
+
+/// The share of one core the server used inside `window`.
+async fn server_cpu(server: &Server, window: Window) -> Result<f64> {
+    tokio::time::sleep_until(window.start.into()).await;
+    let before = server.cpu_time()?;
+    tokio::time::sleep_until(window.end.into()).await;
+    let used = server.cpu_time()? - before;
+    Ok(used.as_secs_f64() / window.length().as_secs_f64())
+}
+
+fn figures(server: &Server, mut outcome: Outcome, cpu: f64, window: Window) -> Result<Figures> {
+    for e in &outcome.first_errors {
+        eprintln!("  error: {e}");
+    }
+    let figures = Figures {
+        requests_per_second: outcome.latencies.count() as f64 / window.length().as_secs_f64(),
+        p50: outcome.latencies.quantile(0.50),
+        p99: outcome.latencies.quantile(0.99),
+        errors: outcome.errors,
+        server_cpu: cpu,
+        peak_rss_mib: server.peak_memory_mib()?,
+    };
+    eprintln!(
+        "  {:.0} req/s, p50 {}, p99 {}, {} errors, server CPU {:.0}%",
+        figures.requests_per_second,
+        millis(figures.p50),
+        millis(figures.p99),
+        figures.errors,
+        figures.server_cpu * 100.0
+    );
+    Ok(figures)
+}
+
+/// One core's bcrypt verifications per second at `cost` (this thread, on the
+/// load generator's core, with nothing else running).
+fn bcrypt_rate(cost: u32) -> Result<f64> {
+    let hash = bcrypt::hash(setup::PASSWORD, cost)?;
+    let started = Instant::now();
+    let mut done = 0_u32;
+    while done < 8 || started.elapsed() < Duration::from_secs(3) {
+        anyhow::ensure!(bcrypt::verify(setup::PASSWORD, &hash)?, "bcrypt disagrees");
+        done += 1;
+    }
+    Ok(f64::from(done) / started.elapsed().as_secs_f64())
+}
+
+/// What the figures were measured on.
+fn machine(args: &Args, dir: &Path, bcrypt: f64) -> Result<Vec<(String, String)>> {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let online = read("/sys/devices/system/cpu/online");
+    let memory = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or_else(
+            || "unknown".into(),
+            |kib| format!("{:.0} GiB", kib / 1_048_576.0),
+        );
+    let kernel = read("/proc/sys/kernel/osrelease");
+    let pinned = read("/proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let date = time::OffsetDateTime::now_utc().date();
+    Ok(vec![
+        ("date".into(), format!("{date}, commit {commit}")),
+        (
+            "machine".into(),
+            format!(
+                "{model}; CPUs online {} ({cpus} usable by the load generator, pinned to {pinned}); {memory}; Linux {}",
+                online.trim(),
+                kernel.trim()
+            ),
+        ),
+        (
+            "pinning".into(),
+            format!(
+                "servers on CPU {}, load generator on CPU {pinned} (PostgreSQL itself is not pinned)",
+                args.server_cpu
+            ),
+        ),
+        (
+            "disk".into(),
+            format!(
+                "fdatasync of 4 KiB: {} (median of 200)",
+                millis(fsync_latency(dir)?)
+            ),
+        ),
+        (
+            "load".into(),
+            format!(
+                "{} keep-alive connections ({} for logins), {} s warm-up, {} s measured per scenario; BCRYPT_COST {} ({bcrypt:.2} verifications/s on one core); {} stored sessions",
+                args.connections,
+                args.login_connections,
+                args.warmup,
+                args.duration,
+                args.bcrypt_cost,
+                args.sessions
+            ),
+        ),
+    ])
+}
+
+/// How long the disk takes to make a small write durable: what one
+/// `synchronous=FULL` commit costs at least.
+fn fsync_latency(dir: &Path) -> Result<Duration> {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(dir.join("fsync-probe"))?;
+    let block = [0_u8; 4096];
+    let mut samples = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let started = Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    Ok(samples[samples.len() / 2])
+}
+
+fn with(base: &[(String, String)], key: &str, value: &str) -> Vec<(String, String)> {
+    let mut env = base.to_vec();
+    env.push((key.to_owned(), value.to_owned()));
+    env
+}
+
+fn percent(ratio: f64) -> String {
+    format!("{:.0}%", ratio * 100.0)
+}
