@@ -195,6 +195,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::UsernameTaken => Self::UsernameTaken,
             StoreError::Database(e) => Self::Internal(e.into()),
+            e @ StoreError::Batch(_) => Self::Internal(e.into()),
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum StoreError {
     UsernameTaken,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A group commit failed: every rotation in it shares the one error.
+    #[error("database error in a batch: {0}")]
+    Batch(std::sync::Arc<sqlx::Error>),
 }
 
 #[derive(Clone, PartialEq, Eq, sqlx::FromRow)]

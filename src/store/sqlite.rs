@@ -27,9 +27,12 @@ macro_rules! session_columns {
     };
 }
 
+mod group_commit;
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    rotations: group_commit::Rotations,
 }
 
 impl SqliteStore {
@@ -63,7 +66,8 @@ impl SqliteStore {
 
     async fn migrated(pool: SqlitePool) -> StoreResult<Self> {
         MIGRATOR.run(&pool).await.map_err(sqlx::Error::from)?;
-        Ok(Self { pool })
+        let rotations = group_commit::Rotations::start(pool.clone());
+        Ok(Self { pool, rotations })
     }
 
     pub async fn close(&self) {
@@ -175,22 +179,8 @@ impl Store for SqliteStore {
         now: i64,
         idle_ttl: i64,
     ) -> StoreResult<Option<Session>> {
-        let sql = concat!(
-            "UPDATE sessions SET generation = generation + 1, rotated_at = ?1, last_used_at = ?1, \
-                 idle_expires_at = MIN(?1 + ?2, absolute_expires_at) \
-             WHERE id = ?3 AND generation = ?4 AND revoked_at IS NULL \
-                 AND idle_expires_at > ?1 AND absolute_expires_at > ?1 \
-             RETURNING ",
-            session_columns!(),
-            ""
-        );
-        Ok(sqlx::query_as(sql)
-            .bind(now)
-            .bind(idle_ttl)
-            .bind(id)
-            .bind(generation)
-            .fetch_optional(&self.pool)
-            .await?)
+        // Through the group commit: see `group_commit.rs`.
+        self.rotations.rotate(id, generation, now, idle_ttl).await
     }
 
     async fn revoke_session(
