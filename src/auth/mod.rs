@@ -5,6 +5,7 @@ pub mod cookies;
 pub mod credentials;
 pub mod extract;
 pub mod forwarded;
+mod hash_pool;
 pub mod origin;
 pub mod password;
 pub mod session;

@@ -1,9 +1,12 @@
-//! Password hashing with bcrypt, always on the blocking pool and behind a
-//! semaphore, so hashing can never starve the async workers that check tokens.
+//! Password hashing with bcrypt, always on its own bounded, lower-priority
+//! threads (`hash_pool.rs`), so hashing can never starve the async workers
+//! that check tokens.
 
 use std::sync::Arc;
 
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
+
+use crate::auth::hash_pool::HashPool;
 
 /// bcrypt reads at most 72 bytes; longer passwords are refused, never truncated.
 pub const MAX_PASSWORD_BYTES: usize = 72;
@@ -12,7 +15,7 @@ pub const MIN_PASSWORD_BYTES: usize = 8;
 #[derive(Clone)]
 pub struct Hasher {
     cost: u32,
-    permits: Arc<Semaphore>,
+    threads: HashPool,
     /// A hash of nothing anyone knows, verified for unknown usernames so their
     /// answer takes as long as a wrong password.
     dummy: Arc<OnceCell<String>>,
@@ -23,7 +26,7 @@ impl Hasher {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             cost,
-            permits: Arc::new(Semaphore::new(cores)),
+            threads: HashPool::new(cores),
             dummy: Arc::new(OnceCell::new()),
         }
     }
@@ -41,7 +44,8 @@ impl Hasher {
         );
         let cost = self.cost;
         let password = password.to_owned();
-        self.blocking(move || Ok(bcrypt::hash(password, cost)?))
+        self.threads
+            .run(move || Ok(bcrypt::hash(password, cost)?))
             .await
     }
 
@@ -57,7 +61,8 @@ impl Hasher {
         }
         let password = password.to_owned();
         let ok = self
-            .blocking(move || Ok(bcrypt::verify(password, &hash).unwrap_or(false)))
+            .threads
+            .run(move || Ok(bcrypt::verify(password, &hash).unwrap_or(false)))
             .await?;
         Ok(ok && real)
     }
@@ -85,13 +90,5 @@ impl Hasher {
             })
             .await
             .cloned()
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        let _permit = self.permits.acquire().await?;
-        tokio::task::spawn_blocking(work).await?
     }
 }
