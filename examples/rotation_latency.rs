@@ -583,8 +583,8 @@ impl Live {
                 .rotate_session(&claims.sid, claims.generation, now, ttl)
                 .await?;
             took.push(started.elapsed());
-            let session = rotated.context("a rotation of a client's session lost")?;
-            self.cookies[client] = self.state.keys.issue_refresh(&session)?;
+            let rotated = rotated.context("a rotation of a client's session lost")?;
+            self.cookies[client] = self.state.keys.issue_refresh(&rotated.session)?;
         }
         Ok(took)
     }
@@ -605,6 +605,7 @@ impl Live {
             took.push(started.elapsed());
             *generation = rotated
                 .with_context(|| format!("the rotation of seeded session {id} lost"))?
+                .session
                 .generation;
         }
         Ok(took)
@@ -656,7 +657,7 @@ const SQLITE_PLANS: [(&str, &str); 3] = [
         ),
     ),
     (
-        "user lookup (every rotation)",
+        "user by id (the rotation reads it in the same statement)",
         "EXPLAIN QUERY PLAN SELECT id, username, password_hash, role, created_at, disabled_at \
          FROM users WHERE id = ?5",
     ),
@@ -686,7 +687,7 @@ const POSTGRES_PLANS: [(&str, &str); 3] = [
         ),
     ),
     (
-        "user lookup (every rotation)",
+        "user by id (the rotation reads it in the same statement)",
         "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) \
          SELECT id, username, password_hash, role, created_at, disabled_at \
          FROM users WHERE id = $1",

@@ -7,7 +7,7 @@ use crate::auth::extract::ClientInfo;
 use crate::error::ApiError;
 use crate::random;
 use crate::state::AppState;
-use crate::store::{NewSession, Session, User};
+use crate::store::{NewSession, Rotated, Session, User};
 
 /// What a successful login or refresh hands back to the client.
 #[derive(Debug)]
@@ -64,12 +64,14 @@ pub async fn refresh(
     let ttl = state.config.jwt_refresh_expiration;
 
     // Rule 1: the current token advances the chain, atomically.
-    if let Some(session) = state
+    if let Some(Rotated { session, user }) = state
         .store
         .rotate_session(&claims.sid, claims.generation, now, ttl)
         .await?
     {
-        let user = live_user(state, &session).await?;
+        if user.disabled_at.is_some() {
+            return Err(ApiError::InvalidRefreshToken);
+        }
         return issue(state, session, user, now);
     }
 

@@ -76,6 +76,42 @@ pub struct Session {
     pub ip: Option<String>,
 }
 
+/// A session as a rotation left it, with its user as the user is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    pub session: Session,
+    pub user: User,
+}
+
+/// The row a rotation returns: the session's columns, then its user's under
+/// `user_` names (`id` and `created_at` exist in both tables).
+#[derive(sqlx::FromRow)]
+struct RotatedRow {
+    #[sqlx(flatten)]
+    session: Session,
+    user_username: String,
+    user_password_hash: String,
+    user_role: String,
+    user_created_at: i64,
+    user_disabled_at: Option<i64>,
+}
+
+impl From<RotatedRow> for Rotated {
+    fn from(row: RotatedRow) -> Self {
+        Self {
+            user: User {
+                id: row.session.user_id,
+                username: row.user_username,
+                password_hash: row.user_password_hash,
+                role: row.user_role,
+                created_at: row.user_created_at,
+                disabled_at: row.user_disabled_at,
+            },
+            session: row.session,
+        }
+    }
+}
+
 impl Session {
     pub fn is_live(&self, now: i64) -> bool {
         self.revoked_at.is_none() && self.idle_expires_at > now && self.absolute_expires_at > now
@@ -124,14 +160,15 @@ pub trait Store: Send + Sync + 'static {
     /// Advances the chain only if it is still at `generation` and the session
     /// is live: one atomic compare-and-set, so concurrent callers presenting
     /// the same token can never both win. The idle expiry slides to
-    /// `now + idle_ttl`, capped at the absolute expiry.
+    /// `now + idle_ttl`, capped at the absolute expiry. The session's user
+    /// comes back from the same statement: a rotation is one round trip.
     async fn rotate_session(
         &self,
         id: &str,
         generation: i64,
         now: i64,
         idle_ttl: i64,
-    ) -> StoreResult<Option<Session>>;
+    ) -> StoreResult<Option<Rotated>>;
     /// Revokes a live session; with `owner`, only if it belongs to that user.
     /// Returns whether a session was revoked by this call.
     async fn revoke_session(

@@ -10,7 +10,10 @@ use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::{AuditEvent, NewSession, NewUser, Session, Store, StoreError, StoreResult, User};
+use super::{
+    AuditEvent, NewSession, NewUser, Rotated, RotatedRow, Session, Store, StoreError, StoreResult,
+    User,
+};
 
 // Applied at every start. Several instances starting at once on an empty
 // database is safe: sqlx's PostgreSQL migrator (sqlx-postgres 0.9,
@@ -172,23 +175,25 @@ impl Store for PostgresStore {
         generation: i64,
         now: i64,
         idle_ttl: i64,
-    ) -> StoreResult<Option<Session>> {
-        let sql = concat!(
-            "UPDATE sessions SET generation = generation + 1, rotated_at = $1, last_used_at = $1, \
-                 idle_expires_at = LEAST($1 + $2, absolute_expires_at) \
-             WHERE id = $3 AND generation = $4 AND revoked_at IS NULL \
-                 AND idle_expires_at > $1 AND absolute_expires_at > $1 \
-             RETURNING ",
-            session_columns!(),
-            ""
-        );
-        Ok(sqlx::query_as(sql)
+    ) -> StoreResult<Option<Rotated>> {
+        let sql = "UPDATE sessions s SET generation = s.generation + 1, rotated_at = $1, \
+                 last_used_at = $1, idle_expires_at = LEAST($1 + $2, s.absolute_expires_at) \
+             FROM users u \
+             WHERE s.id = $3 AND s.generation = $4 AND s.revoked_at IS NULL \
+                 AND s.idle_expires_at > $1 AND s.absolute_expires_at > $1 AND u.id = s.user_id \
+             RETURNING s.id, s.user_id, s.generation, s.rotated_at, s.created_at, s.last_used_at, \
+                 s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, \
+                 s.user_agent, s.ip, u.username AS user_username, \
+                 u.password_hash AS user_password_hash, u.role AS user_role, \
+                 u.created_at AS user_created_at, u.disabled_at AS user_disabled_at";
+        let row: Option<RotatedRow> = sqlx::query_as(sql)
             .bind(now)
             .bind(idle_ttl)
             .bind(id)
             .bind(generation)
             .fetch_optional(&self.pool)
-            .await?)
+            .await?;
+        Ok(row.map(Rotated::from))
     }
 
     async fn revoke_session(

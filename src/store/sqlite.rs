@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{AuditEvent, NewSession, NewUser, Session, Store, StoreError, StoreResult, User};
+use super::{
+    AuditEvent, NewSession, NewUser, Rotated, Session, Store, StoreError, StoreResult, User,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -178,7 +180,7 @@ impl Store for SqliteStore {
         generation: i64,
         now: i64,
         idle_ttl: i64,
-    ) -> StoreResult<Option<Session>> {
+    ) -> StoreResult<Option<Rotated>> {
         // Through the group commit: see `group_commit.rs`.
         self.rotations.rotate(id, generation, now, idle_ttl).await
     }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Session, StoreError, StoreResult};
+use crate::store::{Rotated, RotatedRow, StoreError, StoreResult};
 
 /// Most rotations in one transaction: bounds the time the write lock is held.
 const MAX_BATCH: usize = 256;
@@ -27,6 +27,8 @@ const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4096;
 
 /// The compare-and-set of `Store::rotate_session` (see there).
+/// SQLite's RETURNING names only the updated table, but scalar subqueries may
+/// read others: each is a primary-key lookup on `users`.
 const ROTATE: &str = concat!(
     "UPDATE sessions SET generation = generation + 1, rotated_at = ?1, last_used_at = ?1, \
          idle_expires_at = MIN(?1 + ?2, absolute_expires_at) \
@@ -34,7 +36,11 @@ const ROTATE: &str = concat!(
          AND idle_expires_at > ?1 AND absolute_expires_at > ?1 \
      RETURNING ",
     session_columns!(),
-    ""
+    ", (SELECT username FROM users WHERE users.id = user_id) AS user_username, \
+       (SELECT password_hash FROM users WHERE users.id = user_id) AS user_password_hash, \
+       (SELECT role FROM users WHERE users.id = user_id) AS user_role, \
+       (SELECT created_at FROM users WHERE users.id = user_id) AS user_created_at, \
+       (SELECT disabled_at FROM users WHERE users.id = user_id) AS user_disabled_at"
 );
 
 struct Rotation {
@@ -42,7 +48,7 @@ struct Rotation {
     generation: i64,
     now: i64,
     idle_ttl: i64,
-    done: oneshot::Sender<StoreResult<Option<Session>>>,
+    done: oneshot::Sender<StoreResult<Option<Rotated>>>,
 }
 
 /// The handle callers rotate through; cheap to clone. The writer task ends
@@ -65,7 +71,7 @@ impl Rotations {
         generation: i64,
         now: i64,
         idle_ttl: i64,
-    ) -> StoreResult<Option<Session>> {
+    ) -> StoreResult<Option<Rotated>> {
         let (done, answer) = oneshot::channel();
         let rotation = Rotation {
             id: id.to_owned(),
@@ -106,19 +112,18 @@ async fn writer(pool: SqlitePool, mut waiting: mpsc::Receiver<Rotation>) {
 }
 
 /// One transaction for the whole batch; the sessions in the batch's order.
-async fn apply(pool: &SqlitePool, batch: &[Rotation]) -> Result<Vec<Option<Session>>, sqlx::Error> {
+async fn apply(pool: &SqlitePool, batch: &[Rotation]) -> Result<Vec<Option<Rotated>>, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut sessions = Vec::with_capacity(batch.len());
     for r in batch {
-        sessions.push(
-            sqlx::query_as(ROTATE)
-                .bind(r.now)
-                .bind(r.idle_ttl)
-                .bind(&r.id)
-                .bind(r.generation)
-                .fetch_optional(&mut *tx)
-                .await?,
-        );
+        let row: Option<RotatedRow> = sqlx::query_as(ROTATE)
+            .bind(r.now)
+            .bind(r.idle_ttl)
+            .bind(&r.id)
+            .bind(r.generation)
+            .fetch_optional(&mut *tx)
+            .await?;
+        sessions.push(row.map(Rotated::from));
     }
     tx.commit().await?;
     Ok(sessions)
