@@ -10,38 +10,64 @@
 //! Batches form by themselves while the previous one syncs; a lone rotation
 //! is committed at once, never held back for company.
 //!
-//! A batch is all or nothing: if any statement or the COMMIT fails, the
-//! transaction rolls back and every rotation in it is answered with the error,
-//! so its client keeps the cookie it has, which is still the current one.
+//! A batch is one `UPDATE … FROM (VALUES …)` statement, so one commit and one
+//! trip to sqlx's connection thread however many rotations it holds (a trip
+//! per rotation costs two context switches, which on a busy core was most of
+//! a refresh's time). It is all or nothing: if it fails, nothing in it
+//! happened and every rotation in it is answered with the error, so each
+//! client keeps the cookie it has, which is still the current one.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 
-use sqlx::SqlitePool;
+use sqlx::{AssertSqlSafe, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{Rotated, RotatedRow, StoreError, StoreResult};
 
-/// Most rotations in one transaction: bounds the time the write lock is held.
+/// Most rotations in one statement: bounds the time the write lock is held
+/// (and stays far below SQLite's 32766 bound parameters, at 4 a rotation).
 const MAX_BATCH: usize = 256;
 /// Rotations waiting for the writer; callers wait for room beyond this.
 const QUEUE: usize = 4096;
 
-/// The compare-and-set of `Store::rotate_session` (see there).
-/// SQLite's RETURNING names only the updated table, but scalar subqueries may
-/// read others: each is a primary-key lookup on `users`.
-const ROTATE: &str = concat!(
-    "UPDATE sessions SET generation = generation + 1, rotated_at = ?1, last_used_at = ?1, \
-         idle_expires_at = MIN(?1 + ?2, absolute_expires_at) \
-     WHERE id = ?3 AND generation = ?4 AND revoked_at IS NULL \
-         AND idle_expires_at > ?1 AND absolute_expires_at > ?1 \
-     RETURNING ",
-    session_columns!(),
-    ", (SELECT username FROM users WHERE users.id = user_id) AS user_username, \
-       (SELECT password_hash FROM users WHERE users.id = user_id) AS user_password_hash, \
-       (SELECT role FROM users WHERE users.id = user_id) AS user_role, \
-       (SELECT created_at FROM users WHERE users.id = user_id) AS user_created_at, \
-       (SELECT disabled_at FROM users WHERE users.id = user_id) AS user_disabled_at"
-);
+/// The compare-and-set of `Store::rotate_session`, for `rows` rotations at
+/// once: each row of `b` is (id, generation, now, idle ttl). A session named
+/// twice at the same generation advances once (SQLite applies one joined row
+/// per target row); the other finds nothing, as if it lost the race.
+/// RETURNING may name only `sessions`, but scalar subqueries may read `users`
+/// (primary-key lookups).
+fn rotate_statement(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        concat!(
+            "UPDATE sessions SET generation = generation + 1, rotated_at = b.column3, \
+                 last_used_at = b.column3, \
+                 idle_expires_at = MIN(b.column3 + b.column4, absolute_expires_at) \
+             FROM (VALUES {values}) AS b \
+             WHERE sessions.id = b.column1 AND sessions.generation = b.column2 \
+                 AND revoked_at IS NULL \
+                 AND idle_expires_at > b.column3 AND absolute_expires_at > b.column3 \
+             RETURNING ",
+            session_columns!(),
+            ", (SELECT username FROM users WHERE users.id = user_id) AS user_username, \
+               (SELECT password_hash FROM users WHERE users.id = user_id) AS user_password_hash, \
+               (SELECT role FROM users WHERE users.id = user_id) AS user_role, \
+               (SELECT created_at FROM users WHERE users.id = user_id) AS user_created_at, \
+               (SELECT disabled_at FROM users WHERE users.id = user_id) AS user_disabled_at"
+        ),
+        values = values
+    )
+}
+
+/// One statement per power of two up to `MAX_BATCH` (smaller batches are
+/// padded with rows that match nothing), so that a handful of prepared
+/// statements serve every batch size.
+static STATEMENTS: LazyLock<Vec<Arc<str>>> = LazyLock::new(|| {
+    std::iter::successors(Some(1_usize), |n| (*n < MAX_BATCH).then_some(n * 2))
+        .map(|rows| rotate_statement(rows).into())
+        .collect()
+});
 
 struct Rotation {
     id: String,
@@ -111,20 +137,45 @@ async fn writer(pool: SqlitePool, mut waiting: mpsc::Receiver<Rotation>) {
     }
 }
 
-/// One transaction for the whole batch; the sessions in the batch's order.
+/// The whole batch in one statement; the results in the batch's order.
 async fn apply(pool: &SqlitePool, batch: &[Rotation]) -> Result<Vec<Option<Rotated>>, sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut sessions = Vec::with_capacity(batch.len());
+    let rows = batch.len().next_power_of_two();
+    let sql = STATEMENTS[rows.trailing_zeros() as usize].clone();
+    let mut query = sqlx::query_as::<_, RotatedRow>(AssertSqlSafe(sql));
     for r in batch {
-        let row: Option<RotatedRow> = sqlx::query_as(ROTATE)
-            .bind(r.now)
-            .bind(r.idle_ttl)
-            .bind(&r.id)
+        query = query
+            .bind(r.id.as_str())
             .bind(r.generation)
-            .fetch_optional(&mut *tx)
-            .await?;
-        sessions.push(row.map(Rotated::from));
+            .bind(r.now)
+            .bind(r.idle_ttl);
     }
-    tx.commit().await?;
-    Ok(sessions)
+    for _ in batch.len()..rows {
+        query = query.bind("").bind(-1_i64).bind(0_i64).bind(0_i64);
+    }
+    let updated = query.fetch_all(pool).await?;
+
+    // Each updated row answers the first rotation of its session and generation.
+    let mut waiting: HashMap<&str, Vec<(i64, usize)>> = HashMap::with_capacity(batch.len());
+    for (i, r) in batch.iter().enumerate() {
+        waiting
+            .entry(r.id.as_str())
+            .or_default()
+            .push((r.generation, i));
+    }
+    let mut results: Vec<Option<Rotated>> = vec![None; batch.len()];
+    for row in updated {
+        let rotated = Rotated::from(row);
+        let found = waiting
+            .get_mut(rotated.session.id.as_str())
+            .and_then(|rotations| {
+                let at = rotations
+                    .iter()
+                    .position(|(generation, _)| *generation + 1 == rotated.session.generation)?;
+                Some(rotations.remove(at).1)
+            });
+        if let Some(i) = found {
+            results[i] = Some(rotated);
+        }
+    }
+    Ok(results)
 }
