@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
 cargo build --release --locked --bin latchkey --example ceiling --example bench
+target="${CARGO_TARGET_DIR:-target}"
 
-exec taskset --cpu-list "${BENCH_CLIENT_CPU:-1}" target/release/examples/bench \
+exec taskset --cpu-list "${BENCH_CLIENT_CPU:-1}" "$target/release/examples/bench" \
   --server-cpu "${BENCH_SERVER_CPU:-0}" --out bench/results.md "$@"

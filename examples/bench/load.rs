@@ -65,7 +65,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn merge(&mut self, other: Outcome) {
+    pub fn merge(&mut self, other: Outcome) {
         self.latencies.extend(other.latencies);
         self.errors += other.errors;
         for e in other.first_errors {

@@ -52,6 +52,10 @@ struct Args {
     /// Seconds measured per scenario.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Rounds the `protected` measurements of the ceiling and latchkey are
+    /// split into, alternating, so that a shared machine's noise falls on both.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     /// Keep-alive connections (and signed-in clients for `refresh`).
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -159,10 +163,15 @@ async fn run(args: Args) -> Result<()> {
     );
     let bcrypt_per_second = bcrypt_rate(args.bcrypt_cost)?;
 
-    eprintln!("protected: ceiling");
-    let ceiling_protected = measure(&args, &ceiling_server, protected(args.connections)).await?;
-    eprintln!("protected: latchkey");
-    let latchkey_protected = measure(&args, &server, protected(args.connections)).await?;
+    eprintln!(
+        "protected: ceiling and latchkey, {} alternating rounds",
+        args.rounds
+    );
+    let [ceiling_protected, latchkey_protected] =
+        measure_alternating(&args, [&ceiling_server, &server], || {
+            protected(args.connections)
+        })
+        .await?;
     eprintln!("refresh: latchkey on SQLite");
     let refresh_work = |clients: &[setup::SignedIn]| -> Vec<Work> {
         clients
@@ -404,7 +413,42 @@ async fn measure(args: &Args, server: &Server, work: Vec<Work>) -> Result<Figure
         load::drive(server.addr, work, window),
         server_cpu(server, window)
     );
-    figures(server, outcome?, cpu?, window)
+    figures(server, outcome?, cpu?, window.length())
+}
+
+/// The same work against each server in turn, `--rounds` times over, each
+/// round a share of `--duration` after a short warm-up; the figures of all
+/// rounds together. Peak memory is the highest of the rounds.
+async fn measure_alternating<const N: usize>(
+    args: &Args,
+    servers: [&Server; N],
+    work: impl Fn() -> Vec<Work>,
+) -> Result<[Figures; N]> {
+    let rounds = args.rounds.max(1);
+    let slice = Duration::from_secs_f64(args.duration / rounds as f64);
+    let warmup = Duration::from_secs_f64((args.warmup / rounds as f64).max(0.5));
+    let mut outcomes: [Outcome; N] = std::array::from_fn(|_| Outcome::default());
+    let mut cpu = [0.0; N];
+    let mut peak = [0.0_f64; N];
+    for _ in 0..rounds {
+        for (i, server) in servers.iter().enumerate() {
+            server.reset_peak_memory()?;
+            let window = Window::after(warmup, slice);
+            let (outcome, used) = tokio::join!(
+                load::drive(server.addr, work(), window),
+                server_cpu(server, window)
+            );
+            outcomes[i].merge(outcome?);
+            cpu[i] += used? / rounds as f64;
+            peak[i] = peak[i].max(server.peak_memory_mib()?);
+        }
+    }
+    let mut figures: [Figures; N] = std::array::from_fn(|_| Figures::default());
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        figures[i] = self::figures(servers[i], outcome, cpu[i], slice * rounds as u32)?;
+        figures[i].peak_rss_mib = peak[i];
+    }
+    Ok(figures)
 }
 
 /// Two streams at once in one window; the figures of each, the server's
@@ -424,8 +468,8 @@ async fn measure_mixed(
     );
     let cpu = cpu?;
     Ok((
-        figures(server, a?, cpu, window)?,
-        figures(server, b?, cpu, window)?,
+        figures(server, a?, cpu, window.length())?,
+        figures(server, b?, cpu, window.length())?,
     ))
 }
 
@@ -438,12 +482,12 @@ async fn server_cpu(server: &Server, window: Window) -> Result<f64> {
     Ok(used.as_secs_f64() / window.length().as_secs_f64())
 }
 
-fn figures(server: &Server, mut outcome: Outcome, cpu: f64, window: Window) -> Result<Figures> {
+fn figures(server: &Server, mut outcome: Outcome, cpu: f64, length: Duration) -> Result<Figures> {
     for e in &outcome.first_errors {
         eprintln!("  error: {e}");
     }
     let figures = Figures {
-        requests_per_second: outcome.latencies.count() as f64 / window.length().as_secs_f64(),
+        requests_per_second: outcome.latencies.count() as f64 / length.as_secs_f64(),
         p50: outcome.latencies.quantile(0.50),
         p99: outcome.latencies.quantile(0.99),
         errors: outcome.errors,
@@ -534,11 +578,12 @@ fn machine(args: &Args, dir: &Path, bcrypt: f64) -> Result<Vec<(String, String)>
         (
             "load".into(),
             format!(
-                "{} keep-alive connections ({} for logins), {} s warm-up, {} s measured per scenario; BCRYPT_COST {} ({bcrypt:.2} verifications/s on one core); {} stored sessions",
+                "{} keep-alive connections ({} for logins), {} s warm-up, {} s measured per scenario (`protected`: {} alternating rounds of ceiling and latchkey); BCRYPT_COST {} ({bcrypt:.2} verifications/s on one core); {} stored sessions",
                 args.connections,
                 args.login_connections,
                 args.warmup,
                 args.duration,
+                args.rounds,
                 args.bcrypt_cost,
                 args.sessions
             ),

@@ -261,6 +261,88 @@ async fn an_old_token_past_its_own_expiry_is_still_reuse_while_the_session_lives
 // ---------------------------------------------------------------------------
 // Rule 4: concurrency, over real sockets.
 
+/// Many sessions rotating at the same instants land in shared commits on
+/// SQLite (group commit) and in concurrent transactions on PostgreSQL; each
+/// must still advance its own chain exactly once per round, and a duplicate
+/// of a cookie sent alongside it must get the same answer, not a reuse alarm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_sessions_rotating_at_once_each_advance_their_own_chain() {
+    const SESSIONS: usize = 24;
+    const ROUNDS: i64 = 4;
+    let app = test_app!();
+    app.add_user("ann", PASSWORD).await;
+    let mut chains = Vec::new();
+    for _ in 0..SESSIONS {
+        let login = app.login("ann", PASSWORD).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.text());
+        let sid = session_id(&app, &login.access_token()).await;
+        chains.push((sid, login.refresh_token()));
+    }
+
+    let server = TestServer::start(app.state.clone()).await;
+    let client = reqwest::Client::new();
+    let url = server.url("/token");
+    for _ in 0..ROUNDS {
+        // Every session once, and every other one twice (the same cookie).
+        let sends: Vec<usize> = (0..SESSIONS).chain((0..SESSIONS).step_by(2)).collect();
+        let barrier = Arc::new(tokio::sync::Barrier::new(sends.len()));
+        let mut calls = tokio::task::JoinSet::new();
+        for i in sends {
+            let (client, url, barrier) = (client.clone(), url.clone(), barrier.clone());
+            let cookie = format!("{COOKIE_NAME}={}", chains[i].1);
+            calls.spawn(async move {
+                barrier.wait().await;
+                let response = client
+                    .post(&url)
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                    .expect("request reaches the server");
+                let status = response.status().as_u16();
+                let token = response
+                    .headers()
+                    .get_all("set-cookie")
+                    .iter()
+                    .filter_map(|v| cookie::Cookie::parse(v.to_str().ok()?.to_owned()).ok())
+                    .find(|c| c.name() == COOKIE_NAME)
+                    .map(|c| c.value().to_owned());
+                (i, status, token, response.text().await.unwrap_or_default())
+            });
+        }
+        let mut next: Vec<Option<String>> = vec![None; SESSIONS];
+        while let Some(joined) = calls.join_next().await {
+            let (i, status, token, body) = joined.expect("task");
+            assert_eq!(status, 200, "session {i}: {body}");
+            let token = token.expect("a refresh cookie");
+            assert!(!token.is_empty(), "a set cookie, not a clearing one");
+            if let Some(seen) = &next[i] {
+                assert_eq!(*seen, token, "both copies of session {i} got the same cookie");
+            }
+            next[i] = Some(token);
+        }
+        for (chain, token) in chains.iter_mut().zip(next) {
+            chain.1 = token.expect("every session answered");
+        }
+    }
+    server.stop().await;
+
+    for (sid, _) in &chains {
+        let session = stored_session(&app, sid).await;
+        assert_eq!(session.generation, ROUNDS, "one rotation per round for {sid}");
+        assert_eq!(session.revoked_at, None);
+    }
+    assert!(
+        !app.event_kinds()
+            .await
+            .contains(&"refresh_token_reused".to_owned())
+    );
+    // The last cookies are the current ones.
+    for (_, token) in &chains {
+        rotate_ok(&app, token).await;
+    }
+}
+
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_concurrent_refreshes_with_one_cookie_leave_exactly_one_live_chain() {
     const CALLS: usize = 32;
