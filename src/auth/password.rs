@@ -3,6 +3,7 @@
 //! that check tokens.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::OnceCell;
 
@@ -19,6 +20,9 @@ pub struct Hasher {
     /// A hash of nothing anyone knows, verified for unknown usernames so their
     /// answer takes as long as a wrong password.
     dummy: Arc<OnceCell<String>>,
+    /// bcrypt verifications run so far: the work a login cost, countable
+    /// where its time is too noisy to compare.
+    verified: Arc<AtomicU64>,
 }
 
 impl Hasher {
@@ -28,6 +32,7 @@ impl Hasher {
             cost,
             threads: HashPool::new(cores),
             dummy: Arc::new(OnceCell::new()),
+            verified: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -60,11 +65,20 @@ impl Hasher {
             return Ok(false);
         }
         let password = password.to_owned();
+        let verified = self.verified.clone();
         let ok = self
             .threads
-            .run(move || Ok(bcrypt::verify(password, &hash).unwrap_or(false)))
+            .run(move || {
+                verified.fetch_add(1, Ordering::Relaxed);
+                Ok(bcrypt::verify(password, &hash).unwrap_or(false))
+            })
             .await?;
         Ok(ok && real)
+    }
+
+    /// How many bcrypt verifications this hasher has run.
+    pub fn verifications(&self) -> u64 {
+        self.verified.load(Ordering::Relaxed)
     }
 
     /// True when `hash` was made with a lower cost than configured.
