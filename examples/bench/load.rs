@@ -78,22 +78,30 @@ impl Outcome {
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-/// Runs `users` virtual users, each doing `work[i]` on its own connection to
-/// `addr`, until the window ends.
-pub async fn drive(addr: SocketAddr, work: Vec<Work>, window: Window) -> Result<Outcome> {
+/// Runs one virtual user per item of `work`, each on its own connection to
+/// `addr`, until the window ends. Also hands back each user's work as it
+/// ended (a refresh chain's latest cookie), to carry on in a later window.
+pub async fn drive(
+    addr: SocketAddr,
+    work: Vec<Work>,
+    window: Window,
+) -> Result<(Outcome, Vec<Work>)> {
     let mut users = JoinSet::new();
     for work in work {
         let conn = Conn::open(addr).await?;
         users.spawn(user(conn, work, window));
     }
     let mut outcome = Outcome::default();
+    let mut ended = Vec::with_capacity(users.len());
     while let Some(one) = users.join_next().await {
-        outcome.merge(one?);
+        let (one, work) = one?;
+        outcome.merge(one);
+        ended.push(work);
     }
-    Ok(outcome)
+    Ok((outcome, ended))
 }
 
-async fn user(mut conn: Conn, mut work: Work, window: Window) -> Outcome {
+async fn user(mut conn: Conn, mut work: Work, window: Window) -> (Outcome, Work) {
     let mut outcome = Outcome::default();
     loop {
         let sent = Instant::now();
@@ -124,7 +132,7 @@ async fn user(mut conn: Conn, mut work: Work, window: Window) -> Outcome {
             }
         }
     }
-    outcome
+    (outcome, work)
 }
 
 /// One request of `work`; `Err` says why it did not get the answer it should.

@@ -167,12 +167,13 @@ async fn run(args: Args) -> Result<()> {
         "protected: ceiling and latchkey, {} alternating rounds",
         args.rounds
     );
-    let [ceiling_protected, latchkey_protected] =
-        measure_alternating(&args, [&ceiling_server, &server], || {
-            protected(args.connections)
-        })
-        .await?;
-    eprintln!("refresh: latchkey on SQLite");
+    let [ceiling_protected, latchkey_protected] = measure_alternating(
+        &args,
+        [&ceiling_server, &server],
+        [protected(args.connections), protected(args.connections)],
+    )
+    .await?;
+    eprintln!("refresh: latchkey on SQLite, alternating with the ceiling");
     let refresh_work = |clients: &[setup::SignedIn]| -> Vec<Work> {
         clients
             .iter()
@@ -181,7 +182,12 @@ async fn run(args: Args) -> Result<()> {
             })
             .collect()
     };
-    let refresh_sqlite = measure(&args, &server, refresh_work(&clients)).await?;
+    let [ceiling_refresh, refresh_sqlite] = measure_alternating(
+        &args,
+        [&ceiling_server, &server],
+        [protected(args.connections), refresh_work(&clients)],
+    )
+    .await?;
     eprintln!("login: latchkey");
     let login = measure(&args, &server, logins(args.login_connections)).await?;
     eprintln!("mixed: protected while logins flood");
@@ -209,13 +215,24 @@ async fn run(args: Args) -> Result<()> {
     let refresh_postgres = if args.no_postgres {
         None
     } else {
-        eprintln!("refresh: latchkey on PostgreSQL");
-        Some(postgres_refresh(&args, &latchkey, &secrets, &launch).await?)
+        eprintln!("refresh: latchkey on PostgreSQL, alternating with the ceiling");
+        Some(
+            postgres_refresh(
+                &args,
+                &latchkey,
+                &secrets,
+                &launch,
+                (&ceiling_server, protected(args.connections)),
+            )
+            .await?,
+        )
     };
     ceiling_server.stop().await?;
 
-    let ceiling_rps = ceiling_protected.requests_per_second;
-    let of_ceiling = |f: &Figures| Some((f.requests_per_second / ceiling_rps, "of ceiling"));
+    // Each latchkey figure against the ceiling of its own alternating rounds.
+    let ratio_to =
+        |f: &Figures, ceiling: &Figures| f.requests_per_second / ceiling.requests_per_second;
+    let of_ceiling = |f: &Figures, ceiling: &Figures| Some((ratio_to(f, ceiling), "of ceiling"));
     let mut rows = vec![
         Row {
             scenario: "protected",
@@ -226,21 +243,21 @@ async fn run(args: Args) -> Result<()> {
         Row {
             scenario: "protected",
             server: "latchkey".into(),
-            ratio: of_ceiling(&latchkey_protected),
+            ratio: of_ceiling(&latchkey_protected, &ceiling_protected),
             figures: latchkey_protected.clone(),
         },
         Row {
             scenario: "refresh",
             server: "latchkey, SQLite".into(),
-            ratio: of_ceiling(&refresh_sqlite),
+            ratio: of_ceiling(&refresh_sqlite, &ceiling_refresh),
             figures: refresh_sqlite.clone(),
         },
     ];
-    if let Some(pg) = &refresh_postgres {
+    if let Some([ceiling, pg]) = &refresh_postgres {
         rows.push(Row {
             scenario: "refresh",
             server: "latchkey, PostgreSQL".into(),
-            ratio: of_ceiling(pg),
+            ratio: of_ceiling(pg, ceiling),
             figures: pg.clone(),
         });
     }
@@ -269,9 +286,9 @@ async fn run(args: Args) -> Result<()> {
         figures: mixed_login,
     });
 
-    let protected_ratio = latchkey_protected.requests_per_second / ceiling_rps;
+    let protected_ratio = ratio_to(&latchkey_protected, &ceiling_protected);
     let p99_ratio = latchkey_protected.p99.as_secs_f64() / ceiling_protected.p99.as_secs_f64();
-    let refresh_ratio = refresh_sqlite.requests_per_second / ceiling_rps;
+    let refresh_ratio = ratio_to(&refresh_sqlite, &ceiling_refresh);
     let login_ratio = login.requests_per_second / bcrypt_per_second;
     let mixed_ratio = mixed_protected.requests_per_second / latchkey_protected.requests_per_second;
     let median_startup = startups
@@ -300,21 +317,24 @@ async fn run(args: Args) -> Result<()> {
             what: "refresh, SQLite, durable",
             goal: "≥ 25% of ceiling, 0 errors".into(),
             measured: format!(
-                "{}, {} errors",
+                "{} ({:.0} req/s; the ceiling's {:.0} in the same rounds), {} errors",
                 percent(refresh_ratio),
+                refresh_sqlite.requests_per_second,
+                ceiling_refresh.requests_per_second,
                 refresh_sqlite.errors
             ),
             met: Some(refresh_ratio >= 0.25 && refresh_sqlite.errors == 0),
         },
     ];
-    if let Some(pg) = &refresh_postgres {
+    if let Some([ceiling, pg]) = &refresh_postgres {
         targets.push(Target {
             what: "refresh, PostgreSQL",
             goal: "report".into(),
             measured: format!(
-                "{:.0} req/s ({} of ceiling), {} errors",
+                "{:.0} req/s ({} of the ceiling's {:.0} in the same rounds), {} errors",
                 pg.requests_per_second,
-                percent(pg.requests_per_second / ceiling_rps),
+                percent(ratio_to(pg, ceiling)),
+                ceiling.requests_per_second,
                 pg.errors
             ),
             met: None,
@@ -381,7 +401,8 @@ async fn postgres_refresh(
     latchkey: &Path,
     secrets: &[(String, String)],
     launch: &impl Fn(&Path, Vec<(String, String)>, &str) -> Launch,
-) -> Result<Figures> {
+    (ceiling, ceiling_work): (&Server, Vec<Work>),
+) -> Result<[Figures; 2]> {
     let name = format!("latchkey_bench_{}", std::process::id());
     let url = setup::create_postgres_database(&args.database_url, &name).await?;
     let result = async {
@@ -396,7 +417,7 @@ async fn postgres_refresh(
                 cookie: c.cookie.clone(),
             })
             .collect();
-        let figures = measure(args, &server, work).await;
+        let figures = measure_alternating(args, [ceiling, &server], [ceiling_work, work]).await;
         server.stop().await?;
         figures
     }
@@ -409,20 +430,21 @@ async fn postgres_refresh(
 async fn measure(args: &Args, server: &Server, work: Vec<Work>) -> Result<Figures> {
     server.reset_peak_memory()?;
     let window = args.window();
-    let (outcome, cpu) = tokio::join!(
+    let (driven, cpu) = tokio::join!(
         load::drive(server.addr, work, window),
         server_cpu(server, window)
     );
-    figures(server, outcome?, cpu?, window.length())
+    figures(server, driven?.0, cpu?, window.length())
 }
 
-/// The same work against each server in turn, `--rounds` times over, each
+/// `work[i]` against `servers[i]`, each in turn, `--rounds` times over, each
 /// round a share of `--duration` after a short warm-up; the figures of all
-/// rounds together. Peak memory is the highest of the rounds.
+/// rounds together. Work carries on from round to round (refresh chains keep
+/// their latest cookies). Peak memory is the highest of the rounds.
 async fn measure_alternating<const N: usize>(
     args: &Args,
     servers: [&Server; N],
-    work: impl Fn() -> Vec<Work>,
+    mut work: [Vec<Work>; N],
 ) -> Result<[Figures; N]> {
     let rounds = args.rounds.max(1);
     let slice = Duration::from_secs_f64(args.duration / rounds as f64);
@@ -434,11 +456,13 @@ async fn measure_alternating<const N: usize>(
         for (i, server) in servers.iter().enumerate() {
             server.reset_peak_memory()?;
             let window = Window::after(warmup, slice);
-            let (outcome, used) = tokio::join!(
-                load::drive(server.addr, work(), window),
+            let (driven, used) = tokio::join!(
+                load::drive(server.addr, std::mem::take(&mut work[i]), window),
                 server_cpu(server, window)
             );
-            outcomes[i].merge(outcome?);
+            let (outcome, ended) = driven?;
+            work[i] = ended;
+            outcomes[i].merge(outcome);
             cpu[i] += used? / rounds as f64;
             peak[i] = peak[i].max(server.peak_memory_mib()?);
         }
@@ -468,8 +492,8 @@ async fn measure_mixed(
     );
     let cpu = cpu?;
     Ok((
-        figures(server, a?, cpu, window.length())?,
-        figures(server, b?, cpu, window.length())?,
+        figures(server, a?.0, cpu, window.length())?,
+        figures(server, b?.0, cpu, window.length())?,
     ))
 }
 
@@ -578,7 +602,7 @@ fn machine(args: &Args, dir: &Path, bcrypt: f64) -> Result<Vec<(String, String)>
         (
             "load".into(),
             format!(
-                "{} keep-alive connections ({} for logins), {} s warm-up, {} s measured per scenario (`protected`: {} alternating rounds of ceiling and latchkey); BCRYPT_COST {} ({bcrypt:.2} verifications/s on one core); {} stored sessions",
+                "{} keep-alive connections ({} for logins), {} s warm-up, {} s measured per scenario (`protected` and each `refresh` in {} rounds alternating with the ceiling); BCRYPT_COST {} ({bcrypt:.2} verifications/s on one core); {} stored sessions",
                 args.connections,
                 args.login_connections,
                 args.warmup,

@@ -47,7 +47,6 @@ pub async fn start(state: &AppState, user: User, client: &ClientInfo) -> Result<
 }
 
 /// Rotation, API.md rules 1–4. Any refusal means the cookie is useless.
-#[tracing::instrument(skip_all)]
 pub async fn refresh(
     state: &AppState,
     token: &str,
