@@ -261,6 +261,30 @@ async fn an_old_token_past_its_own_expiry_is_still_reuse_while_the_session_lives
 // ---------------------------------------------------------------------------
 // Rule 4: concurrency, over real sockets.
 
+/// `POST /token` with `refresh` as the cookie over a real socket: the status,
+/// the refresh cookie the answer sets (empty when it clears it), and the body.
+async fn post_token(
+    client: &reqwest::Client,
+    url: &str,
+    refresh: &str,
+) -> (u16, Option<String>, String) {
+    let response = client
+        .post(url)
+        .header("cookie", format!("{COOKIE_NAME}={refresh}"))
+        .send()
+        .await
+        .expect("request reaches the server");
+    let status = response.status().as_u16();
+    let token = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| cookie::Cookie::parse(v.to_str().ok()?.to_owned()).ok())
+        .find(|c| c.name() == COOKIE_NAME)
+        .map(|c| c.value().to_owned());
+    (status, token, response.text().await.expect("body"))
+}
+
 /// Many sessions rotating at the same instants land in shared commits on
 /// SQLite (group commit) and in concurrent transactions on PostgreSQL; each
 /// must still advance its own chain exactly once per round, and a duplicate
@@ -289,24 +313,11 @@ async fn many_sessions_rotating_at_once_each_advance_their_own_chain() {
         let mut calls = tokio::task::JoinSet::new();
         for i in sends {
             let (client, url, barrier) = (client.clone(), url.clone(), barrier.clone());
-            let cookie = format!("{COOKIE_NAME}={}", chains[i].1);
+            let refresh = chains[i].1.clone();
             calls.spawn(async move {
                 barrier.wait().await;
-                let response = client
-                    .post(&url)
-                    .header("cookie", cookie)
-                    .send()
-                    .await
-                    .expect("request reaches the server");
-                let status = response.status().as_u16();
-                let token = response
-                    .headers()
-                    .get_all("set-cookie")
-                    .iter()
-                    .filter_map(|v| cookie::Cookie::parse(v.to_str().ok()?.to_owned()).ok())
-                    .find(|c| c.name() == COOKIE_NAME)
-                    .map(|c| c.value().to_owned());
-                (i, status, token, response.text().await.unwrap_or_default())
+                let (status, token, body) = post_token(&client, &url, &refresh).await;
+                (i, status, token, body)
             });
         }
         let mut next: Vec<Option<String>> = vec![None; SESSIONS];
@@ -355,41 +366,20 @@ async fn thirty_two_concurrent_refreshes_with_one_cookie_leave_exactly_one_live_
     let barrier = Arc::new(tokio::sync::Barrier::new(CALLS));
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..CALLS {
-        let client = client.clone();
-        let url = url.clone();
-        let cookie = format!("{COOKIE_NAME}={refresh0}");
-        let barrier = barrier.clone();
+        let (client, url, barrier) = (client.clone(), url.clone(), barrier.clone());
+        let refresh = refresh0.clone();
         calls.spawn(async move {
             barrier.wait().await;
-            let response = client
-                .post(&url)
-                .header("cookie", cookie)
-                .send()
-                .await
-                .expect("request reaches the server");
-            let status = response.status().as_u16();
-            let set_cookies: Vec<String> = response
-                .headers()
-                .get_all("set-cookie")
-                .iter()
-                .filter_map(|v| v.to_str().ok().map(str::to_owned))
-                .collect();
-            let body = response.text().await.expect("body");
-            (status, set_cookies, body)
+            post_token(&client, &url, &refresh).await
         });
     }
 
     let mut refresh_tokens = Vec::new();
     let mut access_tokens = Vec::new();
     while let Some(joined) = calls.join_next().await {
-        let (status, set_cookies, body) = joined.expect("task");
+        let (status, token, body) = joined.expect("task");
         assert_eq!(status, 200, "every concurrent caller succeeds: {body}");
-        let token = set_cookies
-            .iter()
-            .filter_map(|v| cookie::Cookie::parse(v.clone()).ok())
-            .find(|c| c.name() == COOKIE_NAME)
-            .map(|c| c.value().to_owned())
-            .expect("a refresh cookie");
+        let token = token.expect("a refresh cookie");
         assert!(!token.is_empty(), "a set cookie, not a clearing one");
         refresh_tokens.push(token);
         let json: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
