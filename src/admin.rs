@@ -37,13 +37,15 @@ async fn record(
 }
 
 /// Disables the account: every session is revoked at once and logins are
-/// refused with the same answer as a wrong password. Returns the sessions ended.
+/// refused with the same answer as a wrong password. The credentials version
+/// moves in the same transaction, so a login or refresh that checked the
+/// account just before cannot leave a session behind. Returns the sessions ended.
 pub async fn disable_user(store: &dyn Store, name: &str, now: i64) -> anyhow::Result<u64> {
     let user = user(store, name).await?;
-    store.set_disabled(user.id, Some(now)).await?;
     let ended = store
-        .revoke_user_sessions(user.id, None, "user_disabled", now)
-        .await?;
+        .disable_user(user.id, now)
+        .await?
+        .with_context(|| format!("no user named {}", user.username))?;
     record(
         store,
         "user_disabled",
@@ -57,7 +59,7 @@ pub async fn disable_user(store: &dyn Store, name: &str, now: i64) -> anyhow::Re
 
 pub async fn enable_user(store: &dyn Store, name: &str, now: i64) -> anyhow::Result<()> {
     let user = user(store, name).await?;
-    store.set_disabled(user.id, None).await?;
+    store.enable_user(user.id).await?;
     record(store, "user_enabled", &user, "by the CLI".to_owned(), now).await
 }
 

@@ -142,6 +142,9 @@ pub struct Config {
     pub housekeeping_interval: Duration,
     /// Audit events older than this many seconds are deleted.
     pub audit_retention: i64,
+    /// Live sessions a user may have; a login beyond it ends the least
+    /// recently used one.
+    pub max_sessions_per_user: i64,
     pub throttle: ThrottlePolicy,
     pub log_format: LogFormat,
     /// True when the secrets were generated for development rather than configured.
@@ -279,6 +282,7 @@ impl Config {
         let shutdown_timeout = number(&get, "SHUTDOWN_TIMEOUT", 10, 0)?;
         let housekeeping_interval = number(&get, "HOUSEKEEPING_INTERVAL", 300, 1)?;
         let audit_retention = number(&get, "AUDIT_RETENTION", 90 * 86_400, 1)?;
+        let max_sessions_per_user = number(&get, "MAX_SESSIONS_PER_USER", 50, 1)?;
 
         let throttle = ThrottlePolicy {
             login_pair: number(&get, "THROTTLE_LOGIN_PAIR", 5, 1)?,
@@ -372,6 +376,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(shutdown_timeout.unsigned_abs()),
             housekeeping_interval: Duration::from_secs(housekeeping_interval.unsigned_abs()),
             audit_retention,
+            max_sessions_per_user,
             throttle,
             log_format,
             generated_secrets,

@@ -51,6 +51,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the store is unavailable")]
     Unavailable,
+    /// Too much password checking in flight (README, "Limits under attack").
+    #[error("the server is busy; try again shortly")]
+    ServerBusy { retry_after: i64 },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -96,6 +99,7 @@ impl ApiError {
         "payload_too_large",
         "unsupported_media_type",
         "unavailable",
+        "server_busy",
         "internal_error",
     ];
 
@@ -119,7 +123,7 @@ impl ApiError {
             Self::WeakPassword => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::ServerBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -145,6 +149,7 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unavailable => "unavailable",
+            Self::ServerBusy { .. } => "server_busy",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -178,7 +183,7 @@ impl IntoResponse for ApiError {
                     ),
                 );
             }
-            Self::TooManyAttempts { retry_after } => {
+            Self::TooManyAttempts { retry_after } | Self::ServerBusy { retry_after } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from((*retry_after).max(1)),
@@ -196,6 +201,18 @@ impl From<StoreError> for ApiError {
             StoreError::UsernameTaken => Self::UsernameTaken,
             StoreError::Database(e) => Self::Internal(e.into()),
             e @ StoreError::Batch(_) => Self::Internal(e.into()),
+        }
+    }
+}
+
+impl ApiError {
+    /// A failed password hash or check: a full hashing queue is `503
+    /// server_busy`, anything else is internal.
+    pub fn from_hashing(e: anyhow::Error) -> Self {
+        if e.is::<crate::auth::password::Busy>() {
+            Self::ServerBusy { retry_after: 1 }
+        } else {
+            Self::Internal(e)
         }
     }
 }
@@ -255,6 +272,7 @@ mod tests {
             ApiError::PayloadTooLarge,
             ApiError::UnsupportedMediaType,
             ApiError::Unavailable,
+            ApiError::ServerBusy { retry_after: 1 },
             ApiError::Internal(anyhow::anyhow!("x")),
         ];
         let codes: Vec<&str> = all.iter().map(ApiError::code).collect();

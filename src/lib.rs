@@ -68,6 +68,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let housekeeping = tokio::spawn(housekeeping::run(state.clone(), stopped.clone()));
+    let audit_counts = tokio::spawn(audit::run_flusher(state.clone(), stopped.clone()));
     let signal = {
         let stop = stop.clone();
         async move {
@@ -90,6 +91,9 @@ pub async fn run(
     let _ = stop.send(true);
     if let Err(e) = housekeeping.await {
         tracing::warn!(error = %e, "housekeeping task failed");
+    }
+    if let Err(e) = audit_counts.await {
+        tracing::warn!(error = %e, "audit count task failed");
     }
     // Closing waits for connections to come back; one held by a request that
     // was cut off may not, so that wait is bounded too.

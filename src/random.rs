@@ -18,3 +18,8 @@ pub fn token(bytes: usize) -> String {
 pub fn session_id() -> String {
     token(32)
 }
+
+/// A device cookie's id: 128 bits.
+pub fn device_id() -> String {
+    token(16)
+}

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::audit::Aggregator;
+use crate::auth::admission::Admission;
 use crate::auth::cookies::RefreshCookies;
 use crate::auth::password::Hasher;
 use crate::auth::tokens::TokenKeys;
@@ -15,6 +17,10 @@ pub struct AppState {
     pub keys: Arc<TokenKeys>,
     pub cookies: Arc<RefreshCookies>,
     pub hasher: Hasher,
+    /// Password checks in flight per address and account.
+    pub admission: Arc<Admission>,
+    /// Counts of repeated rejections not yet written to the audit trail.
+    pub audit: Arc<Aggregator>,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
 }
@@ -30,6 +36,8 @@ impl AppState {
             keys: Arc::new(TokenKeys::new(&config)),
             cookies: Arc::new(RefreshCookies::new(&config)),
             hasher: Hasher::new(config.bcrypt_cost),
+            admission: Arc::new(Admission::default()),
+            audit: Arc::new(Aggregator::default()),
             config: Arc::new(config),
             store,
             clock,

@@ -1,5 +1,6 @@
-//! The refresh cookie: the only place its name and attributes are decided, for
-//! setting and for clearing alike (same name, same path, or nothing is removed).
+//! The refresh cookie and the device cookie: the only place their names and
+//! attributes are decided, for setting and for clearing alike (same name,
+//! same path, or nothing is removed).
 
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
@@ -10,10 +11,13 @@ use crate::config::{Config, SameSite};
 
 pub const SECURE_NAME: &str = "__Host-refresh_token";
 pub const PLAIN_NAME: &str = "refresh_token";
+pub const DEVICE_SECURE_NAME: &str = "__Host-device";
+pub const DEVICE_PLAIN_NAME: &str = "device";
 
 #[derive(Debug, Clone)]
 pub struct RefreshCookies {
     name: &'static str,
+    device_name: &'static str,
     secure: bool,
     same_site: cookie::SameSite,
 }
@@ -24,8 +28,20 @@ pub enum Presented {
     None,
     One(String),
     /// Several cookies of that name (a planted cookie, or a path mix-up):
-    /// there is no telling which one is genuine, so none is trusted.
-    Ambiguous,
+    /// there is no telling which one is genuine, so none is trusted to
+    /// sign in with; logging out ends every genuine one among them.
+    Ambiguous(Vec<String>),
+}
+
+impl Presented {
+    /// Every value presented, genuine or not.
+    pub fn all(self) -> Vec<String> {
+        match self {
+            Self::None => Vec::new(),
+            Self::One(v) => vec![v],
+            Self::Ambiguous(vs) => vs,
+        }
+    }
 }
 
 impl RefreshCookies {
@@ -37,6 +53,11 @@ impl RefreshCookies {
                 SECURE_NAME
             } else {
                 PLAIN_NAME
+            },
+            device_name: if config.cookie_secure {
+                DEVICE_SECURE_NAME
+            } else {
+                DEVICE_PLAIN_NAME
             },
             secure: config.cookie_secure,
             same_site: match config.cookie_samesite {
@@ -71,22 +92,47 @@ impl RefreshCookies {
             .path("/")
     }
 
+    /// The device cookie for `token` (see `auth::throttle`): as long-lived
+    /// as the token, and as protected as the refresh cookie.
+    pub fn device(&self, token: String) -> Cookie<'static> {
+        Cookie::build((self.device_name, token))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(self.same_site)
+            .path("/")
+            .max_age(Duration::seconds(crate::auth::tokens::DEVICE_LIFETIME))
+            .build()
+    }
+
     /// Reads the refresh cookie from the `Cookie` headers of a request.
     pub fn presented(&self, headers: &HeaderMap) -> Presented {
-        let mut found = headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                (name.trim() == self.name).then(|| value.trim().trim_matches('"').to_owned())
-            });
+        let mut found = values(headers, self.name).filter(|v| !v.is_empty());
         match (found.next(), found.next()) {
             (None, _) => Presented::None,
-            (Some(v), None) if !v.is_empty() => Presented::One(v),
-            (Some(_), None) => Presented::None,
-            (Some(_), Some(_)) => Presented::Ambiguous,
+            (Some(v), None) => Presented::One(v),
+            (Some(a), Some(b)) => Presented::Ambiguous([a, b].into_iter().chain(found).collect()),
         }
     }
+
+    /// Every device cookie the request carries (a shared browser may hold
+    /// more than one under the same name only through a planted cookie; the
+    /// caller checks each).
+    pub fn devices(&self, headers: &HeaderMap) -> Vec<String> {
+        values(headers, self.device_name)
+            .filter(|v| !v.is_empty())
+            .take(4)
+            .collect()
+    }
+}
+
+fn values<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = String> + 'h {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(move |pair| {
+            let (n, value) = pair.trim().split_once('=')?;
+            (n.trim() == name).then(|| value.trim().trim_matches('"').to_owned())
+        })
 }

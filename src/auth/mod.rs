@@ -1,6 +1,7 @@
 //! Authentication: passwords, tokens, the refresh cookie, the session
 //! lifecycle, and the checks a request passes before a handler runs.
 
+pub mod admission;
 pub mod cookies;
 pub mod credentials;
 pub mod extract;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::OnceCell;
 
 use crate::auth::hash_pool::HashPool;
+pub use crate::auth::hash_pool::{Busy, HoldGuard};
 
 /// bcrypt reads at most 72 bytes; longer passwords are refused, never truncated.
 pub const MAX_PASSWORD_BYTES: usize = 72;
@@ -38,6 +39,22 @@ impl Hasher {
 
     pub fn cost(&self) -> u32 {
         self.cost
+    }
+
+    /// Holds the hashing threads: checks queue up and none starts until the
+    /// guard is dropped (tests use it to hold a login at its password check).
+    pub fn hold(&self) -> HoldGuard {
+        self.threads.hold()
+    }
+
+    /// Hash jobs that may be queued or running at once; past it, `Busy`.
+    pub fn capacity(&self) -> usize {
+        self.threads.capacity()
+    }
+
+    /// Hash jobs queued or running now.
+    pub fn pending(&self) -> usize {
+        self.threads.pending()
     }
 
     /// Callers check the length first (`MAX_PASSWORD_BYTES`): bcrypt's own

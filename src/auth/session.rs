@@ -3,6 +3,7 @@
 //! logout. The single source of truth is the session row; see `Store::rotate_session`.
 
 use crate::audit::{self, Event};
+use crate::auth::credentials::Verified;
 use crate::auth::extract::ClientInfo;
 use crate::error::ApiError;
 use crate::random;
@@ -18,24 +19,49 @@ pub struct Issued {
     pub refresh_token: String,
     /// Seconds the refresh cookie should live.
     pub refresh_max_age: i64,
+    /// A new device cookie's value, after a login (see `auth::throttle`).
+    pub device_token: Option<String>,
 }
 
-pub async fn start(state: &AppState, user: User, client: &ClientInfo) -> Result<Issued, ApiError> {
+/// Starts a session for credentials just verified. It is created only if
+/// they are still the user's: a password change or a disable that won the
+/// race since the check leaves this login with `401` and no session.
+pub async fn start(
+    state: &AppState,
+    verified: Verified,
+    client: &ClientInfo,
+) -> Result<Issued, ApiError> {
+    let Verified { user, device } = verified;
     let now = state.clock.now();
     let config = &state.config;
     let absolute_expires_at = now + config.session_max_lifetime;
-    let session = state
+    let created = state
         .store
-        .create_session(NewSession {
-            id: random::session_id(),
-            user_id: user.id,
-            now,
-            idle_expires_at: (now + config.jwt_refresh_expiration).min(absolute_expires_at),
-            absolute_expires_at,
-            user_agent: client.user_agent.clone(),
-            ip: client.ip.clone(),
-        })
+        .create_session(
+            NewSession {
+                id: random::session_id(),
+                user_id: user.id,
+                credentials_version: user.credentials_version,
+                now,
+                idle_expires_at: (now + config.jwt_refresh_expiration).min(absolute_expires_at),
+                absolute_expires_at,
+                user_agent: client.user_agent.clone(),
+                ip: client.ip.clone(),
+            },
+            config.max_sessions_per_user,
+        )
         .await?;
+    let Some(created) = created else {
+        audit::record(
+            state,
+            Event::new("login_failed", client)
+                .user(user.id, &user.username)
+                .detail("credentials changed during the login"),
+        )
+        .await;
+        return Err(ApiError::InvalidCredentials);
+    };
+    let session = created.session;
     audit::record(
         state,
         Event::new("login_succeeded", client)
@@ -43,7 +69,26 @@ pub async fn start(state: &AppState, user: User, client: &ClientInfo) -> Result<
             .session(&session.id),
     )
     .await;
-    issue(state, session, user, now)
+    for evicted in &created.evicted {
+        audit::record(
+            state,
+            Event::new("session_evicted", client)
+                .user(user.id, &user.username)
+                .session(evicted)
+                .detail(format!(
+                    "more than {} sessions; least recently used ended",
+                    config.max_sessions_per_user
+                )),
+        )
+        .await;
+    }
+    let device_token = state
+        .keys
+        .issue_device(user.id, &device, now)
+        .map_err(ApiError::Internal)?;
+    let mut issued = issue(state, session, user, now)?;
+    issued.device_token = Some(device_token);
+    Ok(issued)
 }
 
 /// Rotation, API.md rules 1–4. Any refusal means the cookie is useless.
@@ -53,20 +98,22 @@ pub async fn refresh(
     client: &ClientInfo,
 ) -> Result<Issued, ApiError> {
     let now = state.clock.now();
-    // The token's own `exp` is not checked here: the current token's `exp` is
-    // the row's idle expiry, which the compare-and-set checks; and an expired
-    // *older* token of a still-live session is a stolen copy like any other.
     let claims = state
         .keys
         .verify_refresh(token)
         .map_err(|_| ApiError::InvalidRefreshToken)?;
     let ttl = state.config.jwt_refresh_expiration;
+    // A token past its own `exp` is never exchanged (RFC 7519 §4.1.4). It is
+    // still read below: an expired *older* token of a live session is a
+    // stolen copy like any other, and revokes it.
+    let unexpired = claims.exp > now;
 
     // Rule 1: the current token advances the chain, atomically.
-    if let Some(Rotated { session, user }) = state
-        .store
-        .rotate_session(&claims.sid, claims.generation, now, ttl)
-        .await?
+    if unexpired
+        && let Some(Rotated { session, user }) = state
+            .store
+            .rotate_session(&claims.sid, claims.generation, now, ttl)
+            .await?
     {
         if user.disabled_at.is_some() {
             return Err(ApiError::InvalidRefreshToken);
@@ -82,7 +129,11 @@ pub async fn refresh(
         return Err(ApiError::InvalidRefreshToken);
     }
     let previous = claims.generation + 1 == session.generation;
-    if previous && now - session.rotated_at < state.config.refresh_reuse_grace {
+    let in_grace = now - session.rotated_at < state.config.refresh_reuse_grace;
+    if previous && in_grace && !unexpired {
+        return Err(ApiError::InvalidRefreshToken);
+    }
+    if previous && in_grace {
         // Rule 2 (and rule 4's losers): hand back the current token unchanged.
         let user = live_user(state, &session).await?;
         return issue(state, session, user, now);
@@ -117,7 +168,8 @@ pub async fn refresh(
 
 /// Ends the session a refresh token belongs to, if the token is genuine.
 /// Expired or superseded tokens still end their session: logging out must
-/// never be harder than staying in.
+/// never be harder than staying in. Of several cookies, each genuine one
+/// ends its session (`routes/logout.rs`).
 pub async fn end(
     state: &AppState,
     token: &str,
@@ -145,7 +197,12 @@ pub async fn end(
 
 async fn live_user(state: &AppState, session: &Session) -> Result<User, ApiError> {
     match state.store.user_by_id(session.user_id).await? {
-        Some(user) if user.disabled_at.is_none() => Ok(user),
+        Some(user)
+            if user.disabled_at.is_none()
+                && user.credentials_version == session.credentials_version =>
+        {
+            Ok(user)
+        }
         _ => Err(ApiError::InvalidRefreshToken),
     }
 }
@@ -160,6 +217,7 @@ fn issue(state: &AppState, session: Session, user: User, now: i64) -> Result<Iss
         .issue_refresh(&session)
         .map_err(ApiError::Internal)?;
     Ok(Issued {
+        device_token: None,
         refresh_max_age: session.idle_expires_at - now,
         session,
         user,

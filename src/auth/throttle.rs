@@ -1,96 +1,200 @@
-//! Login throttling with exponential back-off, kept in the store so it holds
-//! across instances and restarts.
+//! Guessing limits with exponential back-off, kept in the store so they hold
+//! across instances and restarts (README, "Passwords and login").
 //!
-//! Three counters per attempt (OWASP authentication cheat sheet): the account
-//! from this address (tight), the address (catches one client spraying many
-//! accounts) and the account from anywhere (catches distributed guessing, with
-//! a high allowance so an attacker cannot cheaply lock a real user out).
+//! An attempt is *reserved* before its password is verified: one transaction
+//! counts it against every counter it is charged to, or refuses it when any
+//! of them is in its back-off. So requests arriving at the same instant can
+//! never verify more than the allowance, however many there are. A success
+//! then settles: counters about the account are cleared, the address gets
+//! its attempt back; a failure simply stays counted.
+//!
+//! Which counters (OWASP authentication cheat sheet, "Slow down online
+//! guessing attacks with device cookies"): a client presenting a valid device
+//! cookie for the account is judged by that device's counter alone, so other
+//! people's guesses never lock the owner out. Any other client is charged to
+//! the account from this address (tight), the address (one client spraying
+//! many accounts) and the account from anywhere (distributed guessing).
+
+use std::net::IpAddr;
 
 use crate::config::ThrottlePolicy;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::StoreResult;
+use crate::store::{Allowance, Reservation};
 
-/// Failures are forgotten after an hour without one.
-const WINDOW: i64 = 3600;
+/// Failures are forgotten after an hour without an attempt.
+pub const WINDOW: i64 = 3600;
 
-#[derive(Debug, Clone)]
-pub struct Counter {
-    key: String,
-    /// Failures allowed before delays begin.
-    free: i64,
-    /// Whether a successful login clears it.
-    cleared_by_success: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnSuccess {
+    /// The counter is about this account: a success clears it.
+    Clear,
+    /// The counter is about the address: a success gives its attempt back.
+    Release,
+    /// Every attempt counts, successful or not (sign-ups).
+    Keep,
 }
 
-pub fn login_counters(policy: &ThrottlePolicy, username: &str, ip: Option<&str>) -> Vec<Counter> {
+#[derive(Debug, Clone)]
+struct Counter {
+    allowance: Allowance,
+    on_success: OnSuccess,
+}
+
+/// The counters one attempt is charged to, in key order (so concurrent
+/// reservations lock rows in one order and never deadlock).
+#[derive(Debug, Clone)]
+pub struct Counters(Vec<Counter>);
+
+impl Counters {
+    fn new(mut counters: Vec<Counter>) -> Self {
+        counters.sort_by(|a, b| a.allowance.key.cmp(&b.allowance.key));
+        Self(counters)
+    }
+}
+
+/// The counters of a login (or of re-entering the password for a change):
+/// the device's own when `device` is a verified device cookie's id for this
+/// account, otherwise the account's, the pair's and the address's.
+pub fn login_counters(
+    policy: &ThrottlePolicy,
+    username: &str,
+    ip: Option<&str>,
+    device: Option<&str>,
+) -> Counters {
+    if let Some(device) = device {
+        return Counters::new(vec![Counter {
+            allowance: Allowance {
+                key: format!("login-device:{device}"),
+                free: policy.login_pair,
+            },
+            on_success: OnSuccess::Clear,
+        }]);
+    }
     let mut counters = vec![Counter {
-        key: format!("login-user:{username}"),
-        free: policy.login_account,
-        cleared_by_success: true,
+        allowance: Allowance {
+            key: format!("login-user:{username}"),
+            free: policy.login_account,
+        },
+        on_success: OnSuccess::Clear,
     }];
-    if let Some(ip) = ip {
+    if let Some(address) = ip.map(address_key) {
         counters.push(Counter {
-            key: format!("login-pair:{username}|{ip}"),
-            free: policy.login_pair,
-            cleared_by_success: true,
+            allowance: Allowance {
+                key: format!("login-pair:{username}|{address}"),
+                free: policy.login_pair,
+            },
+            on_success: OnSuccess::Clear,
         });
         counters.push(Counter {
-            key: format!("login-ip:{ip}"),
-            free: policy.login_address,
-            cleared_by_success: false,
+            allowance: Allowance {
+                key: format!("login-ip:{address}"),
+                free: policy.login_address,
+            },
+            on_success: OnSuccess::Release,
         });
     }
-    counters
+    Counters::new(counters)
 }
 
 /// Sign-ups from one address: every attempt counts, successful or not, so a
 /// script cannot mint accounts (or probe for taken names) at speed.
-pub fn registration_counters(policy: &ThrottlePolicy, ip: Option<&str>) -> Vec<Counter> {
-    ip.map(|ip| Counter {
-        key: format!("register-ip:{ip}"),
-        free: policy.register_address,
-        cleared_by_success: false,
-    })
-    .into_iter()
-    .collect()
+pub fn registration_counters(policy: &ThrottlePolicy, ip: Option<&str>) -> Counters {
+    Counters::new(
+        ip.map(|ip| Counter {
+            allowance: Allowance {
+                key: format!("register-ip:{}", address_key(ip)),
+                free: policy.register_address,
+            },
+            on_success: OnSuccess::Keep,
+        })
+        .into_iter()
+        .collect(),
+    )
 }
 
-/// Refuses with `429` while any counter is in its back-off.
-pub async fn check(state: &AppState, counters: &[Counter]) -> Result<(), ApiError> {
+/// The unit an address is limited as: an IPv4 address, or the /64 an IPv6
+/// address is in (one subscriber is usually given a whole /64, so its 2^64
+/// addresses are one client; RFC 6177). IPv4-mapped IPv6 is IPv4.
+pub fn address_key(ip: &str) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                format!("{}/64", std::net::Ipv6Addr::from(segments))
+            }
+        },
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) => ip.to_owned(),
+    }
+}
+
+/// Counts the attempt against every counter before any work is done, or
+/// refuses it (`429` with `Retry-After`) while one is in its back-off.
+pub async fn reserve(state: &AppState, counters: &Counters) -> Result<(), ApiError> {
+    if counters.0.is_empty() {
+        return Ok(());
+    }
+    let allowances: Vec<Allowance> = counters.0.iter().map(|c| c.allowance.clone()).collect();
     let now = state.clock.now();
-    let mut until = 0;
-    for c in counters {
-        until = until.max(state.store.throttle_blocked_until(&c.key).await?);
+    match state
+        .store
+        .throttle_reserve(&allowances, now, WINDOW, state.config.throttle.max_delay)
+        .await?
+    {
+        Reservation::Granted => Ok(()),
+        Reservation::Refused { until } => Err(ApiError::TooManyAttempts {
+            retry_after: (until - now).max(1),
+        }),
     }
-    if until > now {
-        return Err(ApiError::TooManyAttempts {
-            retry_after: until - now,
-        });
+}
+
+/// Settles a successful attempt; a failed one needs nothing (it stays counted).
+pub async fn settle_success(state: &AppState, counters: &Counters) -> Result<(), ApiError> {
+    let keys = |want: OnSuccess| -> Vec<&str> {
+        counters
+            .0
+            .iter()
+            .filter(|c| c.on_success == want)
+            .map(|c| c.allowance.key.as_str())
+            .collect()
+    };
+    let (clear, release) = (keys(OnSuccess::Clear), keys(OnSuccess::Release));
+    if clear.is_empty() && release.is_empty() {
+        return Ok(());
+    }
+    state.store.throttle_settle(&clear, &release).await?;
+    Ok(())
+}
+
+/// Gives back an attempt that was reserved but never made (the check could
+/// not run: the hashing queue was full).
+pub async fn release(state: &AppState, counters: &Counters) -> Result<(), ApiError> {
+    let keys: Vec<&str> = counters
+        .0
+        .iter()
+        .map(|c| c.allowance.key.as_str())
+        .collect();
+    if !keys.is_empty() {
+        state.store.throttle_settle(&[], &keys).await?;
     }
     Ok(())
 }
 
-pub async fn record_failure(state: &AppState, counters: &[Counter]) -> StoreResult<()> {
-    let now = state.clock.now();
-    for c in counters {
-        let failures = state
-            .store
-            .throttle_record_failure(&c.key, now, WINDOW)
-            .await?;
-        // After `free` failures every further attempt waits: 1 s, 2 s, 4 s…
-        if failures >= c.free {
-            let exponent = u32::try_from((failures - c.free).min(20)).unwrap_or(20);
-            let delay = 2_i64.pow(exponent).min(state.config.throttle.max_delay);
-            state.store.throttle_block(&c.key, now + delay).await?;
-        }
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::address_key;
 
-pub async fn record_success(state: &AppState, counters: &[Counter]) -> StoreResult<()> {
-    for c in counters.iter().filter(|c| c.cleared_by_success) {
-        state.store.throttle_clear(&c.key).await?;
+    #[test]
+    fn ipv6_addresses_are_limited_by_their_64() {
+        assert_eq!(address_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            address_key("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(address_key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(address_key("203.0.113.7"), "203.0.113.7");
     }
-    Ok(())
 }

@@ -14,6 +14,10 @@ use crate::store::{Session, User};
 
 pub const ACCESS_TYP: &str = "at+jwt";
 pub const REFRESH_TYP: &str = "latchkey-rt+jwt";
+pub const DEVICE_TYP: &str = "latchkey-device+jwt";
+/// How long a device cookie vouches for its browser: a year, renewed at
+/// every successful login.
+pub const DEVICE_LIFETIME: i64 = 365 * 86_400;
 const ALGORITHM: Algorithm = Algorithm::HS256;
 
 /// Claims of an access token (RFC 9068 names where they exist).
@@ -44,6 +48,20 @@ pub struct RefreshClaims {
     pub exp: i64,
 }
 
+/// Claims of a device cookie: this browser once signed in to this account
+/// (OWASP: "Slow down online guessing attacks with device cookies").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The account, as a user id.
+    pub sub: String,
+    /// A random id: the device's own failure counter is keyed by it.
+    pub did: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
 pub struct TokenKeys {
     access_encoding: EncodingKey,
     access_decoding: DecodingKey,
@@ -51,9 +69,11 @@ pub struct TokenKeys {
     refresh_decoding: DecodingKey,
     access_validation: Validation,
     refresh_validation: Validation,
+    device_validation: Validation,
     issuer: String,
     access_audience: String,
     refresh_audience: String,
+    device_audience: String,
     access_ttl: i64,
 }
 
@@ -74,6 +94,9 @@ impl TokenKeys {
         let issuer = config.jwt_issuer.clone();
         let access_audience = config.jwt_audience.clone();
         let refresh_audience = format!("{}:refresh", config.jwt_audience);
+        // Signed with the refresh key; its own `typ` and audience keep it
+        // from passing for a refresh token, and the reverse.
+        let device_audience = format!("{}:device", config.jwt_audience);
         Self {
             access_encoding: EncodingKey::from_secret(config.jwt_secret.expose()),
             access_decoding: DecodingKey::from_secret(config.jwt_secret.expose()),
@@ -81,9 +104,11 @@ impl TokenKeys {
             refresh_decoding: DecodingKey::from_secret(config.jwt_refresh_secret.expose()),
             access_validation: validation(&issuer, &access_audience),
             refresh_validation: validation(&issuer, &refresh_audience),
+            device_validation: validation(&issuer, &device_audience),
             issuer,
             access_audience,
             refresh_audience,
+            device_audience,
             access_ttl: config.jwt_expiration,
         }
     }
@@ -154,6 +179,39 @@ impl TokenKeys {
             &self.refresh_decoding,
             &self.refresh_validation,
         )
+    }
+}
+
+impl TokenKeys {
+    /// The device cookie's value for this account and device id.
+    pub fn issue_device(&self, user_id: i64, device_id: &str, now: i64) -> anyhow::Result<String> {
+        let claims = DeviceClaims {
+            iss: self.issuer.clone(),
+            aud: self.device_audience.clone(),
+            sub: user_id.to_string(),
+            did: device_id.to_owned(),
+            iat: now,
+            exp: now + DEVICE_LIFETIME,
+        };
+        Ok(jsonwebtoken::encode(
+            &header(DEVICE_TYP),
+            &claims,
+            &self.refresh_encoding,
+        )?)
+    }
+
+    /// A genuine, unexpired device cookie's claims.
+    pub fn verify_device(&self, token: &str, now: i64) -> Result<DeviceClaims, TokenError> {
+        let claims: DeviceClaims = verify(
+            token,
+            DEVICE_TYP,
+            &self.refresh_decoding,
+            &self.device_validation,
+        )?;
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
     }
 }
 

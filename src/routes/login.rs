@@ -2,14 +2,12 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::http::header::SET_COOKIE;
 use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::cookies::Presented;
 use crate::auth::credentials;
 use crate::auth::extract::ClientInfo;
 use crate::auth::origin::AllowedOrigin;
@@ -18,7 +16,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::routes::body::JsonOrForm;
 use crate::routes::openapi::BodyRefusals;
 use crate::routes::pages::{self, safe_next};
-use crate::routes::token::{TokenBody, issued_response};
+use crate::routes::token::{TokenBody, issued_cookies, issued_response};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -83,16 +81,11 @@ async fn login(
         JsonOrForm::Form(c) => {
             let next = safe_next(c.next.as_deref());
             match sign_in(&state, &c, &client, &headers).await {
-                Ok(issued) => {
-                    let cookie = state
-                        .cookies
-                        .set(issued.refresh_token, issued.refresh_max_age);
-                    (
-                        AppendHeaders([(SET_COOKIE, cookie.to_string())]),
-                        Redirect::to(next),
-                    )
-                        .into_response()
-                }
+                Ok(issued) => (
+                    AppendHeaders(issued_cookies(&state, &issued)),
+                    Redirect::to(next),
+                )
+                    .into_response(),
                 Err(e) => pages::login_failed(&state, &e, next, &c.username),
             }
         }
@@ -110,10 +103,12 @@ async fn sign_in(
             "username and password are required".into(),
         ));
     }
-    let user = credentials::authenticate(state, &c.username, &c.password, client).await?;
-    // The browser is about to swap cookies: end the session it is replacing.
-    if let Presented::One(old) = state.cookies.presented(headers) {
+    let devices = state.cookies.devices(headers);
+    let verified =
+        credentials::authenticate(state, &c.username, &c.password, client, &devices).await?;
+    // The browser is about to swap cookies: end the sessions it is replacing.
+    for old in state.cookies.presented(headers).all() {
         session::end(state, &old, "replaced_by_login", client).await?;
     }
-    session::start(state, user, client).await
+    session::start(state, verified, client).await
 }

@@ -7,7 +7,6 @@ use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::cookies::Presented;
 use crate::auth::extract::ClientInfo;
 use crate::auth::origin::AllowedOrigin;
 use crate::auth::session;
@@ -42,10 +41,12 @@ async fn logout(
     client: ClientInfo,
     headers: HeaderMap,
 ) -> Response {
-    if let Presented::One(token) = state.cookies.presented(&headers)
-        && let Err(e) = session::end(&state, &token, "logout", &client).await
-    {
-        return e.into_response();
+    // Several cookies of the name (one planted beside the real one): each
+    // genuine one ends its session, so the real one cannot survive a logout.
+    for token in state.cookies.presented(&headers).all() {
+        if let Err(e) = session::end(&state, &token, "logout", &client).await {
+            return e.into_response();
+        }
     }
     let clear = AppendHeaders([(SET_COOKIE, state.cookies.clear().to_string())]);
     if is_form(&headers) {

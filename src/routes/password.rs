@@ -3,19 +3,19 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::audit::{self, Event};
-use crate::auth::credentials::check_password_strength;
+use crate::auth::credentials::{self, check_password_strength};
 use crate::auth::extract::{Authenticated, ClientInfo};
-use crate::auth::throttle;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::openapi::{BearerRefusals, BodyRefusals};
 use crate::state::AppState;
+use crate::store::PasswordChange as StorePasswordChange;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(change_password))
@@ -50,6 +50,7 @@ async fn change_password(
     State(state): State<AppState>,
     auth: Authenticated,
     client: ClientInfo,
+    headers: HeaderMap,
     body: Result<Json<PasswordChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Json(change) = body?;
@@ -58,17 +59,12 @@ async fn change_password(
         Some(u) if u.disabled_at.is_none() => u,
         _ => return Err(ApiError::InvalidToken),
     };
-    // A stolen access token must not become a way to guess the password.
-    let counters =
-        throttle::login_counters(&state.config.throttle, &user.username, client.ip.as_deref());
-    throttle::check(&state, &counters).await?;
-    let verified = state
-        .hasher
-        .verify(&change.current_password, Some(&user.password_hash))
-        .await
-        .map_err(ApiError::Internal)?;
+    // A stolen access token must not become a way to guess the password: the
+    // check is admitted, counted and settled exactly as a login's.
+    let devices = state.cookies.devices(&headers);
+    let verified =
+        credentials::recheck(&state, &user, &change.current_password, &client, &devices).await?;
     if !verified {
-        throttle::record_failure(&state, &counters).await?;
         audit::record(
             &state,
             Event::new("password_change_failed", &client).user(user.id, &user.username),
@@ -82,14 +78,21 @@ async fn change_password(
         .hasher
         .hash(&change.new_password)
         .await
-        .map_err(ApiError::Internal)?;
-    let now = state.clock.now();
-    state.store.set_password_hash(user.id, &hash, now).await?;
+        .map_err(ApiError::from_hashing)?;
+    // Applied only over the hash just verified, with the other sessions
+    // revoked in the same transaction: a concurrent change or login cannot
+    // slip between the check and the change.
     let ended = state
         .store
-        .revoke_user_sessions(user.id, Some(&auth.0.sid), "password_changed", now)
-        .await?;
-    throttle::record_success(&state, &counters).await?;
+        .change_password(StorePasswordChange {
+            user_id: user.id,
+            verified_hash: &user.password_hash,
+            new_hash: &hash,
+            keep_session: Some(&auth.0.sid),
+            now: state.clock.now(),
+        })
+        .await?
+        .ok_or(ApiError::WrongCurrentPassword)?;
     audit::record(
         &state,
         Event::new("password_changed", &client)

@@ -110,12 +110,15 @@ async fn create(state: &AppState, a: &NewAccount, client: &ClientInfo) -> Result
     if !state.config.registration_open {
         return Err(ApiError::RegistrationClosed);
     }
+    // Counted before the password is hashed: sign-ups sent at the same
+    // instant cannot create more accounts than the allowance.
     let counters = throttle::registration_counters(&state.config.throttle, client.ip.as_deref());
-    if let Err(e) = throttle::check(state, &counters).await {
-        audit::record(state, Event::new("registration_throttled", client)).await;
+    if let Err(e) = throttle::reserve(state, &counters).await {
+        if matches!(e, ApiError::TooManyAttempts { .. }) {
+            audit::record(state, Event::new("registration_throttled", client)).await;
+        }
         return Err(e);
     }
-    throttle::record_failure(state, &counters).await?;
     let now = state.clock.now();
     let user = credentials::create_account(
         state.store.as_ref(),

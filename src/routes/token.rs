@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, HeaderName};
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -35,19 +35,29 @@ pub struct TokenBody {
 
 /// JSON with the access token, and the refresh token in its cookie.
 pub(crate) fn issued_response(state: &AppState, issued: Issued) -> Response {
-    let cookie = state
-        .cookies
-        .set(issued.refresh_token, issued.refresh_max_age);
+    let cookies = issued_cookies(state, &issued);
     let body = TokenBody {
         access_token: issued.access_token,
         token_type: "Bearer",
         expires_in: state.keys.access_ttl(),
     };
-    (
-        AppendHeaders([(SET_COOKIE, cookie.to_string())]),
-        Json(body),
-    )
-        .into_response()
+    (AppendHeaders(cookies), Json(body)).into_response()
+}
+
+/// The `Set-Cookie` headers of a login or refresh: the refresh cookie, and
+/// after a login the device cookie.
+pub(crate) fn issued_cookies(state: &AppState, issued: &Issued) -> Vec<(HeaderName, String)> {
+    let refresh = state
+        .cookies
+        .set(issued.refresh_token.clone(), issued.refresh_max_age);
+    let device = issued
+        .device_token
+        .as_ref()
+        .map(|token| state.cookies.device(token.clone()));
+    std::iter::once(refresh)
+        .chain(device)
+        .map(|cookie| (SET_COOKIE, cookie.to_string()))
+        .collect()
 }
 
 /// An error that also tells the browser to forget the refresh cookie.
@@ -80,7 +90,7 @@ async fn refresh(
 ) -> Response {
     let token = match state.cookies.presented(&headers) {
         Presented::None => return ApiError::MissingRefreshToken.into_response(),
-        Presented::Ambiguous => return clearing(&state, ApiError::InvalidRefreshToken),
+        Presented::Ambiguous(_) => return clearing(&state, ApiError::InvalidRefreshToken),
         Presented::One(token) => token,
     };
     match session::refresh(&state, &token, &client).await {

@@ -11,8 +11,8 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{
-    AuditEvent, NewSession, NewUser, Rotated, RotatedRow, Session, Store, StoreError, StoreResult,
-    User,
+    Allowance, AuditEvent, Created, NewSession, NewUser, PasswordChange, Reservation, Rotated,
+    RotatedRow, Session, Store, StoreError, StoreResult, User, throttle_delay,
 };
 
 // Applied at every start. Several instances starting at once on an empty
@@ -34,13 +34,13 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 // Column lists as macros so queries stay `&'static str` (sqlx refuses built strings).
 macro_rules! user_columns {
     () => {
-        "id, username, password_hash, role, created_at, disabled_at"
+        "id, username, password_hash, role, created_at, disabled_at, credentials_version"
     };
 }
 macro_rules! session_columns {
     () => {
         "id, user_id, generation, rotated_at, created_at, last_used_at, idle_expires_at, \
-         absolute_expires_at, revoked_at, revoked_reason, user_agent, ip"
+         absolute_expires_at, revoked_at, revoked_reason, user_agent, ip, credentials_version"
     };
 }
 
@@ -122,25 +122,149 @@ impl Store for PostgresStore {
             .await?)
     }
 
-    async fn set_password_hash(&self, user_id: i64, hash: &str, now: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-            .bind(hash)
-            .bind(now)
+    async fn set_password_hash(&self, user_id: i64, hash: &str, now: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2, \
+                 credentials_version = credentials_version + 1 WHERE id = $3",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        let revoked = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'password_reset' \
+             WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        user_id: i64,
+        verified_hash: &str,
+        new_hash: &str,
+    ) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                .bind(new_hash)
+                .bind(user_id)
+                .bind(verified_hash)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The `UPDATE users` takes the user's row lock first, so a concurrent
+    /// `create_session` (which locks the same row) either committed before it,
+    /// and its session is revoked here, or waits and then finds the version moved.
+    async fn change_password(&self, c: PasswordChange<'_>) -> StoreResult<Option<u64>> {
+        let mut tx = self.pool.begin().await?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET password_hash = $1, updated_at = $2, \
+                 credentials_version = credentials_version + 1 \
+             WHERE id = $3 AND password_hash = $4 RETURNING credentials_version",
+        )
+        .bind(c.new_hash)
+        .bind(c.now)
+        .bind(c.user_id)
+        .bind(c.verified_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        let revoked = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'password_changed' \
+             WHERE user_id = $2 AND revoked_at IS NULL AND ($3::TEXT IS NULL OR id <> $3)",
+        )
+        .bind(c.now)
+        .bind(c.user_id)
+        .bind(c.keep_session)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE sessions SET credentials_version = $1 WHERE id = $2 AND user_id = $3")
+            .bind(version)
+            .bind(c.keep_session)
+            .bind(c.user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(revoked))
+    }
+
+    async fn disable_user(&self, user_id: i64, now: i64) -> StoreResult<Option<u64>> {
+        let mut tx = self.pool.begin().await?;
+        let found = sqlx::query(
+            "UPDATE users SET disabled_at = COALESCE(disabled_at, $1), \
+                 credentials_version = credentials_version + 1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if found == 0 {
+            return Ok(None);
+        }
+        let revoked = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'user_disabled' \
+             WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Some(revoked))
+    }
+
+    async fn enable_user(&self, user_id: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1")
             .bind(user_id)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
-    async fn create_session(&self, s: NewSession) -> StoreResult<Session> {
-        let sql = concat!(
+    /// The user's row is locked first (`FOR UPDATE`): a password change or a
+    /// disable on another instance waits for this session to commit and then
+    /// revokes it, or has committed and this one sees the version moved.
+    /// Logins of one user are serialised by the same lock, so the eviction
+    /// below counts every session that exists.
+    async fn create_session(
+        &self,
+        s: NewSession,
+        max_per_user: i64,
+    ) -> StoreResult<Option<Created>> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<i64> = sqlx::query_scalar(
+            "SELECT credentials_version FROM users \
+             WHERE id = $1 AND disabled_at IS NULL FOR UPDATE",
+        )
+        .bind(s.user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if current != Some(s.credentials_version) {
+            return Ok(None);
+        }
+        let insert = concat!(
             "INSERT INTO sessions (id, user_id, generation, rotated_at, created_at, last_used_at, \
-             idle_expires_at, absolute_expires_at, user_agent, ip) \
-             VALUES ($1, $2, 0, $3, $3, $3, $4, $5, $6, $7) RETURNING ",
+             idle_expires_at, absolute_expires_at, user_agent, ip, credentials_version) \
+             VALUES ($1, $2, 0, $3, $3, $3, $4, $5, $6, $7, $8) RETURNING ",
             session_columns!(),
             ""
         );
-        Ok(sqlx::query_as(sql)
+        let session: Session = sqlx::query_as(insert)
             .bind(&s.id)
             .bind(s.user_id)
             .bind(s.now)
@@ -148,8 +272,27 @@ impl Store for PostgresStore {
             .bind(s.absolute_expires_at)
             .bind(&s.user_agent)
             .bind(&s.ip)
-            .fetch_one(&self.pool)
-            .await?)
+            .bind(s.credentials_version)
+            .fetch_one(&mut *tx)
+            .await?;
+        // The new session is the most recently used; ties keep it too.
+        let evicted: Vec<String> = sqlx::query_scalar(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'session_evicted' \
+             WHERE id IN (SELECT id FROM sessions \
+                 WHERE user_id = $2 AND revoked_at IS NULL \
+                     AND idle_expires_at > $1 AND absolute_expires_at > $1 \
+                 ORDER BY id = $3 DESC, last_used_at DESC, created_at DESC, id \
+                 OFFSET $4) \
+             RETURNING id",
+        )
+        .bind(s.now)
+        .bind(s.user_id)
+        .bind(&s.id)
+        .bind(max_per_user)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Created { session, evicted }))
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
@@ -181,11 +324,13 @@ impl Store for PostgresStore {
              FROM users u \
              WHERE s.id = $3 AND s.generation = $4 AND s.revoked_at IS NULL \
                  AND s.idle_expires_at > $1 AND s.absolute_expires_at > $1 AND u.id = s.user_id \
+                 AND u.credentials_version = s.credentials_version AND u.disabled_at IS NULL \
              RETURNING s.id, s.user_id, s.generation, s.rotated_at, s.created_at, s.last_used_at, \
                  s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, \
-                 s.user_agent, s.ip, u.username AS user_username, \
+                 s.user_agent, s.ip, s.credentials_version, u.username AS user_username, \
                  u.password_hash AS user_password_hash, u.role AS user_role, \
-                 u.created_at AS user_created_at, u.disabled_at AS user_disabled_at";
+                 u.created_at AS user_created_at, u.disabled_at AS user_disabled_at, \
+                 u.credentials_version AS user_credentials_version";
         let row: Option<RotatedRow> = sqlx::query_as(sql)
             .bind(now)
             .bind(idle_ttl)
@@ -236,15 +381,6 @@ impl Store for PostgresStore {
         Ok(done.rows_affected())
     }
 
-    async fn set_disabled(&self, user_id: i64, disabled_at: Option<i64>) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
-            .bind(disabled_at)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
     async fn active_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>> {
         let sql = concat!(
             "SELECT ",
@@ -261,10 +397,11 @@ impl Store for PostgresStore {
             .await?)
     }
 
-    async fn record_event(&self, e: AuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, user_id, username, session_id, ip, request_id, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    async fn record_event(&self, e: AuditEvent) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO audit_events \
+                 (at, kind, user_id, username, session_id, ip, request_id, detail, count) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(e.at)
         .bind(&e.kind)
@@ -274,14 +411,23 @@ impl Store for PostgresStore {
         .bind(&e.ip)
         .bind(&e.request_id)
         .bind(&e.detail)
-        .execute(&self.pool)
-        .await?;
+        .bind(e.count)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn add_to_event_count(&self, id: i64, more: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE audit_events SET count = count + $1 WHERE id = $2")
+            .bind(more)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn recent_events(&self, limit: i64) -> StoreResult<Vec<AuditEvent>> {
         Ok(sqlx::query_as(
-            "SELECT at, kind, user_id, username, session_id, ip, request_id, detail \
+            "SELECT at, kind, user_id, username, session_id, ip, request_id, detail, count \
              FROM audit_events ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
@@ -296,7 +442,7 @@ impl Store for PostgresStore {
         limit: i64,
     ) -> StoreResult<Vec<AuditEvent>> {
         Ok(sqlx::query_as(
-            "SELECT at, kind, user_id, username, session_id, ip, request_id, detail \
+            "SELECT at, kind, user_id, username, session_id, ip, request_id, detail, count \
              FROM audit_events WHERE at >= $1 AND ($2::BIGINT IS NULL OR user_id = $2) \
              ORDER BY at, id LIMIT $3",
         )
@@ -307,46 +453,74 @@ impl Store for PostgresStore {
         .await?)
     }
 
-    async fn throttle_blocked_until(&self, key: &str) -> StoreResult<i64> {
-        let until: Option<i64> =
-            sqlx::query_scalar("SELECT blocked_until FROM throttle WHERE key = $1")
+    /// One transaction: each upsert locks its counter's row, so a concurrent
+    /// reservation on any instance waits for this one to commit and then sees
+    /// its count and back-off (`ON CONFLICT DO UPDATE` re-reads the newest
+    /// row version). Counters are taken in one order (the caller sorts them),
+    /// so two reservations never deadlock.
+    async fn throttle_reserve(
+        &self,
+        counters: &[Allowance],
+        now: i64,
+        window: i64,
+        max_delay: i64,
+    ) -> StoreResult<Reservation> {
+        let mut tx = self.pool.begin().await?;
+        for c in counters {
+            // No row comes back while the counter is in its back-off.
+            let count: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO throttle (key, failures, blocked_until, updated_at) \
+                 VALUES ($1, 1, 0, $2) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                     failures = CASE WHEN throttle.updated_at < $2 - $3 THEN 1 \
+                         ELSE throttle.failures + 1 END, \
+                     updated_at = $2 \
+                 WHERE throttle.blocked_until <= $2 \
+                 RETURNING failures",
+            )
+            .bind(&c.key)
+            .bind(now)
+            .bind(window)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(count) = count else {
+                let until: i64 =
+                    sqlx::query_scalar("SELECT blocked_until FROM throttle WHERE key = $1")
+                        .bind(&c.key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                // Dropping the transaction rolls back what was counted so far.
+                return Ok(Reservation::Refused { until });
+            };
+            if let Some(delay) = throttle_delay(count, c.free, max_delay) {
+                sqlx::query("UPDATE throttle SET blocked_until = $1 WHERE key = $2")
+                    .bind(now + delay)
+                    .bind(&c.key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Reservation::Granted)
+    }
+
+    async fn throttle_settle(&self, clear: &[&str], release: &[&str]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for key in clear {
+            sqlx::query("DELETE FROM throttle WHERE key = $1")
                 .bind(key)
-                .fetch_optional(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-        Ok(until.unwrap_or(0))
-    }
-
-    /// One upsert: concurrent failures on several instances each count, and
-    /// each caller sees the count its own failure made.
-    async fn throttle_record_failure(&self, key: &str, now: i64, window: i64) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO throttle (key, failures, blocked_until, updated_at) VALUES ($1, 1, 0, $2) \
-             ON CONFLICT (key) DO UPDATE SET \
-                 failures = CASE WHEN throttle.updated_at < $2 - $3 THEN 1 ELSE throttle.failures + 1 END, \
-                 updated_at = $2 \
-             RETURNING failures",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(window)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    async fn throttle_block(&self, key: &str, until: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE throttle SET blocked_until = $1 WHERE key = $2")
-            .bind(until)
+        }
+        for key in release {
+            sqlx::query(
+                "UPDATE throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",
+            )
             .bind(key)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
-    }
-
-    async fn throttle_clear(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM throttle WHERE key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

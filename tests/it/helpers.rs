@@ -300,10 +300,16 @@ impl TestApp {
     }
 
     /// Kinds of the audit events recorded so far, oldest first.
+    /// The kinds of the audit events so far, oldest first, one per event
+    /// (an aggregated row counts as many as it stands for).
     pub async fn event_kinds(&self) -> Vec<String> {
+        latchkey::audit::flush(&self.state, true).await;
         let mut events = self.state.store.recent_events(1000).await.expect("events");
         events.reverse();
-        events.into_iter().map(|e| e.kind).collect()
+        events
+            .into_iter()
+            .flat_map(|e| std::iter::repeat_n(e.kind, usize::try_from(e.count).unwrap_or(1)))
+            .collect()
     }
 }
 

@@ -55,13 +55,15 @@ async fn a_sweep_works_through_more_rows_than_one_batch() {
             .create_session(NewSession {
                 id: format!("expired-{i}"),
                 user_id: user.id,
+                credentials_version: user.credentials_version,
                 now: START - 200,
                 idle_expires_at: START - 100,
                 absolute_expires_at: START - 100,
                 user_agent: None,
                 ip: None,
-            })
+            }, i64::MAX)
             .await
+            .unwrap()
             .unwrap();
     }
     let live = app.login("ann", PASSWORD).await.refresh_token();

@@ -14,6 +14,8 @@ macro_rules! store_suite {
     () => {
         #[path = "accounts.rs"]
         mod accounts;
+        #[path = "attack.rs"]
+        mod attack;
         #[path = "bad_input.rs"]
         mod bad_input;
         #[path = "endpoints.rs"]

@@ -48,13 +48,17 @@ fn rotate_statement(rows: usize) -> String {
              WHERE sessions.id = b.column1 AND sessions.generation = b.column2 \
                  AND revoked_at IS NULL \
                  AND idle_expires_at > b.column3 AND absolute_expires_at > b.column3 \
+                 AND credentials_version = (SELECT credentials_version FROM users \
+                     WHERE users.id = user_id AND disabled_at IS NULL) \
              RETURNING ",
             session_columns!(),
             ", (SELECT username FROM users WHERE users.id = user_id) AS user_username, \
                (SELECT password_hash FROM users WHERE users.id = user_id) AS user_password_hash, \
                (SELECT role FROM users WHERE users.id = user_id) AS user_role, \
                (SELECT created_at FROM users WHERE users.id = user_id) AS user_created_at, \
-               (SELECT disabled_at FROM users WHERE users.id = user_id) AS user_disabled_at"
+               (SELECT disabled_at FROM users WHERE users.id = user_id) AS user_disabled_at, \
+               (SELECT credentials_version FROM users WHERE users.id = user_id) \
+                   AS user_credentials_version"
         ),
         values = values
     )
