@@ -328,6 +328,58 @@ fn development_secrets_are_generated_once_and_kept_beside_the_database() {
     assert_eq!(names, vec!["latchkey.db.secrets"]);
 }
 
+// ---------------------------------------------------------------- the database file
+
+/// The permission bits of `path`.
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    metadata.permissions().mode() & 0o777
+}
+
+/// It holds password hashes. (Under the usual umask of 022, SQLite alone
+/// would create all three files 0644.)
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_file_and_its_wal_are_readable_by_their_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latchkey.db");
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    latchkey::auth::credentials::create_account(
+        &store,
+        &latchkey::auth::password::Hasher::new(4),
+        "ann",
+        PASSWORD,
+        "user",
+        START,
+    )
+    .await
+    .unwrap();
+
+    for file in ["latchkey.db", "latchkey.db-wal", "latchkey.db-shm"] {
+        let mode = mode(&dir.path().join(file));
+        assert_eq!(mode & 0o077, 0, "{file} has mode {mode:o}");
+    }
+    store.close().await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_existing_database_file_keeps_the_mode_its_operator_gave_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latchkey.db");
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    let store = SqliteStore::open(&path).await.unwrap();
+
+    assert_eq!(mode(&path), 0o640);
+    store.close().await;
+}
+
 #[test]
 fn each_database_gets_its_own_development_secrets() {
     let one = tempfile::tempdir().unwrap();
