@@ -181,6 +181,24 @@ fn invalid_lifetimes_are_refused() {
 }
 
 #[test]
+fn a_refresh_reuse_grace_longer_than_a_minute_is_refused() {
+    // Even when the refresh lifetime would leave room for it: a long grace
+    // lets a copied token through as if two tabs had refreshed at once.
+    for value in ["61", "600", "3600"] {
+        let err = refusal(&[("REFRESH_REUSE_GRACE", value)], &[]);
+        assert_eq!(err.variable, "REFRESH_REUSE_GRACE", "{value}: {err}");
+        let line = err.to_string();
+        assert!(line.contains("at most 60"), "{line}");
+        assert!(!line.contains('\n'), "one line: {line:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (value, expected) in [("60", 60), ("0", 0)] {
+        let config = config_from(&vars(&dir, &[("REFRESH_REUSE_GRACE", value)], &[])).unwrap();
+        assert_eq!(config.refresh_reuse_grace, expected);
+    }
+}
+
+#[test]
 fn an_unknown_app_env_is_refused() {
     for value in ["staging", "prod", "Production!"] {
         assert_refused(&[("APP_ENV", value)], &[], "APP_ENV");
