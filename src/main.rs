@@ -239,7 +239,7 @@ async fn print_audit(
     let store = open_store(&config).await?;
     for e in admin::audit(store.as_ref(), user, since, limit).await? {
         let field = |v: &Option<String>| word(v.as_deref().unwrap_or("-")).into_owned();
-        let user = e
+        let who = e
             .username
             .clone()
             .or(e.user_id.map(|id| id.to_string()))
@@ -248,7 +248,7 @@ async fn print_audit(
             "{}  {:<28} user={} session={} ip={} request={} {}",
             rfc3339(e.at),
             word(&e.kind),
-            word(&user),
+            word(&who),
             field(&e.session_id),
             field(&e.ip),
             field(&e.request_id),
