@@ -14,6 +14,9 @@ use crate::dev_secrets;
 /// Shortest HMAC key accepted, in bytes (HS256 wants at least its output size).
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Longest `REFRESH_REUSE_GRACE` accepted, in seconds.
+pub const MAX_REFRESH_REUSE_GRACE: i64 = 60;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
     Development,
@@ -191,6 +194,19 @@ impl Config {
         let jwt_refresh_expiration = number(&get, "JWT_REFRESH_EXPIRATION", 86_400, 1)?;
         let session_max_lifetime = number(&get, "SESSION_MAX_LIFETIME", 2_592_000, 1)?;
         let refresh_reuse_grace = number(&get, "REFRESH_REUSE_GRACE", 10, 0)?;
+        // The grace window covers two tabs refreshing at once or a response
+        // lost on the way: seconds. For as long as it lasts a copied token
+        // still works, so a long one turns reuse detection off (README,
+        // "Rotation, grace and reuse detection").
+        if refresh_reuse_grace > MAX_REFRESH_REUSE_GRACE {
+            return Err(invalid(
+                "REFRESH_REUSE_GRACE",
+                format!(
+                    "must be at most {MAX_REFRESH_REUSE_GRACE} seconds (a longer grace lets a \
+                     copied refresh token through unnoticed)"
+                ),
+            ));
+        }
         if refresh_reuse_grace >= jwt_refresh_expiration {
             return Err(invalid(
                 "REFRESH_REUSE_GRACE",

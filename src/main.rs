@@ -1,6 +1,7 @@
 //! The `latchkey` command: run the server, or manage users. Thin on purpose;
 //! everything it does is in the library.
 
+use std::borrow::Cow;
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
@@ -190,7 +191,9 @@ async fn user_command(config: Config, command: UserCommand) -> anyhow::Result<()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         println!(
             "created user {} (id {}, role {})",
-            user.username, user.id, user.role
+            word(&user.username),
+            user.id,
+            word(&user.role)
         );
         return Ok(());
     }
@@ -210,11 +213,11 @@ async fn user_command(config: Config, command: UserCommand) -> anyhow::Result<()
             for s in admin::sessions(store, &name, now).await? {
                 println!(
                     "{}  created {}  last used {}  from {}  {}",
-                    s.id,
+                    word(&s.id),
                     rfc3339(s.created_at),
                     rfc3339(s.last_used_at),
-                    s.ip.as_deref().unwrap_or("-"),
-                    s.user_agent.as_deref().unwrap_or("-"),
+                    word(s.ip.as_deref().unwrap_or("-")),
+                    text(s.user_agent.as_deref().unwrap_or("-")),
                 );
             }
         }
@@ -235,22 +238,65 @@ async fn print_audit(
     let since = admin::parse_since(since, SystemClock.now())?;
     let store = open_store(&config).await?;
     for e in admin::audit(store.as_ref(), user, since, limit).await? {
-        let field = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+        let field = |v: &Option<String>| word(v.as_deref().unwrap_or("-")).into_owned();
+        let who = e
+            .username
+            .clone()
+            .or(e.user_id.map(|id| id.to_string()))
+            .unwrap_or_else(|| "-".to_owned());
+        // An aggregated row stands for `count` events of its minute.
+        let times = if e.count > 1 {
+            format!(" x{}", e.count)
+        } else {
+            String::new()
+        };
         println!(
             "{}  {:<28} user={} session={} ip={} request={} {}",
             rfc3339(e.at),
-            e.kind,
-            e.username
-                .clone()
-                .or(e.user_id.map(|id| id.to_string()))
-                .unwrap_or_else(|| "-".to_owned()),
+            format!("{}{times}", word(&e.kind)),
+            word(&who),
             field(&e.session_id),
             field(&e.ip),
             field(&e.request_id),
-            field(&e.detail),
+            text(e.detail.as_deref().unwrap_or("-")),
         );
     }
     Ok(())
+}
+
+/// Stored text as the last, free-text column of a line: whatever a client
+/// could have put in it (a user agent, a failed login's name) shows as one
+/// line of visible characters, so it can neither forge a line of its own nor
+/// reorder what the terminal shows (bidi overrides). Control and other
+/// non-printing characters (U+2028, U+202E, zero-width ones) and `\` are
+/// written as Rust escapes (`\n`, `\u{202e}`, `\\`); quotes are left alone.
+fn text(stored: &str) -> Cow<'_, str> {
+    escaped(stored, |_| false)
+}
+
+/// Stored text as one `key=value` field: as [`text`], with spaces escaped
+/// too (`\u{20}`), so an attempted username cannot add fields of its own.
+fn word(stored: &str) -> Cow<'_, str> {
+    escaped(stored, char::is_whitespace)
+}
+
+fn escaped(stored: &str, also: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let plain = |c: char| !also(c) && (matches!(c, '"' | '\'') || c.escape_debug().len() == 1);
+    if stored.chars().all(plain) {
+        return Cow::Borrowed(stored);
+    }
+    let mut out = String::with_capacity(stored.len() + 8);
+    for c in stored.chars() {
+        if plain(c) {
+            out.push(c);
+        } else if c.escape_debug().len() == 1 {
+            // Printable, but escaped on request (a space in a field).
+            out.extend(c.escape_unicode());
+        } else {
+            out.extend(c.escape_debug());
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// From the terminal without echo, or one line from a pipe.

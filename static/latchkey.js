@@ -1,11 +1,22 @@
 // latchkey.js: a small, dependency-free browser client for latchkey.
 //
 //   import { createClient } from './latchkey.js';
-//   const auth = createClient({ baseUrl: 'https://auth.example.com' });
+//   const auth = createClient({
+//     baseUrl: 'https://auth.example.com',
+//     apiOrigins: ['https://api.example.com'],
+//   });
 //   auth.onSessionEnd((reason) => location.assign('/login'));
 //   if (await auth.resume()) {
-//     const response = await auth.fetch('https://auth.example.com/protected');
+//     const response = await auth.fetch('https://api.example.com/orders');
 //   }
+//
+// `auth.fetch` adds the Bearer token only to requests for latchkey's own
+// origin (`baseUrl`, or this page's origin when it is empty) and for the
+// origins listed in `apiOrigins`: the URL is resolved against the page and
+// its origin compared exactly (scheme, host and port). Any other URL is
+// fetched as plain `fetch` would, without the token and without the refresh
+// and retry on a 401, so a link to a third party, an image host or an
+// attacker-chosen URL never receives it.
 //
 // The access token lives only in this module's memory: never in
 // localStorage, sessionStorage or a readable cookie. The refresh token lives in
@@ -20,16 +31,33 @@
 const CHANNEL = 'latchkey';
 const LOCK = 'latchkey-refresh';
 
+/** The origin of `url`, resolved against this page as `fetch` resolves it. */
+function originOf(url) {
+  return new URL(url, globalThis.location?.href).origin;
+}
+
+/** An `apiOrigins` entry as an origin; a path, query or opaque origin is a mistake worth an error. */
+function exactOrigin(origin) {
+  const url = new URL(origin);
+  if (url.origin === 'null' || url.href !== `${url.origin}/`) {
+    throw new TypeError(`latchkey: apiOrigins wants origins such as https://api.example.com, not ${origin}`);
+  }
+  return url.origin;
+}
+
 /**
  * @param {object} [options]
  * @param {string} [options.baseUrl]  latchkey's origin; '' for the same origin.
+ * @param {string[]} [options.apiOrigins]  other origins `auth.fetch` sends the access token to
+ *   (exact origins such as 'https://api.example.com'); latchkey's own is always included.
  * @param {number} [options.refreshLeeway]  seconds before expiry to refresh (default: a quarter
  *   of the token's lifetime, at most 60).
  */
-export function createClient({ baseUrl = '', refreshLeeway } = {}) {
+export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = {}) {
   const base = baseUrl.replace(/\/+$/, '');
   // Credentials only go where they are needed: latchkey's own origin.
   const credentials = base ? 'include' : 'same-origin';
+  const tokenOrigins = new Set([originOf(base || '/'), ...apiOrigins.map(exactOrigin)]);
   const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(CHANNEL) : null;
   const endListeners = new Set();
   const tokenListeners = new Set();
@@ -161,8 +189,14 @@ export function createClient({ baseUrl = '', refreshLeeway } = {}) {
       return (await refresh()) !== null;
     },
 
-    /** `fetch` with the Bearer token; on a 401 it refreshes once and retries. */
+    /**
+     * `fetch` with the Bearer token; on a 401 it refreshes once and retries. Only for latchkey's
+     * origin and `apiOrigins`: any other URL is fetched as it is, without the token.
+     */
     async fetch(input, init = {}) {
+      if (!tokenOrigins.has(originOf(input instanceof Request ? input.url : String(input)))) {
+        return fetch(input, init);
+      }
       const send = async (token) => {
         const headers = new Headers(init.headers || (input instanceof Request ? input.headers : undefined));
         if (token) headers.set('Authorization', `Bearer ${token}`);

@@ -11,13 +11,16 @@
 //! - `login`: `POST /login` in a loop, against one core's bcrypt verifications
 //!   per second at the same cost, measured here;
 //! - `mixed`: the `protected` stream while a login flood saturates hashing;
-//! - start-up to listening on an existing database.
+//! - start-up to listening on an existing database;
+//! - `login flood`: the owner's login while another address floods wrong
+//!   guesses, against the owner's login alone (`login_flood.rs`).
 //!
 //! Run it with `bash bench/run.sh`: it builds everything in release mode and
 //! pins the servers to CPU 0 and this load generator to CPU 1 (`taskset`).
 
 mod http;
 mod load;
+mod login_flood;
 mod report;
 mod server;
 mod setup;
@@ -81,9 +84,23 @@ struct Args {
     /// Skip the PostgreSQL `refresh` scenario.
     #[arg(long)]
     no_postgres: bool,
-    /// Also write the results here (Markdown).
+    /// Also write the results here (Markdown); not with `--only`.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Connections sending wrong guesses in `login flood`, from one address.
+    #[arg(long, default_value_t = 200)]
+    flood_guessers: usize,
+    /// Whose account the `login flood` guesses at.
+    #[arg(long, value_enum, default_value_t = login_flood::FloodTarget::Other)]
+    flood_target: login_flood::FloodTarget,
+    /// Run this scenario alone (a partial run: printed, never written to `--out`).
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    LoginFlood,
 }
 
 impl Args {
@@ -129,6 +146,34 @@ async fn run(args: Args) -> Result<()> {
         cpu: args.server_cpu,
         log: server::log_file(dir.path(), name),
     };
+    let flood = |bcrypt_per_second: f64| login_flood::Settings {
+        guessers: args.flood_guessers,
+        target: args.flood_target,
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        bcrypt_per_second,
+    };
+
+    if args.only == Some(Only::LoginFlood) {
+        let bcrypt_per_second = bcrypt_rate(args.bcrypt_cost)?;
+        let flooded = login_flood::run(
+            &latchkey,
+            &secrets,
+            dir.path(),
+            &launch,
+            &flood(bcrypt_per_second),
+        )
+        .await?;
+        let machine = machine(&args, dir.path(), bcrypt_per_second)?;
+        println!(
+            "{}",
+            report::render(&machine, &flooded.rows(), &flooded.targets())
+        );
+        if let Some(out) = &args.out {
+            eprintln!("--only: a partial run, not written to {}", out.display());
+        }
+        return Ok(());
+    }
 
     eprintln!("preparing: one account, {} stored sessions", args.sessions);
     setup::add_user(&latchkey, &sqlite_env).await?;
@@ -212,6 +257,16 @@ async fn run(args: Args) -> Result<()> {
     }
     startups.sort();
 
+    eprintln!("login flood: the owner's login while another address guesses");
+    let flooded = login_flood::run(
+        &latchkey,
+        &secrets,
+        dir.path(),
+        &launch,
+        &flood(bcrypt_per_second),
+    )
+    .await?;
+
     let refresh_postgres = if args.no_postgres {
         None
     } else {
@@ -285,6 +340,7 @@ async fn run(args: Args) -> Result<()> {
         )),
         figures: mixed_login,
     });
+    rows.extend(flooded.rows());
 
     let protected_ratio = ratio_to(&latchkey_protected, &ceiling_protected);
     let p99_ratio = latchkey_protected.p99.as_secs_f64() / ceiling_protected.p99.as_secs_f64();
@@ -384,6 +440,7 @@ async fn run(args: Args) -> Result<()> {
             met: Some(median_startup < Duration::from_millis(200)),
         },
     ]);
+    targets.extend(flooded.targets());
 
     let machine = machine(&args, dir.path(), bcrypt_per_second)?;
     let table = report::render(&machine, &rows, &targets);

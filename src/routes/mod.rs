@@ -15,6 +15,7 @@ use tracing::Level;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use request_id::REQUEST_ID;
 
 mod assets;
 pub(crate) mod body;
@@ -39,8 +40,6 @@ pub const BODY_LIMIT: usize = 4 * 1024;
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
     object-src 'none'; base-uri 'none'";
-
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn build_app(state: AppState) -> Router {
     // Everything but the static assets: tokens and personal data, never cached.
@@ -80,6 +79,9 @@ pub fn build_app(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .layer(
             ServiceBuilder::new()
+                // A client's id stands only if it is safe to log; otherwise it
+                // goes here, and the next layer makes one.
+                .map_request(request_id::drop_unacceptable)
                 .layer(SetRequestIdLayer::new(
                     REQUEST_ID.clone(),
                     request_id::ProcessUnique::new(),

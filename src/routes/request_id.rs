@@ -1,15 +1,57 @@
 //! Request ids: what a response, its log lines and its audit events share.
 //!
-//! A random prefix drawn once per process and a counter: unique across
-//! instances and restarts, and free to make. (A UUID v4 per request costs a
-//! `getrandom` system call each time, measurable on the `/protected` path.)
-//! Ids are labels, not secrets: nothing trusts them.
+//! A client (or the reverse proxy) may send its own `x-request-id` to tie
+//! latchkey's records to its own; it is kept only when it is short and made
+//! of safe characters, since it goes verbatim into logs, audit rows and the
+//! response. Anything else is replaced by an id of latchkey's own, before
+//! anything reads it, so all three always agree.
+//!
+//! latchkey's ids are a random prefix drawn once per process and a counter:
+//! unique across instances and restarts, and free to make. (A UUID v4 per
+//! request costs a `getrandom` system call each time, measurable on the
+//! `/protected` path.) Ids are labels, not secrets: nothing trusts them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::{HeaderValue, Request};
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, Request};
 use tower_http::request_id::{MakeRequestId, RequestId};
+
+pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest id accepted from a client: a UUID is 36 characters.
+const MAX_CLIENT_ID: usize = 64;
+
+/// Whether a client's id may stand: 1 to 64 of `A-Z a-z 0-9 . _ : -`. No
+/// spaces, quotes, `=` or control characters, so it can neither split a log
+/// line or a CLI column nor pose as another field.
+fn acceptable(id: &HeaderValue) -> bool {
+    let id = id.as_bytes();
+    (1..=MAX_CLIENT_ID).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Takes out the client's `x-request-id` unless it sent exactly one, and an
+/// acceptable one; `SetRequestIdLayer` then sets latchkey's own. A request
+/// without the header pays one lookup.
+pub(crate) fn drop_unacceptable(mut request: Request<Body>) -> Request<Body> {
+    let headers = request.headers_mut();
+    let keep = {
+        let mut ids = headers.get_all(&REQUEST_ID).iter();
+        match (ids.next(), ids.next()) {
+            (None, _) => return request,
+            (Some(id), None) => acceptable(id),
+            (Some(_), Some(_)) => false,
+        }
+    };
+    if !keep {
+        headers.remove(&REQUEST_ID);
+    }
+    request
+}
 
 #[derive(Clone)]
 pub(crate) struct ProcessUnique {

@@ -40,7 +40,12 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
+    ///
+    /// A new file is created readable by its owner only: it holds password
+    /// hashes. SQLite gives its `-wal` and `-shm` files the main file's mode.
+    /// An existing file keeps whatever mode the operator gave it.
     pub async fn open(path: &Path) -> StoreResult<Self> {
+        create_private(path).map_err(sqlx::Error::Io)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -85,6 +90,21 @@ async fn begin_write(
     pool: &SqlitePool,
 ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await
+}
+
+/// Creates `path` empty with mode 0600 unless it exists (SQLite takes an
+/// empty file for an empty database). `create_new` makes the check and the
+/// creation one step, so an existing file is never touched.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -234,6 +234,52 @@ async fn the_cli_prints_the_audit_trail_without_secrets() {
 }
 
 #[tokio::test]
+async fn a_username_that_forges_an_audit_line_is_printed_as_one_escaped_line() {
+    let app = test_app!();
+    let forged = "x\n2026-01-01T00:00:00Z  login_succeeded user=admin\u{202e}";
+    assert_eq!(
+        app.login(forged, "wrong password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let all = stdout(&app.cli(&["audit", "--since", "2025-12-31T00:00:00Z"], ""));
+
+    assert_eq!(all.lines().count(), 1, "{all}");
+    let line = all.trim_end();
+    assert!(line.contains("login_failed"), "{line}");
+    assert!(
+        line.contains(r"user=x\n2026-01-01t00:00:00z\u{20}\u{20}login_succeeded\u{20}user=admin\u{202e}"),
+        "{line}"
+    );
+    assert!(!line.contains('\u{202e}'), "{line}");
+}
+
+#[tokio::test]
+async fn a_user_agent_with_a_tab_is_listed_escaped() {
+    let app = test_app!();
+    // The CLI lists live sessions on the real clock.
+    app.advance(latchkey::clock::Clock::now(&latchkey::clock::SystemClock) - START);
+    app.add_user("ann", PASSWORD).await;
+    let signed_in = app
+        .send(
+            Request::post("/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::USER_AGENT, "Browser/1.0\tforged column")
+                .body(Body::from(
+                    json!({ "username": "ann", "password": PASSWORD }).to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.text());
+
+    let listed = stdout(&app.cli(&["user", "sessions", "ann"], ""));
+
+    assert!(listed.contains(r"Browser/1.0\tforged column"), "{listed}");
+    assert!(!listed.contains('\t'), "{listed}");
+}
+
+#[tokio::test]
 async fn sign_ups_from_one_address_are_throttled() {
     let app = test_app!(&[("THROTTLE_REGISTER_ADDRESS", "3")]);
     for i in 0..3 {

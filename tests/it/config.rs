@@ -181,6 +181,24 @@ fn invalid_lifetimes_are_refused() {
 }
 
 #[test]
+fn a_refresh_reuse_grace_longer_than_a_minute_is_refused() {
+    // Even when the refresh lifetime would leave room for it: a long grace
+    // lets a copied token through as if two tabs had refreshed at once.
+    for value in ["61", "600", "3600"] {
+        let err = refusal(&[("REFRESH_REUSE_GRACE", value)], &[]);
+        assert_eq!(err.variable, "REFRESH_REUSE_GRACE", "{value}: {err}");
+        let line = err.to_string();
+        assert!(line.contains("at most 60"), "{line}");
+        assert!(!line.contains('\n'), "one line: {line:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (value, expected) in [("60", 60), ("0", 0)] {
+        let config = config_from(&vars(&dir, &[("REFRESH_REUSE_GRACE", value)], &[])).unwrap();
+        assert_eq!(config.refresh_reuse_grace, expected);
+    }
+}
+
+#[test]
 fn an_unknown_app_env_is_refused() {
     for value in ["staging", "prod", "Production!"] {
         assert_refused(&[("APP_ENV", value)], &[], "APP_ENV");
@@ -326,6 +344,58 @@ fn development_secrets_are_generated_once_and_kept_beside_the_database() {
         .collect();
     names.sort();
     assert_eq!(names, vec!["latchkey.db.secrets"]);
+}
+
+// ---------------------------------------------------------------- the database file
+
+/// The permission bits of `path`.
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    metadata.permissions().mode() & 0o777
+}
+
+/// It holds password hashes. (Under the usual umask of 022, SQLite alone
+/// would create all three files 0644.)
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_file_and_its_wal_are_readable_by_their_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latchkey.db");
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    latchkey::auth::credentials::create_account(
+        &store,
+        &latchkey::auth::password::Hasher::new(4),
+        "ann",
+        PASSWORD,
+        "user",
+        START,
+    )
+    .await
+    .unwrap();
+
+    for file in ["latchkey.db", "latchkey.db-wal", "latchkey.db-shm"] {
+        let mode = mode(&dir.path().join(file));
+        assert_eq!(mode & 0o077, 0, "{file} has mode {mode:o}");
+    }
+    store.close().await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_existing_database_file_keeps_the_mode_its_operator_gave_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latchkey.db");
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    let store = SqliteStore::open(&path).await.unwrap();
+
+    assert_eq!(mode(&path), 0o640);
+    store.close().await;
 }
 
 #[test]

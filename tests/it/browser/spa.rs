@@ -1,11 +1,14 @@
 //! An SPA on another origin using latchkey with `credentials: 'include'`
-//! through the browser client, `static/latchkey.js`.
+//! through the browser client, `static/latchkey.js`, and where that client
+//! sends the access token.
 
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::get;
+use tower_http::cors::{Any, CorsLayer};
 
 use super::*;
 
@@ -146,5 +149,118 @@ async fn an_spa_on_an_unlisted_origin_cannot_sign_in_or_refresh() {
         .await
         .unwrap();
     assert!(live.is_empty(), "no session was started");
+    client.close().await.unwrap();
+}
+
+/// What an API server was sent: each request's path and `Authorization`.
+type Received = Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+/// An API server on an origin of its own that records the `Authorization`
+/// header of every request and lets any page read its answers (CORS without
+/// credentials, `Authorization` allowed). `/denied` answers 401, as an API
+/// refusing the token would.
+async fn api_site() -> (SocketAddr, Received) {
+    let received = Received::default();
+    let record = received.clone();
+    let site = Router::new()
+        .fallback(move |uri: Uri, headers: HeaderMap| {
+            let record = record.clone();
+            async move {
+                let authorization = headers
+                    .get(AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                record
+                    .lock()
+                    .unwrap()
+                    .push((uri.path().to_owned(), authorization));
+                if uri.path() == "/denied" {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::OK
+                }
+            }
+        })
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET])
+                .allow_headers([AUTHORIZATION]),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, site).await });
+    (addr, received)
+}
+
+/// Signs in, then calls latchkey, a listed API origin and an unlisted one
+/// through `auth.fetch`, reporting each status.
+const TOKEN_ROUTING: &str = r#"
+const [latchkey, api, stranger, username, password, done] = arguments;
+import('/latchkey.js').then(async ({ createClient }) => {
+  const report = {};
+  try {
+    const auth = createClient({ baseUrl: latchkey, apiOrigins: [api] });
+    await auth.login(username, password);
+    report.own = (await auth.fetch(latchkey + '/protected')).status;
+    report.listed = (await auth.fetch(api + '/orders')).status;
+    report.unlisted = (await auth.fetch(stranger + '/pixel')).status;
+    report.unlistedDenied = (await auth.fetch(new URL('/denied', stranger))).status;
+  } catch (error) {
+    report.error = String(error);
+  }
+  done(report);
+});
+"#;
+
+#[tokio::test]
+async fn the_client_sends_the_access_token_only_to_latchkey_and_the_listed_api_origins() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let spa = spa_site().await;
+    let spa_origin = format!("http://{spa}");
+    let (api, api_received) = api_site().await;
+    let (stranger, stranger_received) = api_site().await;
+    let app = Latchkey::start(&[("CORS_ALLOWED_ORIGINS", &spa_origin)]).await;
+    app.add_user("ann", PW).await;
+    let client = browser.context().await;
+
+    client.goto(&format!("{spa_origin}/")).await.unwrap();
+    let report = client
+        .execute_async(
+            TOKEN_ROUTING,
+            vec![
+                json!(app.origin()),
+                json!(format!("http://{api}")),
+                json!(format!("http://{stranger}")),
+                json!("ann"),
+                json!(PW),
+            ],
+        )
+        .await
+        .unwrap();
+
+    assert!(report.get("error").is_none(), "{report}");
+    assert_eq!(report["own"], 200, "latchkey got the token: {report}");
+    assert_eq!(report["listed"], 200, "{report}");
+    assert_eq!(report["unlisted"], 200, "{report}");
+    assert_eq!(report["unlistedDenied"], 401, "{report}");
+    let api_received = api_received.lock().unwrap().clone();
+    assert_eq!(api_received.len(), 1, "{api_received:?}");
+    assert_eq!(api_received[0].0, "/orders");
+    assert!(
+        api_received[0]
+            .1
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Bearer ey")),
+        "the listed origin got the token: {api_received:?}"
+    );
+    let stranger_received = stranger_received.lock().unwrap().clone();
+    assert_eq!(
+        stranger_received,
+        vec![("/pixel".to_owned(), None), ("/denied".to_owned(), None)],
+        "no token for an unlisted origin, and no refresh and retry on its 401"
+    );
     client.close().await.unwrap();
 }
