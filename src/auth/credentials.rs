@@ -4,7 +4,8 @@
 
 use crate::audit::{self, Event};
 use crate::auth::extract::ClientInfo;
-use crate::auth::password::{Hasher, MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES};
+use crate::auth::password::Hasher;
+use crate::auth::password_policy;
 use crate::auth::throttle;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,12 +30,9 @@ pub fn normalize_username(raw: &str) -> Result<String, ApiError> {
     }
 }
 
+/// The rules for a new password (`password_policy.rs`), as an API error.
 pub fn check_password_strength(password: &str) -> Result<(), ApiError> {
-    if (MIN_PASSWORD_BYTES..=MAX_PASSWORD_BYTES).contains(&password.len()) {
-        Ok(())
-    } else {
-        Err(ApiError::WeakPassword)
-    }
+    password_policy::check(password).map_err(ApiError::WeakPassword)
 }
 
 /// Creates a user after validating the name and password; used by
@@ -85,7 +83,7 @@ pub async fn authenticate(
         Err(_) => None,
     };
     let usable = user.as_ref().filter(|u| u.disabled_at.is_none());
-    let verified = password.len() <= MAX_PASSWORD_BYTES
+    let verified = password_policy::within_max_length(password)
         && state
             .hasher
             .verify(password, usable.map(|u| u.password_hash.as_str()))
