@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::password_policy::Weakness;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +42,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("that username is taken")]
     UsernameTaken,
-    #[error("passwords must be 8 to 72 bytes long")]
-    WeakPassword,
+    /// A new password that breaks the rules of `auth/password_policy.rs`;
+    /// the message says which.
+    #[error("{0}")]
+    WeakPassword(Weakness),
     #[error("registration is closed")]
     RegistrationClosed,
     #[error("the request body is too large")]
@@ -120,7 +123,7 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UsernameTaken => StatusCode::CONFLICT,
-            Self::WeakPassword => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable | Self::ServerBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -144,7 +147,7 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UsernameTaken => "username_taken",
-            Self::WeakPassword => "weak_password",
+            Self::WeakPassword(_) => "weak_password",
             Self::RegistrationClosed => "registration_closed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -249,6 +252,7 @@ fn from_status(status: StatusCode, text: String) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::ApiError;
+    use crate::auth::password_policy::Weakness;
 
     #[test]
     fn every_code_is_listed_for_the_openapi_description() {
@@ -267,7 +271,7 @@ mod tests {
             ApiError::NotFound,
             ApiError::MethodNotAllowed,
             ApiError::UsernameTaken,
-            ApiError::WeakPassword,
+            ApiError::WeakPassword(Weakness::TooShort),
             ApiError::RegistrationClosed,
             ApiError::PayloadTooLarge,
             ApiError::UnsupportedMediaType,
@@ -277,5 +281,15 @@ mod tests {
         ];
         let codes: Vec<&str> = all.iter().map(ApiError::code).collect();
         assert_eq!(codes, ApiError::CODES);
+    }
+
+    #[test]
+    fn a_weak_password_says_why_under_one_code() {
+        for reason in [Weakness::TooShort, Weakness::TooLong, Weakness::TooCommon] {
+            let error = ApiError::WeakPassword(reason);
+            assert_eq!(error.code(), "weak_password");
+            assert_eq!(error.status().as_u16(), 422);
+            assert_eq!(error.to_string(), reason.message());
+        }
     }
 }

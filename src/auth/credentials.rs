@@ -5,7 +5,8 @@
 use crate::audit::{self, Event};
 use crate::auth::admission::Ticket;
 use crate::auth::extract::ClientInfo;
-use crate::auth::password::{Hasher, MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES};
+use crate::auth::password::Hasher;
+use crate::auth::password_policy;
 use crate::auth::throttle;
 use crate::error::ApiError;
 use crate::random;
@@ -31,12 +32,9 @@ pub fn normalize_username(raw: &str) -> Result<String, ApiError> {
     }
 }
 
+/// The rules for a new password (`password_policy.rs`), as an API error.
 pub fn check_password_strength(password: &str) -> Result<(), ApiError> {
-    if (MIN_PASSWORD_BYTES..=MAX_PASSWORD_BYTES).contains(&password.len()) {
-        Ok(())
-    } else {
-        Err(ApiError::WeakPassword)
-    }
+    password_policy::check(password).map_err(ApiError::WeakPassword)
 }
 
 /// Creates a user after validating the name and password; used by
@@ -51,7 +49,10 @@ pub async fn create_account(
 ) -> Result<User, ApiError> {
     let username = normalize_username(username)?;
     check_password_strength(password)?;
-    let hash = hasher.hash(password).await.map_err(ApiError::Internal)?;
+    let hash = hasher
+        .hash(password)
+        .await
+        .map_err(ApiError::from_hashing)?;
     let user = store
         .create_user(
             NewUser {
@@ -222,7 +223,7 @@ async fn reserve(
 }
 
 async fn check(state: &AppState, password: &str, hash: Option<&str>) -> Result<bool, ApiError> {
-    if password.len() > MAX_PASSWORD_BYTES {
+    if !password_policy::within_max_length(password) {
         return Ok(false);
     }
     state

@@ -9,6 +9,7 @@ pub mod forwarded;
 mod hash_pool;
 pub mod origin;
 pub mod password;
+pub mod password_policy;
 pub mod session;
 pub mod throttle;
 pub mod tokens;

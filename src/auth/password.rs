@@ -1,18 +1,42 @@
 //! Password hashing with bcrypt, always on its own bounded, lower-priority
 //! threads (`hash_pool.rs`), so hashing can never starve the async workers
 //! that check tokens.
+//!
+//! Stored hashes come in two formats (README "Passwords and login"):
+//!
+//! - `$latchkey-v1$2b$12$…`, made today: bcrypt of the base64 HMAC-SHA-256 of
+//!   the NFKC-normalised password. The MAC is 44 characters whatever the
+//!   password's length, so bcrypt's 72-byte limit never cuts or refuses a
+//!   password, and it holds no NUL byte.
+//! - `$2b$12$…`, made before: bcrypt of the password as typed, at most 72
+//!   bytes. Still verified, and [`Hasher::needs_upgrade`] asks for it to be
+//!   replaced at the next successful login.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use tokio::sync::OnceCell;
 
 use crate::auth::hash_pool::HashPool;
 pub use crate::auth::hash_pool::{Busy, HoldGuard};
+use crate::auth::password_policy::NormalizedPassword;
 
-/// bcrypt reads at most 72 bytes; longer passwords are refused, never truncated.
-pub const MAX_PASSWORD_BYTES: usize = 72;
-pub const MIN_PASSWORD_BYTES: usize = 8;
+/// Marks a hash of the current format. Never starts a plain bcrypt hash
+/// (`$2a$`, `$2b$`, `$2x$`, `$2y$`), so the two cannot be mistaken.
+const PREHASHED_MARKER: &str = "$latchkey-v1";
+
+/// The HMAC key of the pre-hash. Not a secret (a leaked database plus this
+/// constant gives nothing a plain bcrypt hash would not): it separates this
+/// use of SHA-256 from any other, and its version changes with the format.
+const PREHASH_KEY: &[u8] = b"latchkey password prehash v1";
+
+/// bcrypt reads at most this many bytes. Only a plain (old-format) hash can
+/// meet a longer password, and then it is a mismatch, never a truncation.
+const BCRYPT_MAX_BYTES: usize = 72;
 
 #[derive(Clone)]
 pub struct Hasher {
@@ -57,17 +81,16 @@ impl Hasher {
         self.threads.pending()
     }
 
-    /// Callers check the length first (`MAX_PASSWORD_BYTES`): bcrypt's own
-    /// non-truncating variants also count a NUL terminator, refusing 72 bytes.
+    /// Hashes `password` in the current format. The length rules are the
+    /// caller's (`password_policy::check`); any length hashes correctly.
     pub async fn hash(&self, password: &str) -> anyhow::Result<String> {
-        anyhow::ensure!(
-            password.len() <= MAX_PASSWORD_BYTES,
-            "password longer than bcrypt reads"
-        );
         let cost = self.cost;
-        let password = password.to_owned();
+        let password = NormalizedPassword::new(password);
         self.threads
-            .run(move || Ok(bcrypt::hash(password, cost)?))
+            .run(move || {
+                let bcrypt = bcrypt::hash(prehash(&password)?, cost)?;
+                Ok(format!("{PREHASHED_MARKER}{bcrypt}"))
+            })
             .await
     }
 
@@ -78,16 +101,24 @@ impl Hasher {
             Some(h) => (h.to_owned(), true),
             None => (self.dummy_hash().await?, false),
         };
-        if password.len() > MAX_PASSWORD_BYTES {
-            return Ok(false);
-        }
         let password = password.to_owned();
         let verified = self.verified.clone();
         let ok = self
             .threads
             .run(move || {
                 verified.fetch_add(1, Ordering::Relaxed);
-                Ok(bcrypt::verify(password, &hash).unwrap_or(false))
+                Ok(match StoredHash::parse(&hash) {
+                    StoredHash::Prehashed(bcrypt) => {
+                        let mac = prehash(&NormalizedPassword::new(&password))?;
+                        bcrypt::verify(mac, bcrypt).unwrap_or(false)
+                    }
+                    // The same bcrypt work either way; bcrypt would compare
+                    // only the first 72 bytes of a longer password.
+                    StoredHash::Plain(bcrypt) => {
+                        bcrypt::verify(&password, bcrypt).unwrap_or(false)
+                            && password.len() <= BCRYPT_MAX_BYTES
+                    }
+                })
             })
             .await?;
         Ok(ok && real)
@@ -98,13 +129,18 @@ impl Hasher {
         self.verified.load(Ordering::Relaxed)
     }
 
-    /// True when `hash` was made with a lower cost than configured.
+    /// True when `hash` is of the old format (plain bcrypt), or was made
+    /// with a lower cost than configured: the next successful login replaces it.
     pub fn needs_upgrade(&self, hash: &str) -> bool {
-        // Modular crypt format: `$2b$12$...`.
-        hash.split('$')
-            .nth(2)
-            .and_then(|c| c.parse::<u32>().ok())
-            .is_some_and(|c| c < self.cost)
+        match StoredHash::parse(hash) {
+            StoredHash::Plain(_) => true,
+            // Modular crypt format: `$2b$12$...`.
+            StoredHash::Prehashed(bcrypt) => bcrypt
+                .split('$')
+                .nth(2)
+                .and_then(|c| c.parse::<u32>().ok())
+                .is_some_and(|c| c < self.cost),
+        }
     }
 
     /// Computes the dummy hash ahead of the first unknown-user login, so that
@@ -121,5 +157,102 @@ impl Hasher {
             })
             .await
             .cloned()
+    }
+}
+
+/// A stored hash, by format; each holds the bcrypt string inside.
+enum StoredHash<'a> {
+    Prehashed(&'a str),
+    Plain(&'a str),
+}
+
+impl<'a> StoredHash<'a> {
+    fn parse(hash: &'a str) -> Self {
+        match hash.strip_prefix(PREHASHED_MARKER) {
+            Some(bcrypt) => Self::Prehashed(bcrypt),
+            None => Self::Plain(hash),
+        }
+    }
+}
+
+/// What bcrypt is given in the current format: HMAC-SHA-256 of the
+/// normalised password under [`PREHASH_KEY`], in standard base64 (44 bytes).
+fn prehash(password: &NormalizedPassword) -> anyhow::Result<String> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(PREHASH_KEY)?;
+    mac.update(password.as_str().as_bytes());
+    Ok(STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const PRECOMPOSED: &str = "caf\u{e9} au lait";
+    const DECOMPOSED: &str = "cafe\u{301} au lait";
+
+    #[test]
+    fn the_prehash_is_44_characters_whatever_the_password() {
+        for password in ["", "short", &"long".repeat(1_000)] {
+            let mac = prehash(&NormalizedPassword::new(password)).unwrap();
+            assert_eq!(mac.len(), 44, "{password:?}");
+            assert!(!mac.contains('\0'));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_hash_is_marked_and_matches_every_form_of_the_password() {
+        let hasher = Hasher::new(4);
+
+        let hash = hasher.hash(PRECOMPOSED).await.unwrap();
+
+        assert!(hash.starts_with("$latchkey-v1$2b$04$"), "{hash}");
+        assert!(hasher.verify(PRECOMPOSED, Some(&hash)).await.unwrap());
+        assert!(hasher.verify(DECOMPOSED, Some(&hash)).await.unwrap());
+        assert!(!hasher.verify("cafe au lait", Some(&hash)).await.unwrap());
+        assert!(!hasher.needs_upgrade(&hash));
+        assert!(Hasher::new(5).needs_upgrade(&hash), "a cheaper cost");
+    }
+
+    #[tokio::test]
+    async fn a_plain_bcrypt_hash_still_verifies_and_asks_for_an_upgrade() {
+        let hasher = Hasher::new(4);
+        let plain = bcrypt::hash(PRECOMPOSED, 4).unwrap();
+
+        assert!(hasher.verify(PRECOMPOSED, Some(&plain)).await.unwrap());
+        assert!(!hasher.verify("not it at all", Some(&plain)).await.unwrap());
+        assert!(hasher.needs_upgrade(&plain), "the old format, at full cost");
+    }
+
+    #[tokio::test]
+    async fn no_password_is_cut_at_72_bytes_in_either_format() {
+        let hasher = Hasher::new(4);
+        let first_72 = "p".repeat(72);
+        let one = format!("{first_72}{}", "a".repeat(28));
+        let other = format!("{first_72}{}", "b".repeat(28));
+
+        let new = hasher.hash(&one).await.unwrap();
+        assert!(hasher.verify(&one, Some(&new)).await.unwrap());
+        assert!(!hasher.verify(&other, Some(&new)).await.unwrap());
+
+        let plain = bcrypt::hash(&first_72, 4).unwrap();
+        assert!(hasher.verify(&first_72, Some(&plain)).await.unwrap());
+        assert!(
+            !hasher.verify(&one, Some(&plain)).await.unwrap(),
+            "bcrypt alone would compare the first 72 bytes and agree"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_costs_one_verification_of_a_current_format_hash() {
+        let hasher = Hasher::new(4);
+
+        let ok = hasher.verify(PRECOMPOSED, None).await.unwrap();
+
+        assert!(!ok);
+        assert_eq!(hasher.verifications(), 1);
+        let dummy = hasher.dummy.get().unwrap();
+        assert!(dummy.starts_with(PREHASHED_MARKER), "{dummy}");
     }
 }

@@ -81,7 +81,8 @@ pub fn safe_next(next: Option<&str>) -> &str {
 fn form_message(e: &ApiError) -> String {
     match e {
         ApiError::InvalidCredentials => "Wrong username or password.".to_owned(),
-        ApiError::InvalidRequest(m) => {
+        ApiError::InvalidRequest(_) | ApiError::WeakPassword(_) => {
+            let m = e.to_string();
             let mut chars = m.chars();
             let first = chars.next().map(|c| c.to_uppercase().collect::<String>());
             format!("{}{}.", first.unwrap_or_default(), chars.as_str())
@@ -90,7 +91,6 @@ fn form_message(e: &ApiError) -> String {
             format!("Too many attempts. Try again in {retry_after} seconds.")
         }
         ApiError::UsernameTaken => "That username is taken.".to_owned(),
-        ApiError::WeakPassword => "Passwords must be 8 to 72 bytes long.".to_owned(),
         ApiError::RegistrationClosed => "Registration is closed.".to_owned(),
         _ => "Something went wrong. Please try again.".to_owned(),
     }

@@ -24,8 +24,12 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct PasswordChange {
     current_password: String,
-    /// 8 to 72 bytes of UTF-8, as for `POST /register`.
-    #[schema(min_length = 2, max_length = 72)]
+    /// 8 to 256 characters of any script, counted as Unicode code points both
+    /// as sent and after NFKC normalisation, and not one of the 10,000 most
+    /// common passwords (compared case-insensitively), as for `POST /register`;
+    /// otherwise `422 weak_password`. Normalisation can shorten a password, so
+    /// one within these bounds may still be refused.
+    #[schema(min_length = 8, max_length = 256)]
     new_password: String,
 }
 
@@ -40,7 +44,9 @@ pub(crate) struct PasswordChange {
         BearerRefusals,
         (status = 403, description = "`wrong_current_password`", body = ErrorBody),
         BodyRefusals,
-        (status = 422, description = "`weak_password`: not 8 to 72 bytes", body = ErrorBody),
+        (status = 422, description = "`weak_password`: the new password is under 8 or over 256 \
+            characters (as sent or after NFKC normalisation), or one of the most common passwords; \
+            the message says which", body = ErrorBody),
         (status = 429, description = "`too_many_attempts`: too many wrong current passwords",
             body = ErrorBody,
             headers(("retry-after" = String, description = "Seconds until the next attempt is allowed"))),

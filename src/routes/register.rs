@@ -35,9 +35,13 @@ pub(crate) struct NewAccount {
         examples("ann")
     )]
     username: String,
-    /// 8 to 72 bytes of UTF-8, or `422 weak_password`. (JSON Schema counts
-    /// characters: 2 to 72 of them, of up to 4 bytes each, may be 8 to 72 bytes.)
-    #[schema(min_length = 2, max_length = 72, examples("correct horse battery"))]
+    /// 8 to 256 characters of any script, counted as Unicode code points both
+    /// as sent and after NFKC normalisation (the form the password is compared
+    /// and hashed in), and not one of the 10,000 most common passwords
+    /// (compared case-insensitively); otherwise `422 weak_password`.
+    /// Normalisation can shorten a password (`e` + a combining accent is one
+    /// character after it), so one within these bounds may still be refused.
+    #[schema(min_length = 8, max_length = 256, examples("correct horse battery"))]
     password: String,
 }
 
@@ -72,8 +76,9 @@ pub(crate) struct Registered {
         (status = 409, description = "`username_taken` (the HTML form: its page again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html"))),
         BodyRefusals,
-        (status = 422, description = "`weak_password`: not 8 to 72 bytes (the HTML form: its page \
-            again, with the error)",
+        (status = 422, description = "`weak_password`: the password is under 8 or over 256 \
+            characters (as sent or after NFKC normalisation), or one of the most common passwords; \
+            the message says which (the HTML form: its page again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 429, description = "`too_many_attempts`: too many sign-ups from this address \
             (the HTML form: its page again, with the error)",

@@ -26,6 +26,8 @@ macro_rules! store_suite {
         mod login;
         #[path = "model.rs"]
         mod model;
+        #[path = "passwords.rs"]
+        mod passwords;
         #[path = "proxies.rs"]
         mod proxies;
         #[path = "rotation.rs"]
