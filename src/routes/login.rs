@@ -64,6 +64,11 @@ pub(crate) struct Credentials {
             (the HTML form: its page again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html")),
             headers(("retry-after" = String, description = "Seconds until the next attempt is allowed"))),
+        (status = 503, description = "`server_busy`: too many password checks in flight for \
+            this address or account, or the hashing queue is full (the HTML form: its page \
+            again, with the error)",
+            content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("retry-after" = String, description = "Seconds to wait before trying again"))),
     )
 )]
 async fn login(

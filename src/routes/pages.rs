@@ -90,6 +90,9 @@ fn form_message(e: &ApiError) -> String {
         ApiError::TooManyAttempts { retry_after } => {
             format!("Too many attempts. Try again in {retry_after} seconds.")
         }
+        ApiError::ServerBusy { retry_after } => {
+            format!("The server is busy. Try again in {retry_after} seconds.")
+        }
         ApiError::UsernameTaken => "That username is taken.".to_owned(),
         ApiError::RegistrationClosed => "Registration is closed.".to_owned(),
         _ => "Something went wrong. Please try again.".to_owned(),
@@ -98,7 +101,7 @@ fn form_message(e: &ApiError) -> String {
 
 /// The form again, with the refusal's status (and `Retry-After` when throttled).
 fn refused(mut page: Response, e: &ApiError) -> Response {
-    if let ApiError::TooManyAttempts { retry_after } = e {
+    if let ApiError::TooManyAttempts { retry_after } | ApiError::ServerBusy { retry_after } = e {
         page.headers_mut()
             .insert(header::RETRY_AFTER, (*retry_after).max(1).into());
     }

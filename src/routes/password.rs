@@ -50,6 +50,9 @@ pub(crate) struct PasswordChange {
         (status = 429, description = "`too_many_attempts`: too many wrong current passwords",
             body = ErrorBody,
             headers(("retry-after" = String, description = "Seconds until the next attempt is allowed"))),
+        (status = 503, description = "`server_busy`: too many password checks in flight for \
+            this address or account, or the hashing queue is full", body = ErrorBody,
+            headers(("retry-after" = String, description = "Seconds to wait before trying again"))),
     )
 )]
 async fn change_password(

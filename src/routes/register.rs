@@ -84,6 +84,10 @@ pub(crate) struct Registered {
             (the HTML form: its page again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html")),
             headers(("retry-after" = String, description = "Seconds until the next attempt is allowed"))),
+        (status = 503, description = "`server_busy`: the password hashing queue is full (the HTML form: its page \
+            again, with the error)",
+            content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("retry-after" = String, description = "Seconds to wait before trying again"))),
     )
 )]
 async fn register(
