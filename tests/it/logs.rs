@@ -43,7 +43,17 @@ impl Seen {
     }
 
     /// The refresh token a response sets, if any (empty values are clearings).
+    /// A device cookie it sets is kept to search for too.
     fn refresh(&mut self, response: &reqwest::Response) -> Option<String> {
+        let device = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| cookie::Cookie::parse(v.to_owned()).ok())
+            .find(|c| c.name() == "__Host-device")
+            .map(|c| c.value().to_owned());
+        self.tokens.extend(device);
         let token = response
             .headers()
             .get_all("set-cookie")
@@ -513,4 +523,63 @@ async fn canary_run(format: &str) -> String {
         "{events:#?}"
     );
     stderr
+}
+
+/// A flood of refused requests from one address logs its first refusal and
+/// one line counting the rest, not a line each (README, "Limits under attack").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_cross_origin_requests_logs_a_line_for_the_first_and_one_for_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("flood.db");
+    let vars: HashMap<String, String> = [
+        ("DATABASE_URL", format!("sqlite://{}", db.display())),
+        ("BIND", "127.0.0.1:0".to_owned()),
+        ("RUST_LOG", "latchkey=info".to_owned()),
+        ("NO_COLOR", "1".to_owned()),
+        ("JWT_SECRET", ACCESS_SECRET.to_owned()),
+        ("JWT_REFRESH_SECRET", REFRESH_SECRET.to_owned()),
+        ("BCRYPT_COST", "4".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let server = ChildServer::start(&vars, dir.path());
+    let client = reqwest::Client::new();
+    for _ in 0..500 {
+        let response = client
+            .post(server.url("/token"))
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403);
+    }
+    // SIGTERM: the counts still in memory are written out at shutdown.
+    let mut server = server;
+    server.terminate();
+    assert!(
+        server.wait_exit(Duration::from_secs(20)).is_some(),
+        "no exit after SIGTERM"
+    );
+    let (stderr, _) = server.stop();
+    let lines = stderr
+        .lines()
+        .filter(|l| l.contains("origin_rejected") || l.contains("repeated events"))
+        .count();
+    assert!(
+        (1..=4).contains(&lines),
+        "{lines} log lines for 500 refusals:\n{stderr}"
+    );
+
+    let store = SqliteStore::open(&db).await.unwrap();
+    let rows: Vec<_> = store
+        .recent_events(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "origin_rejected")
+        .collect();
+    assert!(rows.len() <= 2, "{} rows", rows.len());
+    assert_eq!(rows.iter().map(|e| e.count).sum::<i64>(), 500);
+    store.close().await;
 }
