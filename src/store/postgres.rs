@@ -67,6 +67,28 @@ impl PostgresStore {
     }
 }
 
+/// Revokes every live session of a user but `except`, inside a transaction
+/// that has just moved the user's credentials version.
+async fn revoke_all_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    user_id: i64,
+    except: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+         WHERE user_id = $3 AND revoked_at IS NULL AND ($4::TEXT IS NULL OR id <> $4)",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(user_id)
+    .bind(except)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.is_unique_violation())
@@ -133,15 +155,7 @@ impl Store for PostgresStore {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-        let revoked = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'password_reset' \
-             WHERE user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let revoked = revoke_all_in(&mut tx, user_id, None, "password_reset", now).await?;
         tx.commit().await?;
         Ok(revoked)
     }
@@ -181,16 +195,14 @@ impl Store for PostgresStore {
         let Some(version) = version else {
             return Ok(None);
         };
-        let revoked = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'password_changed' \
-             WHERE user_id = $2 AND revoked_at IS NULL AND ($3::TEXT IS NULL OR id <> $3)",
+        let revoked = revoke_all_in(
+            &mut tx,
+            c.user_id,
+            c.keep_session,
+            "password_changed",
+            c.now,
         )
-        .bind(c.now)
-        .bind(c.user_id)
-        .bind(c.keep_session)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .await?;
         sqlx::query("UPDATE sessions SET credentials_version = $1 WHERE id = $2 AND user_id = $3")
             .bind(version)
             .bind(c.keep_session)
@@ -215,15 +227,7 @@ impl Store for PostgresStore {
         if found == 0 {
             return Ok(None);
         }
-        let revoked = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'user_disabled' \
-             WHERE user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let revoked = revoke_all_in(&mut tx, user_id, None, "user_disabled", now).await?;
         tx.commit().await?;
         Ok(Some(revoked))
     }
