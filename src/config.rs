@@ -10,12 +10,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::dev_secrets;
+use crate::server::ServeLimits;
 
 /// Shortest HMAC key accepted, in bytes (HS256 wants at least its output size).
 pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Longest `REFRESH_REUSE_GRACE` accepted, in seconds.
 pub const MAX_REFRESH_REUSE_GRACE: i64 = 60;
+
+/// `REQUEST_TIMEOUT` unless configured: a login waiting its turn for a
+/// bcrypt thread under load still makes it, a stalled body does not linger.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest `MAX_CONNECTIONS` accepted: Linux's default ceiling on open files
+/// per process (`fs.nr_open`).
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
@@ -140,6 +149,14 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_timeout: Duration,
+    /// A connection must deliver a complete request head within this long.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// Reading a request's body and answering it must finish within this long.
+    pub request_timeout: Duration,
+    /// Most connections open at once (see `server::ServeLimits`).
+    pub max_connections: usize,
     /// How often expired sessions, old audit events and stale throttle
     /// counters are deleted.
     pub housekeeping_interval: Duration,
@@ -296,6 +313,23 @@ impl Config {
         };
 
         let shutdown_timeout = number(&get, "SHUTDOWN_TIMEOUT", 10, 0)?;
+        let limits = ServeLimits::DEFAULT;
+        let header_read_timeout = seconds(&get, "HEADER_READ_TIMEOUT", limits.header_read_timeout)?;
+        let idle_timeout = seconds(&get, "IDLE_TIMEOUT", limits.idle_timeout)?;
+        let request_timeout = seconds(&get, "REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT)?;
+        let max_connections = match get("MAX_CONNECTIONS") {
+            None => limits.max_connections,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_CONNECTIONS_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "MAX_CONNECTIONS",
+                        format!("must be a whole number from 1 to {MAX_CONNECTIONS_LIMIT}"),
+                    )
+                })?,
+        };
         let housekeeping_interval = number(&get, "HOUSEKEEPING_INTERVAL", 300, 1)?;
         let audit_retention = number(&get, "AUDIT_RETENTION", 90 * 86_400, 1)?;
         let max_sessions_per_user = number(&get, "MAX_SESSIONS_PER_USER", 50, 1)?;
@@ -390,6 +424,10 @@ impl Config {
             public_origin,
             trusted_proxies,
             shutdown_timeout: Duration::from_secs(shutdown_timeout.unsigned_abs()),
+            header_read_timeout,
+            idle_timeout,
+            request_timeout,
+            max_connections,
             housekeeping_interval: Duration::from_secs(housekeeping_interval.unsigned_abs()),
             audit_retention,
             max_sessions_per_user,
@@ -417,6 +455,18 @@ fn number(
             .filter(|n| (min..=MAX).contains(n))
             .ok_or_else(|| invalid(name, format!("must be a whole number from {min} to {MAX}"))),
     }
+}
+
+/// A whole number of seconds, at least one (a zero timeout would close
+/// everything at once), as a duration.
+fn seconds(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let default = i64::try_from(default.as_secs()).unwrap_or(i64::MAX);
+    let value = number(get, name, default, 1)?;
+    Ok(Duration::from_secs(value.unsigned_abs()))
 }
 
 fn boolean(
@@ -482,7 +532,71 @@ impl Database {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_origin;
+    use std::time::Duration;
+
+    use super::{Config, parse_origin};
+    use crate::server::ServeLimits;
+
+    /// A valid configuration (no files: configured secrets, an in-memory
+    /// database) with `extra` on top.
+    fn config(extra: &[(&str, &str)]) -> Result<Config, super::ConfigError> {
+        let base = [
+            ("JWT_SECRET", "unit-access-secret-0123456789abcdefghijklm"),
+            (
+                "JWT_REFRESH_SECRET",
+                "unit-refresh-secret-0123456789abcdefghijk",
+            ),
+            ("DATABASE_URL", "sqlite::memory:"),
+        ];
+        Config::from_lookup(|key| {
+            extra
+                .iter()
+                .chain(base.iter())
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)] // a failed expectation should panic with its message
+    fn connection_limits_default_to_the_serve_defaults_and_are_read() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(ServeLimits::from_config(&defaults), ServeLimits::default());
+        assert_eq!(defaults.request_timeout, Duration::from_secs(30));
+
+        let set = config(&[
+            ("HEADER_READ_TIMEOUT", "5"),
+            ("IDLE_TIMEOUT", "120"),
+            ("REQUEST_TIMEOUT", "7"),
+            ("MAX_CONNECTIONS", "100"),
+        ])
+        .unwrap();
+        assert_eq!(
+            ServeLimits::from_config(&set),
+            ServeLimits {
+                header_read_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(120),
+                max_connections: 100,
+            }
+        );
+        assert_eq!(set.request_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)] // a failed expectation should panic with its message
+    fn zero_negative_or_unreadable_connection_limits_are_refused() {
+        for variable in [
+            "HEADER_READ_TIMEOUT",
+            "IDLE_TIMEOUT",
+            "REQUEST_TIMEOUT",
+            "MAX_CONNECTIONS",
+        ] {
+            for bad in ["0", "-1", "ten", "1.5", "99999999999999"] {
+                let refused = config(&[(variable, bad)]).unwrap_err();
+                assert_eq!(refused.variable, variable, "{variable}={bad}");
+            }
+        }
+    }
 
     #[test]
     fn database_urls_never_show_their_password_in_debug() {

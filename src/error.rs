@@ -52,6 +52,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("expected a JSON or form-encoded body")]
     UnsupportedMediaType,
+    /// The body, or the answer, took longer than `REQUEST_TIMEOUT`.
+    #[error("the request took too long")]
+    RequestTimeout,
     #[error("the store is unavailable")]
     Unavailable,
     /// Too much password checking in flight (README, "Limits under attack").
@@ -101,6 +104,7 @@ impl ApiError {
         "registration_closed",
         "payload_too_large",
         "unsupported_media_type",
+        "request_timeout",
         "unavailable",
         "server_busy",
         "internal_error",
@@ -126,6 +130,7 @@ impl ApiError {
             Self::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable | Self::ServerBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -151,6 +156,7 @@ impl ApiError {
             Self::RegistrationClosed => "registration_closed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RequestTimeout => "request_timeout",
             Self::Unavailable => "unavailable",
             Self::ServerBusy { .. } => "server_busy",
             Self::Internal(_) => "internal_error",
@@ -191,6 +197,11 @@ impl IntoResponse for ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from((*retry_after).max(1)),
                 );
+            }
+            // The rest of the body may still be on its way: the connection
+            // cannot carry another request (RFC 9110 §15.5.9).
+            Self::RequestTimeout => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }
@@ -275,6 +286,7 @@ mod tests {
             ApiError::RegistrationClosed,
             ApiError::PayloadTooLarge,
             ApiError::UnsupportedMediaType,
+            ApiError::RequestTimeout,
             ApiError::Unavailable,
             ApiError::ServerBusy { retry_after: 1 },
             ApiError::Internal(anyhow::anyhow!("x")),

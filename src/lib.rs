@@ -1,8 +1,8 @@
 //! latchkey: a session backend for browsers. Short-lived JWT access tokens in
 //! JSON, a rotating refresh token in an `HttpOnly` cookie, reuse detection.
 //!
-//! Embed it with [`build_app`] and [`serve`], or let [`run`] do everything the
-//! `latchkey` binary does; `main.rs` only wires these up.
+//! Embed it with [`build_app`] and [`serve`] (or [`serve_with_limits`]), or let
+//! [`run`] do everything the `latchkey` binary does; `main.rs` only wires these up.
 
 pub mod admin;
 pub mod audit;
@@ -14,11 +14,11 @@ pub mod error;
 pub mod housekeeping;
 pub mod random;
 pub mod routes;
+pub mod server;
 pub mod state;
 pub mod store;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 pub use config::Config;
 pub use routes::build_app;
+pub use server::ServeLimits;
 pub use state::AppState;
 
 use config::Database;
@@ -42,23 +43,31 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight
+/// Serves `app` on `listener` within the default connection limits
+/// ([`ServeLimits::default`]) until `shutdown` resolves, then lets in-flight
 /// requests finish. Client addresses reach handlers through `ConnectInfo`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_with_limits(listener, app, ServeLimits::default(), shutdown).await
 }
 
-/// Runs latchkey as the binary does: serves `state` on `listener` with
-/// housekeeping in the background until `shutdown` resolves; then stops
+/// As [`serve`], within `limits` (`ServeLimits::from_config` reads them from
+/// the configuration).
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    server::serve(listener, app, limits, shutdown).await
+}
+
+/// Runs latchkey as the binary does: serves `state` on `listener` within the
+/// configured connection limits, with housekeeping in the background, until
+/// `shutdown` resolves; then stops
 /// accepting, gives in-flight requests `SHUTDOWN_TIMEOUT` to finish, stops
 /// housekeeping and closes the store.
 pub async fn run(
@@ -77,9 +86,10 @@ pub async fn run(
         }
     };
     let drain = state.config.shutdown_timeout;
+    let limits = ServeLimits::from_config(&state.config);
     let mut deadline = stopped;
     let result = tokio::select! {
-        result = serve(listener, build_app(state.clone()), signal) => result,
+        result = serve_with_limits(listener, build_app(state.clone()), limits, signal) => result,
         () = async move {
             let _ = deadline.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(drain).await;

@@ -130,7 +130,10 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn run_server(config: Config) -> anyhow::Result<()> {
+async fn run_server(mut config: Config) -> anyhow::Result<()> {
+    // Before anything opens files: the connection cap, not the kernel's
+    // limit on open files, must be what stops new connections.
+    config.max_connections = latchkey::server::fit_open_file_limit(config.max_connections);
     if config.generated_secrets {
         let file = latchkey::dev_secrets::path_for(&config.database);
         tracing::warn!(

@@ -30,6 +30,7 @@ mod password;
 mod register;
 mod request_id;
 mod sessions;
+mod timeout;
 mod token;
 
 /// Largest request body accepted: credentials are a few hundred bytes.
@@ -114,7 +115,10 @@ pub fn build_app(state: AppState) -> Router {
                 .layer(header_layer(
                     header::CONTENT_SECURITY_POLICY,
                     CONTENT_SECURITY_POLICY,
-                )),
+                ))
+                // Innermost, so that its `408` passes every layer above (the
+                // request id, CORS, the security headers) like any answer.
+                .layer(timeout::RequestTimeoutLayer(state.config.request_timeout)),
         )
     .with_state(state)
 }

@@ -150,6 +150,15 @@ fn complete(document: &mut Value, cached: &[String]) {
                     "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } },
                 }),
             );
+            // `timeout::RequestTimeoutLayer` wraps every route.
+            responses.insert(
+                "408".into(),
+                json!({
+                    "description": "`request_timeout`: reading the body and answering took longer than `REQUEST_TIMEOUT`; the connection closes",
+                    "headers": { "connection": constant("close", "The connection closes after this answer") },
+                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } },
+                }),
+            );
         }
     }
 }

@@ -48,6 +48,7 @@ mod logs;
 mod openapi;
 
 // Several instances on one database, and SIGKILL in mid-rotation (both stores).
+mod connections;
 mod crash;
 mod instances;
 mod shutdown;

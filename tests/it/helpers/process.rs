@@ -56,7 +56,27 @@ pub fn strip_ansi(text: &str) -> String {
 
 impl ChildServer {
     pub fn start(vars: &HashMap<String, String>, dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_latchkey")), vars, dir)
+    }
+
+    /// As `start`, under a soft and hard limit of `limit` open files.
+    pub fn start_with_open_file_limit(
+        vars: &HashMap<String, String>,
+        dir: &Path,
+        limit: u32,
+    ) -> Self {
+        let mut shell = Command::new("/bin/sh");
+        shell.args([
+            "-c",
+            "ulimit -n \"$1\" && exec \"$0\"",
+            env!("CARGO_BIN_EXE_latchkey"),
+            &limit.to_string(),
+        ]);
+        Self::spawn(shell, vars, dir)
+    }
+
+    fn spawn(mut command: Command, vars: &HashMap<String, String>, dir: &Path) -> Self {
+        let mut child = command
             .env_clear()
             .envs(vars)
             .current_dir(dir)
