@@ -6,6 +6,9 @@
 #   bash bench/run.sh                 # everything, about three minutes
 #   bash bench/run.sh --no-postgres   # without a PostgreSQL server
 #   bash bench/run.sh --only login-flood --duration 5   # one scenario, printed only
+#   bash bench/run.sh --slow-clients-only --rounds 2 --duration 4
+#                                     # only `slow clients` (1,000 slowloris
+#                                     # connections), printed, not written
 #   bash bench/run.sh --help          # durations, connections, cost, CPUs
 #
 # BENCH_SERVER_CPU / BENCH_CLIENT_CPU choose the CPUs (default 0 and 1).

@@ -117,14 +117,8 @@ pub async fn serve(
         let room = open.make_room(max).await;
         if room.shed > 0 || !room.made {
             crowding.count(room.shed, u64::from(!room.made));
-            if let Some((shed, refused)) = crowding.due() {
-                tracing::warn!(
-                    max_connections = max,
-                    shed,
-                    refused,
-                    "connection limit reached: idle connections shed (oldest first), new ones \
-                     closed when none was idle"
-                );
+            if let Some(counts) = crowding.due() {
+                crowded(max, counts);
             }
         }
         if !room.made {
@@ -143,9 +137,22 @@ pub async fn serve(
         open.spawn(tracker, task);
     }
     drop(listener);
+    if let Some(counts) = crowding.rest() {
+        crowded(max, counts);
+    }
     let _ = stop.send(true);
     while open.tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+fn crowded(max: usize, (shed, refused): (u64, u64)) {
+    tracing::warn!(
+        max_connections = max,
+        shed,
+        refused,
+        "connection limit reached: idle connections shed (oldest first), new ones closed when \
+         none was idle"
+    );
 }
 
 /// A failed accept. Errors of one connection (reset before it was accepted)
@@ -341,6 +348,12 @@ impl Throttled {
         }
         self.last = Some(now);
         Some(std::mem::take(&mut self.counts))
+    }
+
+    /// The counts not reported yet, if any.
+    fn rest(&mut self) -> Option<(u64, u64)> {
+        let counts = std::mem::take(&mut self.counts);
+        (counts != (0, 0)).then_some(counts)
     }
 }
 

@@ -11,6 +11,9 @@
 //! - `login`: `POST /login` in a loop, against one core's bcrypt verifications
 //!   per second at the same cost, measured here;
 //! - `mixed`: the `protected` stream while a login flood saturates hashing;
+//! - `slow clients`: the `protected` stream while 1,000 connections dribble
+//!   request heads (a slowloris, `slow.rs`), in rounds alternating with
+//!   `protected` alone;
 //! - start-up to listening on an existing database;
 //! - `login flood`: the owner's login while another address floods wrong
 //!   guesses, against the owner's login alone (`login_flood.rs`).
@@ -24,6 +27,7 @@ mod login_flood;
 mod report;
 mod server;
 mod setup;
+mod slow;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -84,6 +88,20 @@ struct Args {
     /// Skip the PostgreSQL `refresh` scenario.
     #[arg(long)]
     no_postgres: bool,
+    /// Slow clients dribbling request heads in `slow clients`.
+    #[arg(long, default_value_t = 1000)]
+    slow_connections: usize,
+    /// Seconds between a slow client's header lines.
+    #[arg(long, default_value_t = 3.0)]
+    slow_every: f64,
+    /// Seconds over which the slow clients open before measuring starts:
+    /// latchkey's default `HEADER_READ_TIMEOUT`, so that the server is
+    /// closing (and the clients reopening) them steadily by then.
+    #[arg(long, default_value_t = 10.0)]
+    slow_ramp: f64,
+    /// Run only `slow clients` (a smoke run of it).
+    #[arg(long)]
+    slow_clients_only: bool,
     /// Also write the results here (Markdown); not with `--only`.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -114,6 +132,13 @@ impl Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // Room for every connection this generator opens, slow clients included.
+    let wanted = args.connections + args.login_connections + args.slow_connections + 64;
+    let fits = latchkey::server::fit_open_file_limit(wanted);
+    anyhow::ensure!(
+        fits >= wanted,
+        "the open-file limit leaves room for {fits} connections of the {wanted} needed"
+    );
     // One thread: the load generator gets one core, as the server does.
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -194,6 +219,16 @@ async fn run(args: Args) -> Result<()> {
             })
             .collect()
     };
+    if args.slow_clients_only {
+        eprintln!("slow clients only: protected alone and with slow clients, alternating");
+        let slow = measure_slow_clients(&args, &server, protected(args.connections)).await?;
+        server.stop().await?;
+        ceiling_server.stop().await?;
+        let (rows, target) = slow.report(&args);
+        let table = report::render(&[], &rows, &[target]);
+        println!("{table}");
+        return Ok(());
+    }
     let logins = |n: usize| -> Vec<Work> {
         (0..n)
             .map(|_| Work::Login {
@@ -243,6 +278,11 @@ async fn run(args: Args) -> Result<()> {
         logins(args.login_connections),
     )
     .await?;
+    eprintln!(
+        "slow clients: protected alone and while {} connections dribble headers, alternating",
+        args.slow_connections
+    );
+    let slow = measure_slow_clients(&args, &server, protected(args.connections)).await?;
     server.stop().await?;
 
     eprintln!(
@@ -341,6 +381,8 @@ async fn run(args: Args) -> Result<()> {
         figures: mixed_login,
     });
     rows.extend(flooded.rows());
+    let (slow_rows, slow_target) = slow.report(&args);
+    rows.extend(slow_rows);
 
     let protected_ratio = ratio_to(&latchkey_protected, &ceiling_protected);
     let p99_ratio = latchkey_protected.p99.as_secs_f64() / ceiling_protected.p99.as_secs_f64();
@@ -422,6 +464,7 @@ async fn run(args: Args) -> Result<()> {
             measured: millis(mixed_protected.p99),
             met: Some(mixed_protected.p99 < Duration::from_millis(20)),
         },
+        slow_target,
         Target {
             what: "memory during refresh",
             goal: format!("< 40 MB resident with {} stored sessions", args.sessions),
@@ -511,17 +554,10 @@ async fn measure_alternating<const N: usize>(
     let mut peak = [0.0_f64; N];
     for _ in 0..rounds {
         for (i, server) in servers.iter().enumerate() {
-            server.reset_peak_memory()?;
-            let window = Window::after(warmup, slice);
-            let (driven, used) = tokio::join!(
-                load::drive(server.addr, std::mem::take(&mut work[i]), window),
-                server_cpu(server, window)
-            );
-            let (outcome, ended) = driven?;
-            work[i] = ended;
+            let (outcome, used, memory) = round(server, &mut work[i], warmup, slice).await?;
             outcomes[i].merge(outcome);
-            cpu[i] += used? / rounds as f64;
-            peak[i] = peak[i].max(server.peak_memory_mib()?);
+            cpu[i] += used / rounds as f64;
+            peak[i] = peak[i].max(memory);
         }
     }
     let mut figures: [Figures; N] = std::array::from_fn(|_| Figures::default());
@@ -530,6 +566,124 @@ async fn measure_alternating<const N: usize>(
         figures[i].peak_rss_mib = peak[i];
     }
     Ok(figures)
+}
+
+/// One round of `work` against `server`: its outcome (the work carries on
+/// where it ended), the server's CPU share and its peak memory in MiB.
+async fn round(
+    server: &Server,
+    work: &mut Vec<Work>,
+    warmup: Duration,
+    slice: Duration,
+) -> Result<(Outcome, f64, f64)> {
+    server.reset_peak_memory()?;
+    let window = Window::after(warmup, slice);
+    let (driven, used) = tokio::join!(
+        load::drive(server.addr, std::mem::take(work), window),
+        server_cpu(server, window)
+    );
+    let (outcome, ended) = driven?;
+    *work = ended;
+    Ok((outcome, used?, server.peak_memory_mib()?))
+}
+
+/// `protected` alone and `protected` while slow clients dribble request
+/// heads, each with its figures, and the slow connections the server closed
+/// per second (each reopened at once by its client).
+struct SlowClients {
+    solo: Figures,
+    slowed: Figures,
+    closed_per_second: f64,
+}
+
+/// `work` against `server` in `--rounds` pairs of rounds: one alone, one
+/// after `--slow-ramp` seconds of opening `--slow-connections` slow clients,
+/// which are closed again before the next pair.
+async fn measure_slow_clients(
+    args: &Args,
+    server: &Server,
+    mut work: Vec<Work>,
+) -> Result<SlowClients> {
+    let rounds = args.rounds.max(1);
+    let slice = Duration::from_secs_f64(args.duration / rounds as f64);
+    let warmup = Duration::from_secs_f64((args.warmup / rounds as f64).max(0.5));
+    let ramp = Duration::from_secs_f64(args.slow_ramp);
+    let every = Duration::from_secs_f64(args.slow_every);
+    let mut outcomes = [Outcome::default(), Outcome::default()];
+    let mut cpu = [0.0; 2];
+    let mut peak = [0.0_f64; 2];
+    let (mut closed, mut slowed_for) = (0, Duration::ZERO);
+    for _ in 0..rounds {
+        let (outcome, used, memory) = round(server, &mut work, warmup, slice).await?;
+        outcomes[0].merge(outcome);
+        cpu[0] += used / rounds as f64;
+        peak[0] = peak[0].max(memory);
+
+        let slow = slow::SlowClients::start(server.addr, args.slow_connections, every, ramp);
+        let window = Window::after(ramp + warmup, slice);
+        // The slow connections the server closes inside the measured window.
+        let closing = async {
+            tokio::time::sleep_until(window.start.into()).await;
+            let before = slow.reopened();
+            tokio::time::sleep_until(window.end.into()).await;
+            slow.reopened() - before
+        };
+        let (measured, closed_inside) =
+            tokio::join!(round(server, &mut work, ramp + warmup, slice), closing);
+        let (outcome, used, memory) = measured?;
+        closed += closed_inside;
+        slowed_for += slice;
+        slow.stop().await;
+        outcomes[1].merge(outcome);
+        cpu[1] += used / rounds as f64;
+        peak[1] = peak[1].max(memory);
+    }
+    let [solo, slowed] = outcomes;
+    let mut solo = figures(server, solo, cpu[0], slice * rounds as u32)?;
+    solo.peak_rss_mib = peak[0];
+    let mut slowed = figures(server, slowed, cpu[1], slice * rounds as u32)?;
+    slowed.peak_rss_mib = peak[1];
+    Ok(SlowClients {
+        solo,
+        slowed,
+        closed_per_second: closed as f64 / slowed_for.as_secs_f64().max(f64::EPSILON),
+    })
+}
+
+impl SlowClients {
+    fn report(self, args: &Args) -> (Vec<Row>, Target) {
+        let ratio = self.slowed.requests_per_second / self.solo.requests_per_second;
+        let target = Target {
+            what: "protected while slow clients dribble headers",
+            goal: format!("≥ 90% of solo, {} slow clients", args.slow_connections),
+            measured: format!(
+                "{} ({:.0} vs {:.0} req/s alone, in alternating rounds); the server closed {:.0} \
+                 slow connections a second, each reopened; peak RSS {:.1} MiB vs {:.1} MiB",
+                percent(ratio),
+                self.slowed.requests_per_second,
+                self.solo.requests_per_second,
+                self.closed_per_second,
+                self.slowed.peak_rss_mib,
+                self.solo.peak_rss_mib
+            ),
+            met: Some(ratio >= 0.90),
+        };
+        let rows = vec![
+            Row {
+                scenario: "slow clients: protected alone",
+                server: "latchkey".into(),
+                figures: self.solo,
+                ratio: None,
+            },
+            Row {
+                scenario: "slow clients: protected",
+                server: format!("latchkey, {} slow clients", args.slow_connections),
+                ratio: Some((ratio, "of alone")),
+                figures: self.slowed,
+            },
+        ];
+        (rows, target)
+    }
 }
 
 /// Two streams at once in one window; the figures of each, the server's
@@ -659,14 +813,17 @@ fn machine(args: &Args, dir: &Path, bcrypt: f64) -> Result<Vec<(String, String)>
         (
             "load".into(),
             format!(
-                "{} keep-alive connections ({} for logins), {} s warm-up, {} s measured per scenario (`protected` and each `refresh` in {} rounds alternating with the ceiling); BCRYPT_COST {} ({bcrypt:.2} verifications/s on one core); {} stored sessions",
+                "{} keep-alive connections ({} for logins), {} s warm-up, {} s measured per scenario (`protected` and each `refresh` in {} rounds alternating with the ceiling, `slow clients` in as many alternating with `protected` alone); BCRYPT_COST {} ({bcrypt:.2} verifications/s on one core); {} stored sessions; {} slow clients, a header line every {} s, opened over {} s",
                 args.connections,
                 args.login_connections,
                 args.warmup,
                 args.duration,
                 args.rounds,
                 args.bcrypt_cost,
-                args.sessions
+                args.sessions,
+                args.slow_connections,
+                args.slow_every,
+                args.slow_ramp
             ),
         ),
     ])
