@@ -363,8 +363,13 @@ impl Model {
             session.idle_expires_at = (now + REFRESH_TTL).min(session.absolute_expires_at);
             return Refreshed::Rotated;
         }
-        // Rule 2: the token rotated away less than the grace window ago.
+        // Rule 2: the token rotated away less than the grace window ago,
+        // unless it is past its own `exp` (never exchanged, RFC 7519 §4.1.4).
         if presented + 1 == session.generation && now - session.rotated_at < GRACE {
+            let token = &session.tokens[usize::try_from(presented).expect("generation")];
+            if token_expiry(token) <= now {
+                return Refreshed::Refused(INVALID);
+            }
             return Refreshed::Grace;
         }
         // Rule 3: any older token (a genuine token is never ahead of its chain).
@@ -384,6 +389,14 @@ impl Model {
     fn sessions_of(&self, user: usize) -> impl Iterator<Item = usize> + '_ {
         (0..self.sessions.len()).filter(move |&s| self.sessions[s].user == user)
     }
+}
+
+/// The `exp` claim of a token the server issued.
+fn token_expiry(token: &str) -> i64 {
+    let payload = token.split('.').nth(1).expect("JWT payload");
+    let bytes = URL_SAFE_NO_PAD.decode(payload).expect("base64url");
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON claims");
+    claims["exp"].as_i64().expect("exp")
 }
 
 /// A refresh token as presented: one the server issued, or a forgery.
