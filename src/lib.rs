@@ -55,7 +55,8 @@ pub async fn serve(
 }
 
 /// As [`serve`], within `limits` (`ServeLimits::from_config` reads them from
-/// the configuration).
+/// the configuration). `REQUEST_TIMEOUT` is not among them: [`build_app`]'s
+/// router enforces it, from its state's configuration.
 pub async fn serve_with_limits(
     listener: TcpListener,
     app: Router,
@@ -67,9 +68,8 @@ pub async fn serve_with_limits(
 
 /// Runs latchkey as the binary does: serves `state` on `listener` within the
 /// configured connection limits, with housekeeping in the background, until
-/// `shutdown` resolves; then stops
-/// accepting, gives in-flight requests `SHUTDOWN_TIMEOUT` to finish, stops
-/// housekeeping and closes the store.
+/// `shutdown` resolves; then stops accepting, gives in-flight requests
+/// `SHUTDOWN_TIMEOUT` to finish, stops housekeeping and closes the store.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
