@@ -32,11 +32,12 @@ impl AppState {
 
     /// As [`AppState::new`], with time taken from `clock` (tests move it by hand).
     pub fn with_clock(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let hasher = Hasher::new(config.bcrypt_cost);
         Self {
             keys: Arc::new(TokenKeys::new(&config)),
             cookies: Arc::new(RefreshCookies::new(&config)),
-            hasher: Hasher::new(config.bcrypt_cost),
-            admission: Arc::new(Admission::default()),
+            admission: Arc::new(Admission::new(hasher.threads())),
+            hasher,
             audit: Arc::new(Aggregator::default()),
             config: Arc::new(config),
             store,

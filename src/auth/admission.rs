@@ -1,11 +1,12 @@
 //! How many password checks one client may have in flight at once.
 //!
 //! Each check is admitted under a few keys (the client's address, and the
-//! account or the device cookie it is for); each key lets `IN_FLIGHT` checks
-//! run and `WAITING` more wait their turn, and answers `503 server_busy` to
-//! anything beyond. So one address flooding the login form occupies at most
-//! `IN_FLIGHT` places in the hashing queue, and a login from anywhere else
-//! waits behind at most that much of the flood, never behind all of it
+//! account or the device cookie it is for); each key lets as many checks run
+//! as there are hashing threads and `WAITING` more wait their turn, and
+//! answers `503 server_busy` to anything beyond. So one address flooding the
+//! login form occupies at most one place per hashing thread, and a login from
+//! anywhere else waits for at most one of the flood's hashes to finish, never
+//! behind all of them
 //! (README, "Limits under attack"). Per process: the throttle in the store is
 //! what holds across instances; this bounds the work.
 
@@ -16,17 +17,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
-/// Checks of one key running at once (about the number of hashing threads:
-/// a flood then delays others by at most one hash).
-pub const IN_FLIGHT: usize = 2;
 /// Checks of one key waiting for a place; more are refused at once. Waiting
 /// costs a parked task, not hashing; a flood's requests wait here for their
 /// turn at the throttle, which then refuses them without a hash.
 pub const WAITING: usize = 256;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Admission {
     keys: Arc<Mutex<HashMap<String, Slot>>>,
+    /// Checks of one key running at once: the number of hashing threads.
+    in_flight: usize,
 }
 
 #[derive(Debug)]
@@ -45,6 +45,14 @@ pub struct Ticket {
 }
 
 impl Admission {
+    /// Lets `in_flight` checks of each key run at once.
+    pub fn new(in_flight: usize) -> Self {
+        Self {
+            keys: Arc::default(),
+            in_flight: in_flight.max(1),
+        }
+    }
+
     /// Waits for a place under every key, or refuses at once when a key
     /// already has `WAITING` checks queued.
     pub async fn enter(&self, mut names: Vec<String>) -> Result<Ticket, ApiError> {
@@ -55,7 +63,7 @@ impl Admission {
             let mut keys = self.keys.lock().map_err(|_| busy())?;
             let full = names.iter().any(|name| {
                 keys.get(name)
-                    .is_some_and(|slot| slot.users >= IN_FLIGHT + WAITING)
+                    .is_some_and(|slot| slot.users >= self.in_flight + WAITING)
             });
             if full {
                 return Err(busy());
@@ -64,7 +72,7 @@ impl Admission {
                 .iter()
                 .map(|name| {
                     let slot = keys.entry(name.clone()).or_insert_with(|| Slot {
-                        places: Arc::new(Semaphore::new(IN_FLIGHT)),
+                        places: Arc::new(Semaphore::new(self.in_flight)),
                         users: 0,
                     });
                     slot.users += 1;

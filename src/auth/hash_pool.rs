@@ -36,6 +36,7 @@ pub(crate) struct HashPool {
     jobs: mpsc::Sender<Job>,
     /// Jobs queued or running.
     pending: Arc<AtomicUsize>,
+    threads: usize,
     capacity: usize,
     held: Arc<Hold>,
 }
@@ -110,6 +111,7 @@ impl HashPool {
         Self {
             jobs,
             pending: Arc::new(AtomicUsize::new(0)),
+            threads,
             capacity: threads * QUEUE_PER_THREAD,
             held,
         }
@@ -123,6 +125,11 @@ impl HashPool {
             *held += 1;
         }
         HoldGuard(self.held.clone())
+    }
+
+    /// Hashing threads.
+    pub(crate) fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Jobs that may be queued or running at once.

@@ -71,6 +71,11 @@ impl Hasher {
         self.threads.hold()
     }
 
+    /// Hashing threads (one per core this process may run on).
+    pub fn threads(&self) -> usize {
+        self.threads.threads()
+    }
+
     /// Hash jobs that may be queued or running at once; past it, `Busy`.
     pub fn capacity(&self) -> usize {
         self.threads.capacity()
