@@ -46,10 +46,10 @@ pub(crate) struct Credentials {
     )),
     responses(
         (status = 200, description = "Signed in (JSON)", body = TokenBody,
-            headers(("set-cookie" = String, description = "The refresh cookie"))),
+            headers(("set-cookie" = String, description = "The refresh cookie, and the device cookie `__Host-device` (two headers)"))),
         (status = 303, description = "Signed in (the HTML form)",
             headers(
-                ("set-cookie" = String, description = "The refresh cookie"),
+                ("set-cookie" = String, description = "The refresh cookie, and the device cookie `__Host-device` (two headers)"),
                 ("location" = String, description = "`/app`, or the form's same-origin `next`"),
             )),
         (status = 400, description = "`invalid_request`: a missing or malformed field \
