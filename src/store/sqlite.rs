@@ -107,10 +107,10 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Revokes every live session of a user but `except`, inside a transaction
-/// that has just moved the user's credentials version.
-async fn revoke_all_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+/// Revokes every live session of a user but `except`: on its own, or inside
+/// the transaction that has just moved the user's credentials version.
+async fn revoke_all_in<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
     user_id: i64,
     except: Option<&str>,
     reason: &str,
@@ -124,7 +124,7 @@ async fn revoke_all_in(
     .bind(reason)
     .bind(user_id)
     .bind(except)
-    .execute(&mut **tx)
+    .execute(executor)
     .await?
     .rows_affected())
 }
@@ -195,7 +195,7 @@ impl Store for SqliteStore {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-        let revoked = revoke_all_in(&mut tx, user_id, None, "password_reset", now).await?;
+        let revoked = revoke_all_in(&mut *tx, user_id, None, "password_reset", now).await?;
         tx.commit().await?;
         Ok(revoked)
     }
@@ -233,7 +233,7 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let revoked = revoke_all_in(
-            &mut tx,
+            &mut *tx,
             c.user_id,
             c.keep_session,
             "password_changed",
@@ -264,7 +264,7 @@ impl Store for SqliteStore {
         if found == 0 {
             return Ok(None);
         }
-        let revoked = revoke_all_in(&mut tx, user_id, None, "user_disabled", now).await?;
+        let revoked = revoke_all_in(&mut *tx, user_id, None, "user_disabled", now).await?;
         tx.commit().await?;
         Ok(Some(revoked))
     }
@@ -375,17 +375,7 @@ impl Store for SqliteStore {
         reason: &str,
         now: i64,
     ) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = ?1, revoked_reason = ?2 \
-             WHERE user_id = ?3 AND revoked_at IS NULL AND (?4 IS NULL OR id <> ?4)",
-        )
-        .bind(now)
-        .bind(reason)
-        .bind(user_id)
-        .bind(except)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        Ok(revoke_all_in(&self.pool, user_id, except, reason, now).await?)
     }
 
     async fn active_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>> {
