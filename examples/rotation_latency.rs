@@ -33,9 +33,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::{Parser, ValueEnum};
-use latchkey::auth::credentials::create_account;
 use latchkey::store::{PostgresStore, SqliteStore, Store};
-use latchkey::{AppState, Config};
+use latchkey::{Auth, Config};
 use reqwest::header::{COOKIE, SET_COOKIE};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
@@ -344,7 +343,7 @@ struct Live {
     opened: Opened,
     store: Arc<dyn Store>,
     seeded: Seeded,
-    state: AppState,
+    state: Auth,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     http: reqwest::Client,
@@ -475,14 +474,14 @@ impl Live {
                 .find(|(k, _)| *k == key)
                 .map(|(_, v)| (*v).to_owned())
         })?;
-        let state = AppState::new(config, store.clone());
+        let state = Auth::new(config, store.clone())?;
 
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(latchkey::serve(
             listener,
-            latchkey::build_app(state.clone()),
+            latchkey::router(state.clone()),
             async {
                 let _ = stopped.await;
             },
@@ -496,22 +495,17 @@ impl Live {
         let mut cookies = Vec::new();
         for i in 0..args.clients {
             let username = format!("rotation-client-{i}");
-            create_account(
-                &*store,
-                &state.hasher,
-                &username,
-                PASSWORD,
-                "user",
-                unix_now(),
-            )
-            .await?;
+            state
+                .create_user(&username, PASSWORD, "user")
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
             let response = http
                 .post(format!("{base}/login"))
                 .json(&serde_json::json!({ "username": username, "password": PASSWORD }))
                 .send()
                 .await?;
             let status = response.status();
-            let cookie = refresh_cookie(&response, state.cookies.name());
+            let cookie = refresh_cookie(&response, state.refresh_cookie_name());
             let body = response.text().await?;
             ensure!(status == 200, "login of {username}: {status} {body}");
             cookies.push(cookie.context("the login set no refresh cookie")?);
@@ -536,7 +530,7 @@ impl Live {
 
     /// `POST /token` with the clients' latest cookies in turn.
     async fn http_rotations(&mut self, count: usize) -> Result<Vec<Duration>> {
-        let name = self.state.cookies.name();
+        let name = self.state.refresh_cookie_name();
         let mut took = Vec::with_capacity(count);
         for _ in 0..count {
             let client = self.turn % self.cookies.len();
@@ -566,14 +560,14 @@ impl Live {
     /// each client gets the cookie of its new generation (untimed), so HTTP
     /// carries on where this left off.
     async fn same_rotations(&mut self, count: usize) -> Result<Vec<Duration>> {
-        let ttl = self.state.config.jwt_refresh_expiration;
+        let ttl = self.state.config().tokens.refresh_ttl.as_secs() as i64;
         let mut took = Vec::with_capacity(count);
         for _ in 0..count {
             let client = self.turn % self.cookies.len();
             self.turn += 1;
             let claims = self
                 .state
-                .keys
+                .token_keys()
                 .verify_refresh(&self.cookies[client])
                 .map_err(|e| anyhow!("a client's cookie does not verify: {e:?}"))?;
             let now = unix_now();
@@ -584,14 +578,14 @@ impl Live {
                 .await?;
             took.push(started.elapsed());
             let rotated = rotated.context("a rotation of a client's session lost")?;
-            self.cookies[client] = self.state.keys.issue_refresh(&rotated.session)?;
+            self.cookies[client] = self.state.token_keys().issue_refresh(&rotated.session)?;
         }
         Ok(took)
     }
 
     /// `rotate_session` on seeded sessions drawn at random (xorshift, fixed seed).
     async fn random_rotations(&mut self, count: usize) -> Result<Vec<Duration>> {
-        let ttl = self.state.config.jwt_refresh_expiration;
+        let ttl = self.state.config().tokens.refresh_ttl.as_secs() as i64;
         let mut took = Vec::with_capacity(count);
         for _ in 0..count {
             self.rng ^= self.rng << 13;

@@ -1,6 +1,7 @@
 //! Configuration: read once at start from the environment (and `.env`, loaded by
-//! `main`), validated, and never read again. Built on a lookup function so tests
-//! pass a map instead of mutating the process environment.
+//! the CLI), validated, and never read again. Built on a lookup function so tests
+//! pass a map instead of mutating the process environment. Parsing touches no
+//! file: development secrets are loaded by `dev_secrets.rs`, a step of its own.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -9,14 +10,11 @@ use ipnet::IpNet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::dev_secrets;
-use crate::server::ServeLimits;
-
 /// Shortest HMAC key accepted, in bytes (HS256 wants at least its output size).
 pub const MIN_SECRET_BYTES: usize = 32;
 
-/// Longest `REFRESH_REUSE_GRACE` accepted, in seconds.
-pub const MAX_REFRESH_REUSE_GRACE: i64 = 60;
+/// Longest `REFRESH_REUSE_GRACE` accepted.
+pub const MAX_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(60);
 
 /// `REQUEST_TIMEOUT` unless configured: a login waiting its turn for a
 /// bcrypt thread under load still makes it, a stalled body does not linger.
@@ -105,81 +103,182 @@ pub fn redact_password(url: &str) -> String {
 }
 
 /// Failures (for sign-ups: attempts) allowed per counter before back-off
-/// begins; see `auth::throttle`.
+/// begins (README, "Passwords and login").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottlePolicy {
-    /// One account from one address.
+    /// One account from one address (`THROTTLE_LOGIN_PAIR`).
     pub login_pair: i64,
-    /// One address, any account.
+    /// One address, any account (`THROTTLE_LOGIN_ADDRESS`).
     pub login_address: i64,
-    /// One account, any address.
+    /// One account, any address (`THROTTLE_LOGIN_ACCOUNT`).
     pub login_account: i64,
-    /// Sign-ups from one address per hour.
+    /// Sign-ups from one address per window (`THROTTLE_REGISTER_ADDRESS`).
     pub register_address: i64,
-    /// The longest back-off, seconds.
-    pub max_delay: i64,
+    /// The longest back-off (`THROTTLE_MAX_DELAY`).
+    pub max_delay: Duration,
 }
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub env: AppEnv,
-    pub jwt_secret: Secret,
-    pub jwt_refresh_secret: Secret,
-    /// Access-token lifetime, seconds.
-    pub jwt_expiration: i64,
-    /// Refresh-token lifetime (idle timeout), seconds.
-    pub jwt_refresh_expiration: i64,
-    /// Absolute session lifetime, seconds.
-    pub session_max_lifetime: i64,
-    /// Seconds during which the previous refresh token is still honoured.
-    pub refresh_reuse_grace: i64,
-    pub database: Database,
-    pub bind: SocketAddr,
-    pub cookie_secure: bool,
-    pub cookie_samesite: SameSite,
-    /// Exact origins (`scheme://host[:port]`) allowed to call with credentials.
-    pub cors_allowed_origins: Vec<String>,
-    pub bcrypt_cost: u32,
-    pub registration_open: bool,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    /// The origin browsers see this service at; when unset it is taken from `Host`.
-    pub public_origin: Option<String>,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` headers name the client.
-    pub trusted_proxies: Vec<IpNet>,
-    /// How long in-flight requests may take to finish after a shutdown signal.
-    pub shutdown_timeout: Duration,
-    /// A connection must deliver a complete request head within this long.
-    pub header_read_timeout: Duration,
-    /// A keep-alive connection with no request in flight is closed after this long.
-    pub idle_timeout: Duration,
-    /// Reading a request's body and answering it must finish within this long.
-    pub request_timeout: Duration,
-    /// Most connections open at once (see `server::ServeLimits`).
-    pub max_connections: usize,
-    /// How often expired sessions, old audit events and stale throttle
-    /// counters are deleted.
-    pub housekeeping_interval: Duration,
-    /// Audit events older than this many seconds are deleted.
-    pub audit_retention: i64,
-    /// Live sessions a user may have; a login beyond it ends the least
-    /// recently used one.
-    pub max_sessions_per_user: i64,
-    pub throttle: ThrottlePolicy,
-    pub log_format: LogFormat,
+/// Tokens and sessions (README, "Tokens" and "Rotation rules").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// The HMAC key of access tokens (`JWT_SECRET`). `None` only in
+    /// development, until [`Config::with_development_secrets`] supplies it.
+    pub access_secret: Option<Secret>,
+    /// The HMAC key of refresh tokens and device cookies
+    /// (`JWT_REFRESH_SECRET`); `None` as `access_secret`.
+    pub refresh_secret: Option<Secret>,
     /// True when the secrets were generated for development rather than configured.
     pub generated_secrets: bool,
+    /// Access-token lifetime (`JWT_EXPIRATION`).
+    pub access_ttl: Duration,
+    /// Refresh-token lifetime: a session unused this long ends
+    /// (`JWT_REFRESH_EXPIRATION`).
+    pub refresh_ttl: Duration,
+    /// Longest life of a session, however much it is used (`SESSION_MAX_LIFETIME`).
+    pub session_lifetime: Duration,
+    /// How long the previous refresh token is still honoured (`REFRESH_REUSE_GRACE`).
+    pub reuse_grace: Duration,
+    /// `iss` of every token (`JWT_ISSUER`).
+    pub issuer: String,
+    /// `aud` of access tokens (`JWT_AUDIENCE`).
+    pub audience: String,
+}
+
+/// The refresh and device cookies' attributes (README, "The refresh cookie").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieSettings {
+    /// `Secure` and the `__Host-` prefix (`COOKIE_SECURE`).
+    pub secure: bool,
+    /// `SameSite` (`COOKIE_SAMESITE`).
+    pub same_site: SameSite,
+}
+
+/// Who may call with credentials, and who the client is (README, "Origins
+/// and CORS", "Behind a reverse proxy").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginSettings {
+    /// Exact origins (`scheme://host[:port]`) allowed to call with
+    /// credentials (`CORS_ALLOWED_ORIGINS`).
+    pub cors_allowed: Vec<String>,
+    /// The origin browsers see this service at; when unset it is taken from
+    /// `Host` (`PUBLIC_ORIGIN`).
+    pub public_origin: Option<String>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers name the client
+    /// (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// Accounts and passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountSettings {
+    /// Whether anyone may sign up (`REGISTRATION_OPEN`).
+    pub registration_open: bool,
+    /// bcrypt's cost for new hashes (`BCRYPT_COST`).
+    pub bcrypt_cost: u32,
+    /// Live sessions a user may have; a login beyond it ends the least
+    /// recently used one (`MAX_SESSIONS_PER_USER`).
+    pub max_sessions_per_user: i64,
+}
+
+/// The listening socket and what each connection may take (README,
+/// "Limits under attack").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// `BIND`.
+    pub bind: SocketAddr,
+    /// The connection limits (`HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`,
+    /// `MAX_CONNECTIONS`).
+    pub limits: ServeLimits,
+    /// Reading a request's body and answering it must finish within this
+    /// long (`REQUEST_TIMEOUT`).
+    pub request_timeout: Duration,
+    /// How long in-flight requests may take to finish after a shutdown
+    /// signal (`SHUTDOWN_TIMEOUT`).
+    pub shutdown_timeout: Duration,
+}
+
+/// The connection limits `server.rs` enforces; [`ServeLimits::default`] holds the
+/// defaults of `HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT` and `MAX_CONNECTIONS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// A connection is closed unless a complete request head arrives within
+    /// this long of its opening, or of the first byte after an idle spell.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after
+    /// this long.
+    pub idle_timeout: Duration,
+    /// Most connections open at once. A new one beyond it takes the place of
+    /// the connection idle the longest, or is closed if none is idle.
+    pub max_connections: usize,
+}
+
+impl ServeLimits {
+    /// The defaults of `HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT` and `MAX_CONNECTIONS`.
+    pub const DEFAULT: Self = Self {
+        header_read_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        // Far above what a reverse proxy or the browsers of a busy site keep
+        // open (a few per browser), small enough that every connection fits
+        // in the usual 4,096 hard limit on open files with room to spare
+        // (`fit_open_file_limit`) and that all of them idle together take a
+        // few tens of MiB (README, Security model).
+        max_connections: 2048,
+    };
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Deleting what can never be used again (README, "Housekeeping").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HousekeepingSettings {
+    /// How often (`HOUSEKEEPING_INTERVAL`).
+    pub interval: Duration,
+    /// Audit events older than this are deleted (`AUDIT_RETENTION`).
+    pub audit_retention: Duration,
+}
+
+/// Everything latchkey is configured with, grouped by concern. Parsing it
+/// reads variables and validates them, nothing more; development secrets
+/// are a separate step ([`Config::with_development_secrets`]).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `APP_ENV`.
+    pub env: AppEnv,
+    /// `DATABASE_URL`.
+    pub database: Database,
+    /// Tokens and sessions.
+    pub tokens: TokenSettings,
+    /// Cookie attributes.
+    pub cookies: CookieSettings,
+    /// Allowed origins and trusted proxies.
+    pub origins: OriginSettings,
+    /// Accounts and passwords.
+    pub accounts: AccountSettings,
+    /// Guessing limits.
+    pub throttle: ThrottlePolicy,
+    /// The listening socket and its limits.
+    pub server: ServerSettings,
+    /// Housekeeping.
+    pub housekeeping: HousekeepingSettings,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
 }
 
 /// One invalid setting, named so the operator knows what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}: {message}")]
 pub struct ConfigError {
+    /// The environment variable at fault.
     pub variable: &'static str,
+    /// What is wrong with it.
     pub message: String,
 }
 
-fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         variable,
         message: message.into(),
@@ -207,118 +306,259 @@ impl Config {
         };
         let production = env == AppEnv::Production;
 
-        let jwt_expiration = number(&get, "JWT_EXPIRATION", 900, 1)?;
-        let jwt_refresh_expiration = number(&get, "JWT_REFRESH_EXPIRATION", 86_400, 1)?;
-        let session_max_lifetime = number(&get, "SESSION_MAX_LIFETIME", 2_592_000, 1)?;
-        let refresh_reuse_grace = number(&get, "REFRESH_REUSE_GRACE", 10, 0)?;
-        // The grace window covers two tabs refreshing at once or a response
-        // lost on the way: seconds. For as long as it lasts a copied token
-        // still works, so a long one turns reuse detection off (README,
-        // "Rotation, grace and reuse detection").
-        if refresh_reuse_grace > MAX_REFRESH_REUSE_GRACE {
-            return Err(invalid(
-                "REFRESH_REUSE_GRACE",
-                format!(
-                    "must be at most {MAX_REFRESH_REUSE_GRACE} seconds (a longer grace lets a \
-                     copied refresh token through unnoticed)"
-                ),
-            ));
-        }
-        if refresh_reuse_grace >= jwt_refresh_expiration {
-            return Err(invalid(
-                "REFRESH_REUSE_GRACE",
-                "must be shorter than JWT_REFRESH_EXPIRATION",
-            ));
-        }
-
         let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://latchkey.db".into());
         let database = parse_database_url(&database_url)?;
-
-        let bind = match get("BIND") {
-            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
-            Some(v) => v
-                .parse()
-                .map_err(|_| invalid("BIND", "must be an address such as 127.0.0.1:3000"))?,
+        let tokens = tokens(&get, production)?;
+        let cookies = cookies(&get, production)?;
+        let origins = origins(&get)?;
+        let accounts = AccountSettings {
+            registration_open: boolean(&get, "REGISTRATION_OPEN", !production)?,
+            bcrypt_cost: match get("BCRYPT_COST") {
+                None => 12,
+                Some(v) => v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|c| (4..=31).contains(c))
+                    .ok_or_else(|| invalid("BCRYPT_COST", "must be a whole number from 4 to 31"))?,
+            },
+            max_sessions_per_user: number(&get, "MAX_SESSIONS_PER_USER", 50, 1)?,
+        };
+        let throttle = ThrottlePolicy {
+            login_pair: number(&get, "THROTTLE_LOGIN_PAIR", 5, 1)?,
+            login_address: number(&get, "THROTTLE_LOGIN_ADDRESS", 30, 1)?,
+            login_account: number(&get, "THROTTLE_LOGIN_ACCOUNT", 50, 1)?,
+            register_address: number(&get, "THROTTLE_REGISTER_ADDRESS", 10, 1)?,
+            max_delay: seconds(&get, "THROTTLE_MAX_DELAY", Duration::from_secs(900), 1)?,
+        };
+        let server = server(&get)?;
+        let housekeeping = HousekeepingSettings {
+            interval: seconds(&get, "HOUSEKEEPING_INTERVAL", Duration::from_secs(300), 1)?,
+            audit_retention: seconds(&get, "AUDIT_RETENTION", Duration::from_secs(90 * 86_400), 1)?,
+        };
+        let log_format = match get("LOG_FORMAT").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(invalid("LOG_FORMAT", "must be `text` or `json`")),
         };
 
-        let cookie_secure = boolean(&get, "COOKIE_SECURE", true)?;
-        let cookie_samesite = match get("COOKIE_SAMESITE")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("strict") => SameSite::Strict,
-            Some("lax") => SameSite::Lax,
-            Some("none") => SameSite::None,
-            Some(_) => {
+        Ok(Self {
+            env,
+            database,
+            tokens,
+            cookies,
+            origins,
+            accounts,
+            throttle,
+            server,
+            housekeeping,
+            log_format,
+        })
+    }
+}
+
+fn tokens(
+    get: &impl Fn(&str) -> Option<String>,
+    production: bool,
+) -> Result<TokenSettings, ConfigError> {
+    let access_ttl = seconds(get, "JWT_EXPIRATION", Duration::from_secs(900), 1)?;
+    let refresh_ttl = seconds(
+        get,
+        "JWT_REFRESH_EXPIRATION",
+        Duration::from_secs(86_400),
+        1,
+    )?;
+    let session_lifetime = seconds(
+        get,
+        "SESSION_MAX_LIFETIME",
+        Duration::from_secs(2_592_000),
+        1,
+    )?;
+    let reuse_grace = seconds(get, "REFRESH_REUSE_GRACE", Duration::from_secs(10), 0)?;
+    // The grace window covers two tabs refreshing at once or a response
+    // lost on the way: seconds. For as long as it lasts a copied token
+    // still works, so a long one turns reuse detection off (README,
+    // "Rotation rules").
+    if reuse_grace > MAX_REFRESH_REUSE_GRACE {
+        return Err(invalid(
+            "REFRESH_REUSE_GRACE",
+            format!(
+                "must be at most {} seconds (a longer grace lets a copied refresh token                  through unnoticed)",
+                MAX_REFRESH_REUSE_GRACE.as_secs()
+            ),
+        ));
+    }
+    if reuse_grace >= refresh_ttl {
+        return Err(invalid(
+            "REFRESH_REUSE_GRACE",
+            "must be shorter than JWT_REFRESH_EXPIRATION",
+        ));
+    }
+    let access_secret = get("JWT_SECRET").map(Secret);
+    let refresh_secret = get("JWT_REFRESH_SECRET").map(Secret);
+    if production {
+        for (name, secret) in [
+            ("JWT_SECRET", &access_secret),
+            ("JWT_REFRESH_SECRET", &refresh_secret),
+        ] {
+            if secret.is_none() {
+                return Err(invalid(name, "is required in production"));
+            }
+        }
+    }
+    let tokens = TokenSettings {
+        access_secret,
+        refresh_secret,
+        generated_secrets: false,
+        access_ttl,
+        refresh_ttl,
+        session_lifetime,
+        reuse_grace,
+        issuer: get("JWT_ISSUER").unwrap_or_else(|| "latchkey".into()),
+        audience: get("JWT_AUDIENCE").unwrap_or_else(|| "latchkey".into()),
+    };
+    tokens.check_secrets()?;
+    Ok(tokens)
+}
+
+impl TokenSettings {
+    /// Each secret set is long enough, and the two differ.
+    pub(crate) fn check_secrets(&self) -> Result<(), ConfigError> {
+        for (name, secret) in [
+            ("JWT_SECRET", &self.access_secret),
+            ("JWT_REFRESH_SECRET", &self.refresh_secret),
+        ] {
+            if secret
+                .as_ref()
+                .is_some_and(|s| s.expose().len() < MIN_SECRET_BYTES)
+            {
                 return Err(invalid(
-                    "COOKIE_SAMESITE",
-                    "must be `strict`, `lax` or `none`",
+                    name,
+                    format!("must be at least {MIN_SECRET_BYTES} bytes"),
                 ));
             }
+        }
+        if self.access_secret.is_some() && self.access_secret == self.refresh_secret {
+            return Err(invalid("JWT_REFRESH_SECRET", "must differ from JWT_SECRET"));
+        }
+        Ok(())
+    }
+
+    /// Both secrets, or which one is missing (development secrets not loaded).
+    pub(crate) fn secrets(&self) -> Result<(&Secret, &Secret), ConfigError> {
+        let not_set = |name| {
+            invalid(
+                name,
+                "is not set (in development, Config::with_development_secrets supplies it)",
+            )
         };
-        if cookie_samesite == SameSite::None && !cookie_secure {
+        Ok((
+            self.access_secret
+                .as_ref()
+                .ok_or_else(|| not_set("JWT_SECRET"))?,
+            self.refresh_secret
+                .as_ref()
+                .ok_or_else(|| not_set("JWT_REFRESH_SECRET"))?,
+        ))
+    }
+}
+
+fn cookies(
+    get: &impl Fn(&str) -> Option<String>,
+    production: bool,
+) -> Result<CookieSettings, ConfigError> {
+    let secure = boolean(get, "COOKIE_SECURE", true)?;
+    let same_site = match get("COOKIE_SAMESITE")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("strict") => SameSite::Strict,
+        Some("lax") => SameSite::Lax,
+        Some("none") => SameSite::None,
+        Some(_) => {
             return Err(invalid(
                 "COOKIE_SAMESITE",
-                "`none` requires COOKIE_SECURE=true (browsers drop such cookies otherwise)",
+                "must be `strict`, `lax` or `none`",
             ));
         }
-        if production && !cookie_secure {
-            return Err(invalid("COOKIE_SECURE", "must be true in production"));
-        }
+    };
+    if same_site == SameSite::None && !secure {
+        return Err(invalid(
+            "COOKIE_SAMESITE",
+            "`none` requires COOKIE_SECURE=true (browsers drop such cookies otherwise)",
+        ));
+    }
+    if production && !secure {
+        return Err(invalid("COOKIE_SECURE", "must be true in production"));
+    }
+    Ok(CookieSettings { secure, same_site })
+}
 
-        let cors_allowed_origins = match get("CORS_ALLOWED_ORIGINS") {
-            None => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|o| {
-                    parse_origin(o).ok_or_else(|| {
-                        invalid(
-                            "CORS_ALLOWED_ORIGINS",
-                            format!("`{o}` is not an origin such as https://app.example.com"),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        let public_origin = get("PUBLIC_ORIGIN")
+fn origins(get: &impl Fn(&str) -> Option<String>) -> Result<OriginSettings, ConfigError> {
+    let cors_allowed = match get("CORS_ALLOWED_ORIGINS") {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
             .map(|o| {
-                parse_origin(&o).ok_or_else(|| {
+                parse_origin(o).ok_or_else(|| {
                     invalid(
-                        "PUBLIC_ORIGIN",
-                        "must be an origin such as https://auth.example.com",
+                        "CORS_ALLOWED_ORIGINS",
+                        format!("`{o}` is not an origin such as https://app.example.com"),
                     )
                 })
             })
-            .transpose()?;
+            .collect::<Result<_, _>>()?,
+    };
+    let public_origin = get("PUBLIC_ORIGIN")
+        .map(|o| {
+            parse_origin(&o).ok_or_else(|| {
+                invalid(
+                    "PUBLIC_ORIGIN",
+                    "must be an origin such as https://auth.example.com",
+                )
+            })
+        })
+        .transpose()?;
+    let trusted_proxies = match get("TRUSTED_PROXIES") {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|p| {
+                p.parse::<IpNet>()
+                    .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            "TRUSTED_PROXIES",
+                            format!("`{p}` is not an address or CIDR such as 10.0.0.0/8"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(OriginSettings {
+        cors_allowed,
+        public_origin,
+        trusted_proxies,
+    })
+}
 
-        let trusted_proxies = match get("TRUSTED_PROXIES") {
-            None => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|p| {
-                    p.parse::<IpNet>()
-                        .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
-                        .map_err(|_| {
-                            invalid(
-                                "TRUSTED_PROXIES",
-                                format!("`{p}` is not an address or CIDR such as 10.0.0.0/8"),
-                            )
-                        })
-                })
-                .collect::<Result<_, _>>()?,
-        };
-
-        let shutdown_timeout = number(&get, "SHUTDOWN_TIMEOUT", 10, 0)?;
-        let limits = ServeLimits::DEFAULT;
-        let header_read_timeout = seconds(&get, "HEADER_READ_TIMEOUT", limits.header_read_timeout)?;
-        let idle_timeout = seconds(&get, "IDLE_TIMEOUT", limits.idle_timeout)?;
-        let request_timeout = seconds(&get, "REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT)?;
-        let max_connections = match get("MAX_CONNECTIONS") {
-            None => limits.max_connections,
+fn server(get: &impl Fn(&str) -> Option<String>) -> Result<ServerSettings, ConfigError> {
+    let bind = match get("BIND") {
+        None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+        Some(v) => v
+            .parse()
+            .map_err(|_| invalid("BIND", "must be an address such as 127.0.0.1:3000"))?,
+    };
+    let defaults = ServeLimits::DEFAULT;
+    // A zero timeout would close everything at once: at least one second.
+    let limits = ServeLimits {
+        header_read_timeout: seconds(get, "HEADER_READ_TIMEOUT", defaults.header_read_timeout, 1)?,
+        idle_timeout: seconds(get, "IDLE_TIMEOUT", defaults.idle_timeout, 1)?,
+        max_connections: match get("MAX_CONNECTIONS") {
+            None => defaults.max_connections,
             Some(v) => v
                 .parse::<usize>()
                 .ok()
@@ -329,113 +569,14 @@ impl Config {
                         format!("must be a whole number from 1 to {MAX_CONNECTIONS_LIMIT}"),
                     )
                 })?,
-        };
-        let housekeeping_interval = number(&get, "HOUSEKEEPING_INTERVAL", 300, 1)?;
-        let audit_retention = number(&get, "AUDIT_RETENTION", 90 * 86_400, 1)?;
-        let max_sessions_per_user = number(&get, "MAX_SESSIONS_PER_USER", 50, 1)?;
-
-        let throttle = ThrottlePolicy {
-            login_pair: number(&get, "THROTTLE_LOGIN_PAIR", 5, 1)?,
-            login_address: number(&get, "THROTTLE_LOGIN_ADDRESS", 30, 1)?,
-            login_account: number(&get, "THROTTLE_LOGIN_ACCOUNT", 50, 1)?,
-            register_address: number(&get, "THROTTLE_REGISTER_ADDRESS", 10, 1)?,
-            max_delay: number(&get, "THROTTLE_MAX_DELAY", 900, 1)?,
-        };
-
-        let log_format = match get("LOG_FORMAT").map(|v| v.to_ascii_lowercase()).as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(_) => return Err(invalid("LOG_FORMAT", "must be `text` or `json`")),
-        };
-
-        let bcrypt_cost = match get("BCRYPT_COST") {
-            None => 12,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|c| (4..=31).contains(c))
-                .ok_or_else(|| invalid("BCRYPT_COST", "must be a whole number from 4 to 31"))?,
-        };
-        let registration_open = boolean(&get, "REGISTRATION_OPEN", !production)?;
-        let jwt_issuer = get("JWT_ISSUER").unwrap_or_else(|| "latchkey".into());
-        let jwt_audience = get("JWT_AUDIENCE").unwrap_or_else(|| "latchkey".into());
-
-        let configured = (
-            get("JWT_SECRET").map(Secret),
-            get("JWT_REFRESH_SECRET").map(Secret),
-        );
-        let (jwt_secret, jwt_refresh_secret, generated_secrets) = match configured {
-            (Some(a), Some(r)) => (a, r, false),
-            (access, _) if production => {
-                let missing = if access.is_none() {
-                    "JWT_SECRET"
-                } else {
-                    "JWT_REFRESH_SECRET"
-                };
-                return Err(invalid(missing, "is required in production"));
-            }
-            (access, refresh) => {
-                let path = dev_secrets::path_for(&database);
-                let stored = dev_secrets::load_or_create(&path).map_err(|e| {
-                    invalid(
-                        "JWT_SECRET",
-                        format!("cannot keep development secrets in {}: {e}", path.display()),
-                    )
-                })?;
-                (
-                    access.unwrap_or(stored.access),
-                    refresh.unwrap_or(stored.refresh),
-                    true,
-                )
-            }
-        };
-        for (name, secret) in [
-            ("JWT_SECRET", &jwt_secret),
-            ("JWT_REFRESH_SECRET", &jwt_refresh_secret),
-        ] {
-            if secret.expose().len() < MIN_SECRET_BYTES {
-                return Err(invalid(
-                    name,
-                    format!("must be at least {MIN_SECRET_BYTES} bytes"),
-                ));
-            }
-        }
-        if jwt_secret == jwt_refresh_secret {
-            return Err(invalid("JWT_REFRESH_SECRET", "must differ from JWT_SECRET"));
-        }
-
-        Ok(Self {
-            env,
-            jwt_secret,
-            jwt_refresh_secret,
-            jwt_expiration,
-            jwt_refresh_expiration,
-            session_max_lifetime,
-            refresh_reuse_grace,
-            database,
-            bind,
-            cookie_secure,
-            cookie_samesite,
-            cors_allowed_origins,
-            bcrypt_cost,
-            registration_open,
-            jwt_issuer,
-            jwt_audience,
-            public_origin,
-            trusted_proxies,
-            shutdown_timeout: Duration::from_secs(shutdown_timeout.unsigned_abs()),
-            header_read_timeout,
-            idle_timeout,
-            request_timeout,
-            max_connections,
-            housekeeping_interval: Duration::from_secs(housekeeping_interval.unsigned_abs()),
-            audit_retention,
-            max_sessions_per_user,
-            throttle,
-            log_format,
-            generated_secrets,
-        })
-    }
+        },
+    };
+    Ok(ServerSettings {
+        bind,
+        limits,
+        request_timeout: seconds(get, "REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, 1)?,
+        shutdown_timeout: seconds(get, "SHUTDOWN_TIMEOUT", Duration::from_secs(10), 0)?,
+    })
 }
 
 /// A whole number from `min` up to ten years' worth of seconds (seconds or counts).
@@ -457,15 +598,15 @@ fn number(
     }
 }
 
-/// A whole number of seconds, at least one (a zero timeout would close
-/// everything at once), as a duration.
+/// A whole number of seconds, at least `min`, as a duration.
 fn seconds(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: Duration,
+    min: i64,
 ) -> Result<Duration, ConfigError> {
     let default = i64::try_from(default.as_secs()).unwrap_or(i64::MAX);
-    let value = number(get, name, default, 1)?;
+    let value = number(get, name, default, min)?;
     Ok(Duration::from_secs(value.unsigned_abs()))
 }
 
@@ -534,8 +675,7 @@ impl Database {
 mod tests {
     use std::time::Duration;
 
-    use super::{Config, parse_origin};
-    use crate::server::ServeLimits;
+    use super::{Config, ServeLimits, parse_origin};
 
     /// A valid configuration (no files: configured secrets, an in-memory
     /// database) with `extra` on top.
@@ -561,8 +701,8 @@ mod tests {
     #[allow(clippy::unwrap_used)] // a failed expectation should panic with its message
     fn connection_limits_default_to_the_serve_defaults_and_are_read() {
         let defaults = config(&[]).unwrap();
-        assert_eq!(ServeLimits::from_config(&defaults), ServeLimits::default());
-        assert_eq!(defaults.request_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.server.limits, ServeLimits::default());
+        assert_eq!(defaults.server.request_timeout, Duration::from_secs(30));
 
         let set = config(&[
             ("HEADER_READ_TIMEOUT", "5"),
@@ -572,14 +712,14 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            ServeLimits::from_config(&set),
+            set.server.limits,
             ServeLimits {
                 header_read_timeout: Duration::from_secs(5),
                 idle_timeout: Duration::from_secs(120),
                 max_connections: 100,
             }
         );
-        assert_eq!(set.request_timeout, Duration::from_secs(7));
+        assert_eq!(set.server.request_timeout, Duration::from_secs(7));
     }
 
     #[test]

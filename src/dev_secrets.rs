@@ -6,12 +6,38 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::config::{Database, Secret};
+use crate::config::{Config, ConfigError, Database, Secret, invalid};
 use crate::random;
 
-pub struct DevSecrets {
-    pub access: Secret,
-    pub refresh: Secret,
+impl Config {
+    /// In development, fills in whichever of `JWT_SECRET` and
+    /// `JWT_REFRESH_SECRET` is not set from a file kept beside the database,
+    /// created with fresh random secrets on first use, so restarts keep
+    /// sessions alive. Configured secrets are left alone; in production both
+    /// are required, and this does nothing.
+    pub fn with_development_secrets(mut self) -> Result<Self, ConfigError> {
+        let tokens = &mut self.tokens;
+        if tokens.access_secret.is_some() && tokens.refresh_secret.is_some() {
+            return Ok(self);
+        }
+        let path = path_for(&self.database);
+        let stored = load_or_create(&path).map_err(|e| {
+            invalid(
+                "JWT_SECRET",
+                format!("cannot keep development secrets in {}: {e}", path.display()),
+            )
+        })?;
+        tokens.access_secret.get_or_insert(stored.access);
+        tokens.refresh_secret.get_or_insert(stored.refresh);
+        tokens.generated_secrets = true;
+        tokens.check_secrets()?;
+        Ok(self)
+    }
+}
+
+struct DevSecrets {
+    access: Secret,
+    refresh: Secret,
 }
 
 /// `latchkey.db` keeps its secrets in `latchkey.db.secrets`; other stores use
@@ -27,7 +53,7 @@ pub fn path_for(database: &Database) -> PathBuf {
     }
 }
 
-pub fn load_or_create(path: &Path) -> io::Result<DevSecrets> {
+fn load_or_create(path: &Path) -> io::Result<DevSecrets> {
     match fs::read_to_string(path) {
         Ok(text) => parse(&text).ok_or_else(|| {
             io::Error::new(

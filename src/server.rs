@@ -37,49 +37,7 @@ use tokio::task::{AbortHandle, Id, JoinError, JoinSet};
 use tokio::time::{Instant, Sleep};
 use tower::Service as _;
 
-use crate::config::Config;
-
-/// The connection limits `serve` enforces; [`ServeLimits::default`] holds the
-/// defaults of `HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT` and `MAX_CONNECTIONS`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServeLimits {
-    /// A connection is closed unless a complete request head arrives within
-    /// this long of its opening, or of the first byte after an idle spell.
-    pub header_read_timeout: Duration,
-    /// A keep-alive connection with no request in flight is closed after
-    /// this long.
-    pub idle_timeout: Duration,
-    /// Most connections open at once. A new one beyond it takes the place of
-    /// the connection idle the longest, or is closed if none is idle.
-    pub max_connections: usize,
-}
-
-impl ServeLimits {
-    pub const DEFAULT: Self = Self {
-        header_read_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(60),
-        // Far above what a reverse proxy or the browsers of a busy site keep
-        // open (a few per browser), small enough that every connection fits
-        // in the usual 4,096 hard limit on open files with room to spare
-        // (`fit_open_file_limit`) and that all of them idle together take a
-        // few tens of MiB (README, Security model).
-        max_connections: 2048,
-    };
-
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            header_read_timeout: config.header_read_timeout,
-            idle_timeout: config.idle_timeout,
-            max_connections: config.max_connections,
-        }
-    }
-}
-
-impl Default for ServeLimits {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
+use crate::config::ServeLimits;
 
 /// Serves `app` on `listener` within `limits` until `shutdown` resolves;
 /// then stops accepting, closes the connections with no request in flight,

@@ -4,7 +4,10 @@
 
 import { createClient } from './latchkey.js';
 
-const auth = createClient();
+// Where latchkey is mounted ('' at the root, '/auth' when an app nests it
+// there): this script is served from `<mount>/static/app.js`.
+const base = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
+const auth = createClient({ baseUrl: base });
 const $ = (id) => document.getElementById(id);
 
 const REASONS = {
@@ -20,7 +23,7 @@ auth.onSessionEnd((reason) => {
   $('status').classList.add('ended');
   $('who').hidden = true;
   const quick = reason === 'logged_out' || reason === 'logged_out_everywhere';
-  setTimeout(() => window.location.assign('/login?next=/app'), quick ? 0 : 1500);
+  setTimeout(() => window.location.assign(`${base}/login?next=${base}/app`), quick ? 0 : 1500);
 });
 
 auth.onToken((claims) => {
@@ -35,7 +38,7 @@ auth.onToken((claims) => {
 });
 
 async function callProtected() {
-  const response = await auth.fetch('/protected');
+  const response = await auth.fetch(`${base}/protected`);
   const body = await response.json().catch(() => ({}));
   $('protected').textContent = JSON.stringify(body, null, 2);
   $('protected-at').textContent = `Status ${response.status} at ${new Date().toLocaleTimeString()}`;
@@ -55,7 +58,7 @@ function describeDevice(userAgent) {
 }
 
 async function loadSessions() {
-  const response = await auth.fetch('/sessions');
+  const response = await auth.fetch(`${base}/sessions`);
   if (!response.ok) return;
   const sessions = await response.json();
   const list = $('sessions');
@@ -83,7 +86,7 @@ async function loadSessions() {
     revoke.textContent = 'Revoke';
     revoke.setAttribute('aria-label', `Revoke ${title.textContent}${s.current ? ' (this device)' : ''}`);
     revoke.addEventListener('click', async () => {
-      await auth.fetch(`/sessions/${encodeURIComponent(s.id)}`, { method: 'DELETE' });
+      await auth.fetch(`${base}/sessions/${encodeURIComponent(s.id)}`, { method: 'DELETE' });
       if (s.current) await auth.logout();
       else await loadSessions();
     });
@@ -111,5 +114,5 @@ if (await auth.resume()) {
   tick();
 } else {
   // No live session behind the cookie (expired, revoked, or none at all).
-  window.location.assign('/login?next=/app');
+  window.location.assign(`${base}/login?next=${base}/app`);
 }

@@ -134,7 +134,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     // Room for every connection this generator opens, slow clients included.
     let wanted = args.connections + args.login_connections + args.slow_connections + 64;
-    let fits = latchkey::server::fit_open_file_limit(wanted);
+    let fits = latchkey::testing::fit_open_file_limit(wanted);
     anyhow::ensure!(
         fits >= wanted,
         "the open-file limit leaves room for {fits} connections of the {wanted} needed"
@@ -159,8 +159,11 @@ async fn run(args: Args) -> Result<()> {
         .unwrap_or_else(|| examples.join("ceiling"));
     let dir = tempfile::tempdir()?;
     let secrets = [
-        ("JWT_SECRET".to_owned(), latchkey::random::token(32)),
-        ("JWT_REFRESH_SECRET".to_owned(), latchkey::random::token(32)),
+        ("JWT_SECRET".to_owned(), latchkey::testing::token(32)),
+        (
+            "JWT_REFRESH_SECRET".to_owned(),
+            latchkey::testing::token(32),
+        ),
         ("BCRYPT_COST".to_owned(), args.bcrypt_cost.to_string()),
     ];
     let sqlite_url = format!("sqlite://{}", dir.path().join("latchkey.db").display());

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::ApiError;
+use crate::auth::error::ApiError;
 
 /// Checks of one key waiting for a place; more are refused at once. Waiting
 /// costs a parked task, not hashing; a flood's requests wait here for their

@@ -14,18 +14,38 @@ pub const PLAIN_NAME: &str = "refresh_token";
 pub const DEVICE_SECURE_NAME: &str = "__Host-device";
 pub const DEVICE_PLAIN_NAME: &str = "device";
 
+/// How latchkey's cookies are named and flagged (`COOKIE_SECURE`,
+/// `COOKIE_SAMESITE`; README, "The refresh cookie").
 #[derive(Debug, Clone)]
-pub struct RefreshCookies {
+pub struct CookiePolicy {
     name: &'static str,
     device_name: &'static str,
     secure: bool,
     same_site: cookie::SameSite,
 }
 
+/// The cookies latchkey reads from a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrowserCookies {
+    /// What came under the refresh cookie's name.
+    pub refresh: Presented,
+    /// Every device cookie (README, "Passwords and login"), genuine or not:
+    /// each is checked against the account it is presented for.
+    pub devices: Vec<String>,
+}
+
+/// Cookies for the browser to store or forget: the one thing the HTTP layer
+/// turns into `Set-Cookie` headers.
+#[derive(Debug, Clone, Default)]
+pub struct SetCookies(pub Vec<Cookie<'static>>);
+
 /// What the request carried under the refresh cookie's name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Presented {
+    /// No refresh cookie.
+    #[default]
     None,
+    /// Exactly one.
     One(String),
     /// Several cookies of that name (a planted cookie, or a path mix-up):
     /// there is no telling which one is genuine, so none is trusted to
@@ -44,23 +64,23 @@ impl Presented {
     }
 }
 
-impl RefreshCookies {
+impl CookiePolicy {
     pub fn new(config: &Config) -> Self {
         Self {
             // `__Host-` makes the browser insist on Secure, Path=/ and no Domain,
             // so a sibling subdomain cannot plant or overwrite the cookie.
-            name: if config.cookie_secure {
+            name: if config.cookies.secure {
                 SECURE_NAME
             } else {
                 PLAIN_NAME
             },
-            device_name: if config.cookie_secure {
+            device_name: if config.cookies.secure {
                 DEVICE_SECURE_NAME
             } else {
                 DEVICE_PLAIN_NAME
             },
-            secure: config.cookie_secure,
-            same_site: match config.cookie_samesite {
+            secure: config.cookies.secure,
+            same_site: match config.cookies.same_site {
                 SameSite::Strict => cookie::SameSite::Strict,
                 SameSite::Lax => cookie::SameSite::Lax,
                 SameSite::None => cookie::SameSite::None,
@@ -102,6 +122,14 @@ impl RefreshCookies {
             .path("/")
             .max_age(Duration::seconds(crate::auth::tokens::DEVICE_LIFETIME))
             .build()
+    }
+
+    /// Reads latchkey's cookies from the `Cookie` headers of a request.
+    pub fn read(&self, headers: &HeaderMap) -> BrowserCookies {
+        BrowserCookies {
+            refresh: self.presented(headers),
+            devices: self.devices(headers),
+        }
     }
 
     /// Reads the refresh cookie from the `Cookie` headers of a request.

@@ -1,17 +1,14 @@
-//! Accounts and credentials: creating a user, and checking a username and
-//! password at login with throttling and timing that does not reveal which
-//! usernames exist.
+//! One password check, shared by logins and password changes: admitted (a
+//! bounded number in flight per address and account or device), counted by
+//! the throttle before the password is checked, then settled (README,
+//! "Limits under attack"). Timing does not reveal which usernames exist.
 
-use crate::audit::{self, Event};
 use crate::auth::admission::Ticket;
-use crate::auth::extract::ClientInfo;
-use crate::auth::password::Hasher;
 use crate::auth::password_policy;
 use crate::auth::throttle;
-use crate::error::ApiError;
+use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
 use crate::random;
-use crate::state::AppState;
-use crate::store::{NewUser, Store, User};
+use crate::store::User;
 
 pub const MAX_USERNAME_CHARS: usize = 64;
 
@@ -37,35 +34,6 @@ pub fn check_password_strength(password: &str) -> Result<(), ApiError> {
     password_policy::check(password).map_err(ApiError::WeakPassword)
 }
 
-/// Creates a user after validating the name and password; used by
-/// `/register` and by `latchkey user add`.
-pub async fn create_account(
-    store: &dyn Store,
-    hasher: &Hasher,
-    username: &str,
-    password: &str,
-    role: &str,
-    now: i64,
-) -> Result<User, ApiError> {
-    let username = normalize_username(username)?;
-    check_password_strength(password)?;
-    let hash = hasher
-        .hash(password)
-        .await
-        .map_err(ApiError::from_hashing)?;
-    let user = store
-        .create_user(
-            NewUser {
-                username: &username,
-                password_hash: &hash,
-                role,
-            },
-            now,
-        )
-        .await?;
-    Ok(user)
-}
-
 /// A login's verified credentials: the user as verified (its credentials
 /// version is what the session will be created under) and the device id the
 /// device cookie will carry.
@@ -75,106 +43,108 @@ pub struct Verified {
     pub device: String,
 }
 
-/// Checks a login attempt. Unknown users, wrong passwords, over-long
-/// passwords and disabled accounts all give the same `InvalidCredentials`,
-/// after the same bcrypt work. The attempt is admitted (a bounded number in
-/// flight per address and account or device) and counted by the throttle
-/// before the password is checked (`auth::throttle`).
-#[tracing::instrument(skip_all)]
-pub async fn authenticate(
-    state: &AppState,
-    username: &str,
-    password: &str,
-    client: &ClientInfo,
-    device_cookies: &[String],
-) -> Result<Verified, ApiError> {
-    let name = username.trim().to_lowercase();
-    let user = match normalize_username(&name) {
-        Ok(n) => state.store.user_by_name(&n).await?,
-        Err(_) => None,
-    };
-    let device = user
-        .as_ref()
-        .and_then(|u| known_device(state, u.id, device_cookies));
-    let counters = throttle::login_counters(
-        &state.config.throttle,
-        &name,
-        client.ip.as_deref(),
-        device.as_deref(),
-    );
-    let _admitted = admit(state, client, &name, device.as_deref()).await?;
-    reserve(state, &counters, client, &name).await?;
+impl Auth {
+    /// Checks a login attempt. Unknown users, wrong passwords, over-long
+    /// passwords and disabled accounts all give the same `InvalidCredentials`,
+    /// after the same bcrypt work. The attempt is admitted (a bounded number in
+    /// flight per address and account or device) and counted by the throttle
+    /// before the password is checked (`auth::throttle`).
+    #[tracing::instrument(skip_all)]
+    pub(crate) async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        client: &ClientInfo,
+        device_cookies: &[String],
+    ) -> Result<Verified, ApiError> {
+        let name = username.trim().to_lowercase();
+        let user = match normalize_username(&name) {
+            Ok(n) => self.store().user_by_name(&n).await?,
+            Err(_) => None,
+        };
+        let device = user
+            .as_ref()
+            .and_then(|u| known_device(self, u.id, device_cookies));
+        let counters = throttle::login_counters(
+            &self.config().throttle,
+            &name,
+            client.ip.as_deref(),
+            device.as_deref(),
+        );
+        let _admitted = admit(self, client, &name, device.as_deref()).await?;
+        reserve(self, &counters, client, &name).await?;
 
-    let usable = user.as_ref().filter(|u| u.disabled_at.is_none());
-    let verified = match check(state, password, usable.map(|u| u.password_hash.as_str())).await {
-        Ok(v) => v,
-        Err(e) => {
-            // Not checked, so not an attempt: the reservation is given back.
-            throttle::release(state, &counters).await?;
-            return Err(e);
-        }
-    };
+        let usable = user.as_ref().filter(|u| u.disabled_at.is_none());
+        let verified = match check(self, password, usable.map(|u| u.password_hash.as_str())).await {
+            Ok(v) => v,
+            Err(e) => {
+                // Not checked, so not an attempt: the reservation is given back.
+                self.release_attempt(&counters).await?;
+                return Err(e);
+            }
+        };
 
-    match usable {
-        Some(user) if verified => {
-            throttle::settle_success(state, &counters).await?;
-            upgrade_hash_if_weak(state, user, password).await;
-            // `login_succeeded` is recorded by `session::start`, with the session.
-            Ok(Verified {
-                user: user.clone(),
-                device: device.unwrap_or_else(random::device_id),
-            })
-        }
-        _ => {
-            let event = Event::new("login_failed", client).username(&name);
-            let event = match &user {
-                Some(u) => event.user_id(u.id),
-                None => event.detail("unknown user"),
-            };
-            audit::record(state, event).await;
-            Err(ApiError::InvalidCredentials)
+        match usable {
+            Some(user) if verified => {
+                self.settle_success(&counters).await?;
+                upgrade_hash_if_weak(self, user, password).await;
+                // `login_succeeded` is recorded by `session::start`, with the session.
+                Ok(Verified {
+                    user: user.clone(),
+                    device: device.unwrap_or_else(random::device_id),
+                })
+            }
+            _ => {
+                let event = Event::new(AuditKind::LoginFailed, client).username(&name);
+                let event = match &user {
+                    Some(u) => event.user_id(u.id),
+                    None => event.detail("unknown user"),
+                };
+                self.record(event).await;
+                Err(ApiError::InvalidCredentials)
+            }
         }
     }
-}
 
-/// Checks the current password of a signed-in user (a password change):
-/// admitted, throttled and settled exactly as a login. `Ok(false)` for a
-/// wrong password, already counted.
-pub async fn recheck(
-    state: &AppState,
-    user: &User,
-    password: &str,
-    client: &ClientInfo,
-    device_cookies: &[String],
-) -> Result<bool, ApiError> {
-    let device = known_device(state, user.id, device_cookies);
-    let counters = throttle::login_counters(
-        &state.config.throttle,
-        &user.username,
-        client.ip.as_deref(),
-        device.as_deref(),
-    );
-    let _admitted = admit(state, client, &user.username, device.as_deref()).await?;
-    reserve(state, &counters, client, &user.username).await?;
-    let verified = match check(state, password, Some(&user.password_hash)).await {
-        Ok(v) => v,
-        Err(e) => {
-            throttle::release(state, &counters).await?;
-            return Err(e);
+    /// Checks the current password of a signed-in user (a password change):
+    /// admitted, throttled and settled exactly as a login. `Ok(false)` for a
+    /// wrong password, already counted.
+    pub(crate) async fn recheck(
+        &self,
+        user: &User,
+        password: &str,
+        client: &ClientInfo,
+        device_cookies: &[String],
+    ) -> Result<bool, ApiError> {
+        let device = known_device(self, user.id, device_cookies);
+        let counters = throttle::login_counters(
+            &self.config().throttle,
+            &user.username,
+            client.ip.as_deref(),
+            device.as_deref(),
+        );
+        let _admitted = admit(self, client, &user.username, device.as_deref()).await?;
+        reserve(self, &counters, client, &user.username).await?;
+        let verified = match check(self, password, Some(&user.password_hash)).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.release_attempt(&counters).await?;
+                return Err(e);
+            }
+        };
+        if verified {
+            self.settle_success(&counters).await?;
         }
-    };
-    if verified {
-        throttle::settle_success(state, &counters).await?;
+        Ok(verified)
     }
-    Ok(verified)
 }
 
 /// The device id of the first genuine device cookie for this account.
-fn known_device(state: &AppState, user_id: i64, cookies: &[String]) -> Option<String> {
-    let now = state.clock.now();
+fn known_device(auth: &Auth, user_id: i64, cookies: &[String]) -> Option<String> {
+    let now = auth.now();
     let user = user_id.to_string();
     cookies.iter().find_map(|token| {
-        let claims = state.keys.verify_device(token, now).ok()?;
+        let claims = auth.keys().verify_device(token, now).ok()?;
         (claims.sub == user).then_some(claims.did)
     })
 }
@@ -182,7 +152,7 @@ fn known_device(state: &AppState, user_id: i64, cookies: &[String]) -> Option<St
 /// A place among the password checks in flight, keyed by the client's
 /// address and by the account (or, for a known device, the device).
 async fn admit(
-    state: &AppState,
+    auth: &Auth,
     client: &ClientInfo,
     username: &str,
     device: Option<&str>,
@@ -194,40 +164,37 @@ async fn admit(
     if let Some(ip) = client.ip.as_deref() {
         keys.push(format!("ip:{}", throttle::address_key(ip)));
     }
-    match state.admission.enter(keys).await {
+    match auth.admission().enter(keys).await {
         Ok(ticket) => Ok(ticket),
         Err(e) => {
-            audit::record(state, Event::new("login_busy", client).username(username)).await;
+            auth.record(Event::new(AuditKind::LoginBusy, client).username(username))
+                .await;
             Err(e)
         }
     }
 }
 
 async fn reserve(
-    state: &AppState,
+    auth: &Auth,
     counters: &throttle::Counters,
     client: &ClientInfo,
     username: &str,
 ) -> Result<(), ApiError> {
-    match throttle::reserve(state, counters).await {
+    match auth.reserve_attempt(counters).await {
         Err(e @ ApiError::TooManyAttempts { .. }) => {
-            audit::record(
-                state,
-                Event::new("login_throttled", client).username(username),
-            )
-            .await;
+            auth.record(Event::new(AuditKind::LoginThrottled, client).username(username))
+                .await;
             Err(e)
         }
         other => other,
     }
 }
 
-async fn check(state: &AppState, password: &str, hash: Option<&str>) -> Result<bool, ApiError> {
+async fn check(auth: &Auth, password: &str, hash: Option<&str>) -> Result<bool, ApiError> {
     if !password_policy::within_max_length(password) {
         return Ok(false);
     }
-    state
-        .hasher
+    auth.hasher()
         .verify(password, hash)
         .await
         .map_err(ApiError::from_hashing)
@@ -237,14 +204,14 @@ async fn check(state: &AppState, password: &str, hash: Option<&str>) -> Result<b
 /// over the very hash this login verified: a password changed meanwhile is
 /// never overwritten by the old one. Failure only delays the upgrade to the
 /// next login, so it does not fail this one.
-async fn upgrade_hash_if_weak(state: &AppState, user: &User, password: &str) {
-    if !state.hasher.needs_upgrade(&user.password_hash) {
+async fn upgrade_hash_if_weak(auth: &Auth, user: &User, password: &str) {
+    if !auth.hasher().needs_upgrade(&user.password_hash) {
         return;
     }
     let result = async {
-        let hash = state.hasher.hash(password).await?;
-        let applied = state
-            .store
+        let hash = auth.hasher().hash(password).await?;
+        let applied = auth
+            .store()
             .upgrade_password_hash(user.id, &user.password_hash, &hash)
             .await?;
         anyhow::Ok(applied)
@@ -253,7 +220,7 @@ async fn upgrade_hash_if_weak(state: &AppState, user: &User, password: &str) {
     match result {
         Ok(true) => tracing::info!(
             user_id = user.id,
-            cost = state.hasher.cost(),
+            cost = auth.hasher().cost(),
             "password hash upgraded"
         ),
         Ok(false) => tracing::info!(

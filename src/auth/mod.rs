@@ -1,15 +1,246 @@
-//! Authentication: passwords, tokens, the refresh cookie, the session
-//! lifecycle, and the checks a request passes before a handler runs.
+//! The auth core: every flow latchkey has is a method of [`Auth`]. The HTTP
+//! handlers (`routes/`), the `latchkey` command (`cli.rs`) and applications
+//! that embed latchkey all call these methods; nothing else talks to the store.
+//!
+//! One file per flow:
+//! - `login.rs`: signing in (a checked password starts a session);
+//! - `rotation.rs`: exchanging the refresh cookie (README, "Rotation rules");
+//! - `logout.rs`: ending the cookie's session;
+//! - `password_change.rs` and `registration.rs`;
+//! - `sessions.rs`: listing and revoking sessions, for users and operators;
+//! - `accounts.rs`: an operator's actions on accounts;
+//! - `housekeeping.rs`: deleting what can never be used again.
+//!
+//! And what the flows share: `credentials.rs` (one password check, admitted
+//! and throttled, for logins and password changes alike), `throttle.rs`,
+//! `admission.rs`, `audit.rs`, `tokens.rs`, `cookies.rs`, `password.rs`,
+//! `password_policy.rs` and `error.rs`.
 
-pub mod admission;
-pub mod cookies;
-pub mod credentials;
-pub mod extract;
-pub mod forwarded;
+mod accounts;
+pub(crate) mod admission;
+pub(crate) mod audit;
+pub(crate) mod cookies;
+mod credentials;
+pub(crate) mod error;
 mod hash_pool;
-pub mod origin;
-pub mod password;
-pub mod password_policy;
-pub mod session;
-pub mod throttle;
-pub mod tokens;
+pub(crate) mod housekeeping;
+mod login;
+mod logout;
+pub(crate) mod password;
+mod password_change;
+pub(crate) mod password_policy;
+mod registration;
+mod rotation;
+mod sessions;
+pub(crate) mod throttle;
+pub(crate) mod tokens;
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError};
+use crate::store::Store;
+use admission::Admission;
+use audit::Aggregator;
+use cookies::CookiePolicy;
+use password::Hasher;
+use tokens::TokenKeys;
+
+pub use audit::{AuditKind, Event};
+pub use cookies::{BrowserCookies, Presented, SetCookies};
+pub use error::ApiError;
+pub use rotation::Refused;
+pub use tokens::AccessClaims;
+
+/// latchkey's auth service: the store, the signing keys, the cookie policy,
+/// the password hasher, the clock and the configuration, with every flow as
+/// a method. Cheap to clone (one reference count); every clone is the same
+/// service.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    keys: TokenKeys,
+    cookies: CookiePolicy,
+    hasher: Hasher,
+    /// Password checks in flight per address and account.
+    admission: Admission,
+    /// Counts of repeated rejections not yet written to the audit trail.
+    audit: Aggregator,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+/// What the audit trail and the sessions list record about a client. The
+/// HTTP layer reads it from the request (the address through
+/// `TRUSTED_PROXIES`, README "Behind a reverse proxy"); other callers fill
+/// in what they know.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// The client's address.
+    pub ip: Option<String>,
+    /// Its `User-Agent`, cut to a bounded length.
+    pub user_agent: Option<String>,
+    /// The request's `x-request-id`, to find its log lines.
+    pub request_id: Option<String>,
+}
+
+/// A successful login or refresh: the access token for the JSON body, and
+/// the cookies the browser must store.
+#[derive(Debug)]
+pub struct Issued {
+    /// A JWT for `Authorization: Bearer` (README, "Tokens").
+    pub access_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The refresh cookie, and after a login the device cookie.
+    pub cookies: SetCookies,
+}
+
+impl Auth {
+    /// The service over `store`, on the system clock. Refused when a
+    /// secret is missing (development secrets not loaded: see
+    /// [`Config::with_development_secrets`]).
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
+        Self::with_clock(config, store, Arc::new(SystemClock))
+    }
+
+    /// As [`Auth::new`], with time taken from `clock` (tests move a
+    /// [`ManualClock`](crate::clock::ManualClock) by hand).
+    pub fn with_clock(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        let hasher = Hasher::new(config.accounts.bcrypt_cost);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                keys: TokenKeys::new(&config.tokens)?,
+                cookies: CookiePolicy::new(&config),
+                admission: Admission::new(hasher.threads()),
+                hasher,
+                audit: Aggregator::default(),
+                config,
+                store,
+                clock,
+            }),
+        })
+    }
+
+    /// Opens the store `config` names (applying its migrations) and builds
+    /// the service over it.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        // Checked before the store opens, so a bad setting creates no file.
+        TokenKeys::new(&config.tokens)?;
+        let store = crate::store::open(&config.database).await?;
+        Ok(Self::new(config, store)?)
+    }
+
+    /// The configuration the service was built from.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The refresh and device cookies a request carries.
+    pub fn cookies_of(&self, headers: &axum::http::HeaderMap) -> BrowserCookies {
+        self.inner.cookies.read(headers)
+    }
+
+    /// The cookie that makes a browser forget its refresh token.
+    pub fn clearing_cookies(&self) -> SetCookies {
+        SetCookies(vec![self.inner.cookies.clear()])
+    }
+
+    /// The refresh cookie's name (`__Host-refresh_token` when secure).
+    pub fn refresh_cookie_name(&self) -> &'static str {
+        self.inner.cookies.name()
+    }
+
+    /// Checks an access token: signature, type, issuer, audience and expiry
+    /// (README, "Tokens"). Stateless: a revoked session's token passes until
+    /// it expires; [`Auth::live_session`] is the check that does not.
+    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        self.inner
+            .keys
+            .verify_access(token, self.now())
+            .map_err(|_| ApiError::InvalidToken)
+    }
+
+    /// The token's session, if it is still live: not revoked, logged out or
+    /// expired. One primary-key lookup.
+    pub async fn live_session(
+        &self,
+        claims: &AccessClaims,
+    ) -> Result<crate::store::Session, ApiError> {
+        match self.store().session(&claims.sid).await? {
+            Some(session) if session.is_live(self.now()) => Ok(session),
+            _ => Err(ApiError::InvalidToken),
+        }
+    }
+
+    /// Answers when the store does.
+    pub async fn ping(&self) -> Result<(), ApiError> {
+        self.store().ping().await.map_err(|e| {
+            tracing::warn!(error = %e, "health check failed");
+            ApiError::Unavailable
+        })
+    }
+
+    /// Warms the dummy hash unknown usernames are checked against, so the
+    /// first such login takes no longer than the rest.
+    pub async fn warm_up(&self) {
+        if let Err(e) = self.inner.hasher.warm_up().await {
+            tracing::warn!(error = %e, "could not prepare the dummy password hash");
+        }
+    }
+
+    /// Closes the store; in-flight queries finish first.
+    pub async fn close(&self) {
+        self.store().close().await;
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    pub(crate) fn keys(&self) -> &TokenKeys {
+        &self.inner.keys
+    }
+
+    pub(crate) fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
+    }
+
+    pub(crate) fn admission(&self) -> &Admission {
+        &self.inner.admission
+    }
+
+    pub(crate) fn cookie_policy(&self) -> &CookiePolicy {
+        &self.inner.cookies
+    }
+
+    /// Hooks for latchkey's own tests: the hashing threads, to hold them.
+    #[doc(hidden)]
+    pub fn hashing(&self) -> &Hasher {
+        &self.inner.hasher
+    }
+
+    /// Hooks for latchkey's own benchmarks: the signing keys.
+    #[doc(hidden)]
+    pub fn token_keys(&self) -> &TokenKeys {
+        &self.inner.keys
+    }
+
+    /// Hooks for latchkey's own tests: the store itself.
+    #[doc(hidden)]
+    pub fn store_for_tests(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+}

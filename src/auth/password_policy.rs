@@ -25,6 +25,8 @@ static COMMON: LazyLock<HashSet<&'static str>> =
 /// Why a new password is refused; its text is the `message` of
 /// `422 weak_password`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Each reads as the sentence it stands for: "too short", "too common".
+#[allow(clippy::enum_variant_names)]
 pub enum Weakness {
     TooShort,
     TooLong,

@@ -17,9 +17,9 @@
 
 use std::net::IpAddr;
 
+use crate::auth::{ApiError, Auth};
+use crate::clock::seconds;
 use crate::config::ThrottlePolicy;
-use crate::error::ApiError;
-use crate::state::AppState;
 use crate::store::{Allowance, Reservation};
 
 /// Failures are forgotten after an hour without an attempt.
@@ -131,56 +131,63 @@ pub fn address_key(ip: &str) -> String {
     }
 }
 
-/// Counts the attempt against every counter before any work is done, or
-/// refuses it (`429` with `Retry-After`) while one is in its back-off.
-pub async fn reserve(state: &AppState, counters: &Counters) -> Result<(), ApiError> {
-    if counters.0.is_empty() {
-        return Ok(());
+impl Auth {
+    /// Counts the attempt against every counter before any work is done, or
+    /// refuses it (`429` with `Retry-After`) while one is in its back-off.
+    pub(crate) async fn reserve_attempt(&self, counters: &Counters) -> Result<(), ApiError> {
+        if counters.0.is_empty() {
+            return Ok(());
+        }
+        let allowances: Vec<Allowance> = counters.0.iter().map(|c| c.allowance.clone()).collect();
+        let now = self.now();
+        match self
+            .store()
+            .throttle_reserve(
+                &allowances,
+                now,
+                WINDOW,
+                seconds(self.config().throttle.max_delay),
+            )
+            .await?
+        {
+            Reservation::Granted => Ok(()),
+            Reservation::Refused { until } => Err(ApiError::TooManyAttempts {
+                retry_after: (until - now).max(1),
+            }),
+        }
     }
-    let allowances: Vec<Allowance> = counters.0.iter().map(|c| c.allowance.clone()).collect();
-    let now = state.clock.now();
-    match state
-        .store
-        .throttle_reserve(&allowances, now, WINDOW, state.config.throttle.max_delay)
-        .await?
-    {
-        Reservation::Granted => Ok(()),
-        Reservation::Refused { until } => Err(ApiError::TooManyAttempts {
-            retry_after: (until - now).max(1),
-        }),
-    }
-}
 
-/// Settles a successful attempt; a failed one needs nothing (it stays counted).
-pub async fn settle_success(state: &AppState, counters: &Counters) -> Result<(), ApiError> {
-    let keys = |want: OnSuccess| -> Vec<&str> {
-        counters
+    /// Settles a successful attempt; a failed one needs nothing (it stays counted).
+    pub(crate) async fn settle_success(&self, counters: &Counters) -> Result<(), ApiError> {
+        let keys = |want: OnSuccess| -> Vec<&str> {
+            counters
+                .0
+                .iter()
+                .filter(|c| c.on_success == want)
+                .map(|c| c.allowance.key.as_str())
+                .collect()
+        };
+        let (clear, release) = (keys(OnSuccess::Clear), keys(OnSuccess::Release));
+        if clear.is_empty() && release.is_empty() {
+            return Ok(());
+        }
+        self.store().throttle_settle(&clear, &release).await?;
+        Ok(())
+    }
+
+    /// Gives back an attempt that was reserved but never made (the check could
+    /// not run: the hashing queue was full).
+    pub(crate) async fn release_attempt(&self, counters: &Counters) -> Result<(), ApiError> {
+        let keys: Vec<&str> = counters
             .0
             .iter()
-            .filter(|c| c.on_success == want)
             .map(|c| c.allowance.key.as_str())
-            .collect()
-    };
-    let (clear, release) = (keys(OnSuccess::Clear), keys(OnSuccess::Release));
-    if clear.is_empty() && release.is_empty() {
-        return Ok(());
+            .collect();
+        if !keys.is_empty() {
+            self.store().throttle_settle(&[], &keys).await?;
+        }
+        Ok(())
     }
-    state.store.throttle_settle(&clear, &release).await?;
-    Ok(())
-}
-
-/// Gives back an attempt that was reserved but never made (the check could
-/// not run: the hashing queue was full).
-pub async fn release(state: &AppState, counters: &Counters) -> Result<(), ApiError> {
-    let keys: Vec<&str> = counters
-        .0
-        .iter()
-        .map(|c| c.allowance.key.as_str())
-        .collect();
-    if !keys.is_empty() {
-        state.store.throttle_settle(&[], &keys).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::auth::ApiError;
+use crate::clock::seconds;
+use crate::config::{ConfigError, TokenSettings};
 use crate::random;
 use crate::store::{Session, User};
 
@@ -20,18 +22,35 @@ pub const DEVICE_TYP: &str = "latchkey-device+jwt";
 pub const DEVICE_LIFETIME: i64 = 365 * 86_400;
 const ALGORITHM: Algorithm = Algorithm::HS256;
 
-/// Claims of an access token (RFC 9068 names where they exist).
+/// Claims of an access token (RFC 9068 names where they exist; README,
+/// "Tokens").
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
+    /// Issuer: `JWT_ISSUER`.
     pub iss: String,
+    /// Audience: `JWT_AUDIENCE`.
     pub aud: String,
+    /// The user id, as a string.
     pub sub: String,
+    /// The user's name.
     pub username: String,
+    /// The user's role.
     pub role: String,
+    /// The session the token belongs to.
     pub sid: String,
+    /// Issued at, Unix seconds.
     pub iat: i64,
+    /// Expires at, Unix seconds.
     pub exp: i64,
+    /// A unique id of this token.
     pub jti: String,
+}
+
+impl AccessClaims {
+    /// The user id of `sub`; a token whose `sub` is not one is invalid.
+    pub fn user_id(&self) -> Result<i64, ApiError> {
+        self.sub.parse().map_err(|_| ApiError::InvalidToken)
+    }
 }
 
 /// Claims of a refresh token: the session and its place in the rotation chain.
@@ -90,18 +109,20 @@ pub enum TokenError {
 }
 
 impl TokenKeys {
-    pub fn new(config: &Config) -> Self {
-        let issuer = config.jwt_issuer.clone();
-        let access_audience = config.jwt_audience.clone();
-        let refresh_audience = format!("{}:refresh", config.jwt_audience);
+    /// The keys of `tokens`; an error when a secret is missing.
+    pub fn new(tokens: &TokenSettings) -> Result<Self, ConfigError> {
+        let (access, refresh) = tokens.secrets()?;
+        let issuer = tokens.issuer.clone();
+        let access_audience = tokens.audience.clone();
+        let refresh_audience = format!("{}:refresh", tokens.audience);
         // Signed with the refresh key; its own `typ` and audience keep it
         // from passing for a refresh token, and the reverse.
-        let device_audience = format!("{}:device", config.jwt_audience);
-        Self {
-            access_encoding: EncodingKey::from_secret(config.jwt_secret.expose()),
-            access_decoding: DecodingKey::from_secret(config.jwt_secret.expose()),
-            refresh_encoding: EncodingKey::from_secret(config.jwt_refresh_secret.expose()),
-            refresh_decoding: DecodingKey::from_secret(config.jwt_refresh_secret.expose()),
+        let device_audience = format!("{}:device", tokens.audience);
+        Ok(Self {
+            access_encoding: EncodingKey::from_secret(access.expose()),
+            access_decoding: DecodingKey::from_secret(access.expose()),
+            refresh_encoding: EncodingKey::from_secret(refresh.expose()),
+            refresh_decoding: DecodingKey::from_secret(refresh.expose()),
             access_validation: validation(&issuer, &access_audience),
             refresh_validation: validation(&issuer, &refresh_audience),
             device_validation: validation(&issuer, &device_audience),
@@ -109,8 +130,8 @@ impl TokenKeys {
             access_audience,
             refresh_audience,
             device_audience,
-            access_ttl: config.jwt_expiration,
-        }
+            access_ttl: seconds(tokens.access_ttl),
+        })
     }
 
     pub fn access_ttl(&self) -> i64 {

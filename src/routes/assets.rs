@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ErrorBody};
-use crate::state::AppState;
+use crate::auth::Auth;
+use crate::auth::error::{ApiError, ErrorBody};
 
 const FILES: &[(&str, &str, &str)] = &[
     (
@@ -34,7 +34,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new().routes(routes!(asset))
 }
 

@@ -7,10 +7,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ErrorBody};
-use crate::state::AppState;
+use crate::auth::error::ErrorBody;
+use crate::auth::{ApiError, Auth};
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new().routes(routes!(health))
 }
 
@@ -28,12 +28,7 @@ pub(crate) struct Health {
         (status = 503, description = "`unavailable`: the store does not answer", body = ErrorBody),
     )
 )]
-async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    match state.store.ping().await {
-        Ok(()) => Ok(Json(Health { status: "ok" })),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check failed");
-            Err(ApiError::Unavailable)
-        }
-    }
+async fn health(State(auth): State<Auth>) -> Result<Json<Health>, ApiError> {
+    auth.ping().await?;
+    Ok(Json(Health { status: "ok" }))
 }

@@ -1,25 +1,22 @@
 //! `POST /login`: JSON for API clients, form-urlencoded for the HTML form.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::credentials;
-use crate::auth::extract::ClientInfo;
-use crate::auth::origin::AllowedOrigin;
-use crate::auth::session::{self, Issued};
-use crate::error::{ApiError, ErrorBody};
+use crate::auth::error::ErrorBody;
+use crate::auth::{Auth, BrowserCookies, ClientInfo};
 use crate::routes::body::JsonOrForm;
+use crate::routes::extract::Base;
 use crate::routes::openapi::BodyRefusals;
+use crate::routes::origin::AllowedOrigin;
 use crate::routes::pages::{self, safe_next};
-use crate::routes::token::{TokenBody, issued_cookies, issued_response};
-use crate::state::AppState;
+use crate::routes::respond::TokenBody;
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new().routes(routes!(login))
 }
 
@@ -72,48 +69,27 @@ pub(crate) struct Credentials {
     )
 )]
 async fn login(
-    State(state): State<AppState>,
+    State(auth): State<Auth>,
     _: AllowedOrigin,
     client: ClientInfo,
-    headers: HeaderMap,
+    cookies: BrowserCookies,
+    base: Base,
     body: JsonOrForm<Credentials>,
 ) -> Response {
     match body {
-        JsonOrForm::Json(c) => match sign_in(&state, &c, &client, &headers).await {
-            Ok(issued) => issued_response(&state, issued),
-            Err(e) => e.into_response(),
-        },
+        JsonOrForm::Json(c) => auth
+            .log_in(&c.username, &c.password, &cookies, &client)
+            .await
+            .into_response(),
         JsonOrForm::Form(c) => {
-            let next = safe_next(c.next.as_deref());
-            match sign_in(&state, &c, &client, &headers).await {
-                Ok(issued) => (
-                    AppendHeaders(issued_cookies(&state, &issued)),
-                    Redirect::to(next),
-                )
-                    .into_response(),
-                Err(e) => pages::login_failed(&state, &e, next, &c.username),
+            let next = safe_next(&base, c.next.as_deref());
+            match auth
+                .log_in(&c.username, &c.password, &cookies, &client)
+                .await
+            {
+                Ok(issued) => (issued.cookies, Redirect::to(&next)).into_response(),
+                Err(e) => pages::login_failed(&auth, &base, &e, &next, &c.username),
             }
         }
     }
-}
-
-async fn sign_in(
-    state: &AppState,
-    c: &Credentials,
-    client: &ClientInfo,
-    headers: &HeaderMap,
-) -> Result<Issued, ApiError> {
-    if c.username.trim().is_empty() || c.password.is_empty() {
-        return Err(ApiError::InvalidRequest(
-            "username and password are required".into(),
-        ));
-    }
-    let devices = state.cookies.devices(headers);
-    let verified =
-        credentials::authenticate(state, &c.username, &c.password, client, &devices).await?;
-    // The browser is about to swap cookies: end the sessions it is replacing.
-    for old in state.cookies.presented(headers).all() {
-        session::end(state, &old, "replaced_by_login", client).await?;
-    }
-    session::start(state, verified, client).await
 }

@@ -1,20 +1,18 @@
 //! `POST /logout`: end the cookie's session. Always succeeds.
 
 use axum::extract::State;
-use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::extract::ClientInfo;
-use crate::auth::origin::AllowedOrigin;
-use crate::auth::session;
-use crate::error::ErrorBody;
+use crate::auth::error::ErrorBody;
+use crate::auth::{Auth, BrowserCookies, ClientInfo};
 use crate::routes::body::is_form;
-use crate::state::AppState;
+use crate::routes::extract::Base;
+use crate::routes::origin::AllowedOrigin;
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new().routes(routes!(logout))
 }
 
@@ -36,21 +34,19 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     )
 )]
 async fn logout(
-    State(state): State<AppState>,
+    State(auth): State<Auth>,
     _: AllowedOrigin,
     client: ClientInfo,
+    cookies: BrowserCookies,
+    base: Base,
     headers: HeaderMap,
 ) -> Response {
-    // Several cookies of the name (one planted beside the real one): each
-    // genuine one ends its session, so the real one cannot survive a logout.
-    for token in state.cookies.presented(&headers).all() {
-        if let Err(e) = session::end(&state, &token, "logout", &client).await {
-            return e.into_response();
-        }
-    }
-    let clear = AppendHeaders([(SET_COOKIE, state.cookies.clear().to_string())]);
+    let clear = match auth.log_out(&cookies, &client).await {
+        Ok(clear) => clear,
+        Err(e) => return e.into_response(),
+    };
     if is_form(&headers) {
-        (clear, Redirect::to("/login")).into_response()
+        (clear, Redirect::to(&base.to("/login"))).into_response()
     } else {
         (clear, StatusCode::NO_CONTENT).into_response()
     }

@@ -7,11 +7,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::extract::Authenticated;
-use crate::error::ErrorBody;
-use crate::state::AppState;
+use crate::auth::Auth;
+use crate::auth::error::ErrorBody;
+use crate::routes::extract::Authenticated;
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new()
         .routes(routes!(protected))
         .routes(routes!(me))

@@ -13,22 +13,26 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::auth::{ApiError, Auth};
+use crate::config::Config;
 use request_id::REQUEST_ID;
 
 mod assets;
 pub(crate) mod body;
+pub(crate) mod extract;
+mod forwarded;
 mod health;
 mod limits;
 mod login;
 mod logout;
 mod me;
 pub(crate) mod openapi;
+pub(crate) mod origin;
 pub(crate) mod pages;
 mod password;
 mod register;
-mod request_id;
+pub(crate) mod request_id;
+mod respond;
 mod sessions;
 mod timeout;
 mod token;
@@ -42,7 +46,11 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
     object-src 'none'; base-uri 'none'";
 
-pub fn build_app(state: AppState) -> Router {
+/// latchkey's routes over `auth`, with the layers every response passes
+/// through. It can be nested under any prefix (`Router::nest("/auth", …)`):
+/// links and redirects follow the prefix; the cookies keep `Path=/`, as
+/// `__Host-` requires.
+pub fn router(auth: Auth) -> Router {
     // Everything but the static assets: tokens and personal data, never cached.
     let (dynamic, mut api) = openapi::root()
         .merge(pages::router())
@@ -59,7 +67,7 @@ pub fn build_app(state: AppState) -> Router {
     let (assets, assets_api) = assets::router().split_for_parts();
     let cached: Vec<String> = assets_api.paths.paths.keys().cloned().collect();
     api.merge(assets_api);
-    let document = openapi::serve(api, state.cookies.name(), &cached);
+    let document = openapi::serve(api, auth.refresh_cookie_name(), &cached);
 
     // Each `Router::layer` call wraps every route in one more boxed service,
     // cloned and boxed again on every request, so the layers go in as one
@@ -74,7 +82,7 @@ pub fn build_app(state: AppState) -> Router {
                 .layer(Extension(document)),
         );
 
-    let cors = cors(&state);
+    let cors = cors(auth.config());
     dynamic
         .merge(assets.method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed }))
         .fallback(|| async { ApiError::NotFound })
@@ -118,9 +126,9 @@ pub fn build_app(state: AppState) -> Router {
                 ))
                 // Innermost, so that its `408` passes every layer above (the
                 // request id, CORS, the security headers) like any answer.
-                .layer(timeout::RequestTimeoutLayer(state.config.request_timeout)),
+                .layer(timeout::RequestTimeoutLayer(auth.config().server.request_timeout)),
         )
-    .with_state(state)
+    .with_state(auth)
 }
 
 fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
@@ -129,8 +137,8 @@ fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer
 
 /// Credentialed CORS for the configured origins only: each allowed origin is
 /// echoed exactly (never `*`), with `Vary: Origin`.
-fn cors(state: &AppState) -> Option<CorsLayer> {
-    let origins = &state.config.cors_allowed_origins;
+fn cors(config: &Config) -> Option<CorsLayer> {
+    let origins = &config.origins.cors_allowed;
     if origins.is_empty() {
         return None;
     }

@@ -20,8 +20,8 @@ use utoipa::{IntoResponses, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::ErrorBody;
-use crate::state::AppState;
+use crate::auth::Auth;
+use crate::auth::error::ErrorBody;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -69,12 +69,12 @@ pub(crate) enum BodyRefusals {
     UnsupportedMediaType(ErrorBody),
 }
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new().routes(routes!(openapi_json))
 }
 
 /// The root every area's router merges into.
-pub(crate) fn root() -> OpenApiRouter<AppState> {
+pub(crate) fn root() -> OpenApiRouter<Auth> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
 }
 

@@ -2,17 +2,16 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use std::collections::HashMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::cookies::Presented;
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::auth::{ApiError, Auth, BrowserCookies, Presented};
+use crate::routes::extract::Base;
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new()
         .routes(routes!(index))
         .routes(routes!(login))
@@ -22,13 +21,15 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Template)]
 #[template(path = "index.html")]
-struct IndexPage {
+struct IndexPage<'a> {
+    base: &'a str,
     registration_open: bool,
 }
 
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage<'a> {
+    base: &'a str,
     error: Option<&'a str>,
     notice: Option<&'a str>,
     next: &'a str,
@@ -39,6 +40,7 @@ struct LoginPage<'a> {
 #[derive(Template)]
 #[template(path = "register.html")]
 struct RegisterPage<'a> {
+    base: &'a str,
     error: Option<&'a str>,
     username: &'a str,
     registration_open: bool,
@@ -46,7 +48,9 @@ struct RegisterPage<'a> {
 
 #[derive(Template)]
 #[template(path = "app.html")]
-struct AppPage;
+struct AppPage<'a> {
+    base: &'a str,
+}
 
 fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
@@ -58,11 +62,11 @@ fn render(status: StatusCode, page: &impl Template) -> Response {
     }
 }
 
-/// Where to go after signing in: a same-origin path, or `/app`. Anything that
-/// a browser could read as another host (`//host`, `/\host`, `https://…`) is
-/// refused (an open redirect otherwise), and so is anything but visible ASCII
-/// (a `Location` header carries nothing else; percent-encode the rest).
-pub fn safe_next(next: Option<&str>) -> &str {
+/// Where to go after signing in: a same-origin path, or the demo page. Anything
+/// that a browser could read as another host (`//host`, `/\host`, `https://…`)
+/// is refused (an open redirect otherwise), and so is anything but visible
+/// ASCII (a `Location` header carries nothing else; percent-encode the rest).
+pub fn safe_next(base: &Base, next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/')
@@ -71,9 +75,9 @@ pub fn safe_next(next: Option<&str>) -> &str {
                 && n.len() <= 512
                 && n.bytes().all(|b| b.is_ascii_graphic()) =>
         {
-            n
+            n.to_owned()
         }
-        _ => "/app",
+        _ => base.to("/app"),
     }
 }
 
@@ -108,49 +112,32 @@ fn refused(mut page: Response, e: &ApiError) -> Response {
     page
 }
 
-pub fn login_failed(state: &AppState, e: &ApiError, next: &str, username: &str) -> Response {
-    let page = login_page(state, e.status(), Some(&form_message(e)), next, username);
-    refused(page, e)
-}
-
-pub fn register_failed(state: &AppState, e: &ApiError, username: &str) -> Response {
-    let page = register_page(state, e.status(), Some(&form_message(e)), username);
-    refused(page, e)
-}
-
-pub fn login_page(
-    state: &AppState,
-    status: StatusCode,
-    error: Option<&str>,
+pub fn login_failed(
+    auth: &Auth,
+    base: &Base,
+    e: &ApiError,
     next: &str,
     username: &str,
 ) -> Response {
-    render(
-        status,
-        &LoginPage {
-            error,
-            notice: None,
-            next,
-            username,
-            registration_open: state.config.registration_open,
-        },
-    )
+    let page = LoginPage {
+        base: &base.0,
+        error: Some(&form_message(e)),
+        notice: None,
+        next,
+        username,
+        registration_open: auth.config().accounts.registration_open,
+    };
+    refused(render(e.status(), &page), e)
 }
 
-pub fn register_page(
-    state: &AppState,
-    status: StatusCode,
-    error: Option<&str>,
-    username: &str,
-) -> Response {
-    render(
-        status,
-        &RegisterPage {
-            error,
-            username,
-            registration_open: state.config.registration_open,
-        },
-    )
+pub fn register_failed(auth: &Auth, base: &Base, e: &ApiError, username: &str) -> Response {
+    let page = RegisterPage {
+        base: &base.0,
+        error: Some(&form_message(e)),
+        username,
+        registration_open: auth.config().accounts.registration_open,
+    };
+    refused(render(e.status(), &page), e)
 }
 
 /// What this is, with links to the demo.
@@ -158,11 +145,12 @@ pub fn register_page(
     get, path = "/", tag = "pages", operation_id = "home_page",
     responses((status = 200, description = "The home page", body = String, content_type = "text/html"))
 )]
-async fn index(State(state): State<AppState>) -> Response {
+async fn index(State(auth): State<Auth>, base: Base) -> Response {
     render(
         StatusCode::OK,
         &IndexPage {
-            registration_open: state.config.registration_open,
+            base: &base.0,
+            registration_open: auth.config().accounts.registration_open,
         },
     )
 }
@@ -179,7 +167,8 @@ async fn index(State(state): State<AppState>) -> Response {
 // Read leniently (a map, last value wins): a hand-edited query string should
 // still show the sign-in form.
 async fn login(
-    State(state): State<AppState>,
+    State(auth): State<Auth>,
+    base: Base,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let notice = q
@@ -188,11 +177,12 @@ async fn login(
     render(
         StatusCode::OK,
         &LoginPage {
+            base: &base.0,
             error: None,
             notice,
-            next: safe_next(q.get("next").map(String::as_str)),
+            next: &safe_next(&base, q.get("next").map(String::as_str)),
             username: "",
-            registration_open: state.config.registration_open,
+            registration_open: auth.config().accounts.registration_open,
         },
     )
 }
@@ -202,13 +192,14 @@ async fn login(
     get, path = "/register", tag = "pages", operation_id = "register_page",
     responses((status = 200, description = "The sign-up page", body = String, content_type = "text/html"))
 )]
-async fn register(State(state): State<AppState>) -> Response {
+async fn register(State(auth): State<Auth>, base: Base) -> Response {
     render(
         StatusCode::OK,
         &RegisterPage {
+            base: &base.0,
             error: None,
             username: "",
-            registration_open: state.config.registration_open,
+            registration_open: auth.config().accounts.registration_open,
         },
     )
 }
@@ -225,21 +216,24 @@ async fn register(State(state): State<AppState>) -> Response {
             headers(("location" = String, description = "`/login?next=/app`"))),
     )
 )]
-async fn app(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match state.cookies.presented(&headers) {
-        Presented::None => Redirect::to("/login?next=/app").into_response(),
-        _ => render(StatusCode::OK, &AppPage),
+async fn app(cookies: BrowserCookies, base: Base) -> Response {
+    match cookies.refresh {
+        Presented::None => {
+            Redirect::to(&base.to(&format!("/login?next={}", base.to("/app")))).into_response()
+        }
+        _ => render(StatusCode::OK, &AppPage { base: &base.0 }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::safe_next;
+    use crate::routes::extract::Base;
 
     #[test]
     fn next_keeps_same_origin_paths_only() {
         for ok in ["/app", "/", "/a/b?c=d#e", "/caf%C3%A9"] {
-            assert_eq!(safe_next(Some(ok)), ok);
+            assert_eq!(safe_next(&Base::default(), Some(ok)), ok);
         }
         for bad in [
             "//evil.example",
@@ -252,8 +246,10 @@ mod tests {
             "/a b",
             "",
         ] {
-            assert_eq!(safe_next(Some(bad)), "/app", "{bad:?}");
+            assert_eq!(safe_next(&Base::default(), Some(bad)), "/app", "{bad:?}");
         }
-        assert_eq!(safe_next(None), "/app");
+        assert_eq!(safe_next(&Base::default(), None), "/app");
+        let nested = Base("/auth".to_owned());
+        assert_eq!(safe_next(&nested, None), "/auth/app");
     }
 }

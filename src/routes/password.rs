@@ -3,21 +3,18 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::audit::{self, Event};
-use crate::auth::credentials::{self, check_password_strength};
-use crate::auth::extract::{Authenticated, ClientInfo};
-use crate::error::{ApiError, ErrorBody};
+use crate::auth::error::ErrorBody;
+use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo};
+use crate::routes::extract::Authenticated;
 use crate::routes::openapi::{BearerRefusals, BodyRefusals};
-use crate::state::AppState;
-use crate::store::PasswordChange as StorePasswordChange;
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new().routes(routes!(change_password))
 }
 
@@ -56,59 +53,20 @@ pub(crate) struct PasswordChange {
     )
 )]
 async fn change_password(
-    State(state): State<AppState>,
-    auth: Authenticated,
+    State(auth): State<Auth>,
+    Authenticated(token): Authenticated,
     client: ClientInfo,
-    headers: HeaderMap,
+    cookies: BrowserCookies,
     body: Result<Json<PasswordChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Json(change) = body?;
-    let user_id = auth.user_id()?;
-    let user = match state.store.user_by_id(user_id).await? {
-        Some(u) if u.disabled_at.is_none() => u,
-        _ => return Err(ApiError::InvalidToken),
-    };
-    // A stolen access token must not become a way to guess the password: the
-    // check is admitted, counted and settled exactly as a login's.
-    let devices = state.cookies.devices(&headers);
-    let verified =
-        credentials::recheck(&state, &user, &change.current_password, &client, &devices).await?;
-    if !verified {
-        audit::record(
-            &state,
-            Event::new("password_change_failed", &client).user(user.id, &user.username),
-        )
-        .await;
-        return Err(ApiError::WrongCurrentPassword);
-    }
-    check_password_strength(&change.new_password)?;
-
-    let hash = state
-        .hasher
-        .hash(&change.new_password)
-        .await
-        .map_err(ApiError::from_hashing)?;
-    // Applied only over the hash just verified, with the other sessions
-    // revoked in the same transaction: a concurrent change or login cannot
-    // slip between the check and the change.
-    let ended = state
-        .store
-        .change_password(StorePasswordChange {
-            user_id: user.id,
-            verified_hash: &user.password_hash,
-            new_hash: &hash,
-            keep_session: Some(&auth.0.sid),
-            now: state.clock.now(),
-        })
-        .await?
-        .ok_or(ApiError::WrongCurrentPassword)?;
-    audit::record(
-        &state,
-        Event::new("password_changed", &client)
-            .user(user.id, &user.username)
-            .session(&auth.0.sid)
-            .detail(format!("{ended} other sessions revoked")),
+    auth.change_password(
+        &token,
+        &change.current_password,
+        &change.new_password,
+        &cookies.devices,
+        &client,
     )
-    .await;
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,19 +9,15 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::audit::{self, Event};
-use crate::auth::credentials;
-use crate::auth::extract::ClientInfo;
-use crate::auth::origin::AllowedOrigin;
-use crate::auth::throttle;
-use crate::error::{ApiError, ErrorBody};
+use crate::auth::error::ErrorBody;
+use crate::auth::{Auth, ClientInfo};
 use crate::routes::body::JsonOrForm;
+use crate::routes::extract::Base;
 use crate::routes::openapi::BodyRefusals;
+use crate::routes::origin::AllowedOrigin;
 use crate::routes::pages;
-use crate::state::AppState;
-use crate::store::User;
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new().routes(routes!(register))
 }
 
@@ -91,13 +87,14 @@ pub(crate) struct Registered {
     )
 )]
 async fn register(
-    State(state): State<AppState>,
+    State(auth): State<Auth>,
     _: AllowedOrigin,
     client: ClientInfo,
+    base: Base,
     body: JsonOrForm<NewAccount>,
 ) -> Response {
     match body {
-        JsonOrForm::Json(a) => match create(&state, &a, &client).await {
+        JsonOrForm::Json(a) => match auth.register(&a.username, &a.password, &client).await {
             Ok(user) => (
                 StatusCode::CREATED,
                 Json(Registered {
@@ -108,40 +105,9 @@ async fn register(
                 .into_response(),
             Err(e) => e.into_response(),
         },
-        JsonOrForm::Form(a) => match create(&state, &a, &client).await {
-            Ok(_) => Redirect::to("/login?registered=1").into_response(),
-            Err(e) => pages::register_failed(&state, &e, &a.username),
+        JsonOrForm::Form(a) => match auth.register(&a.username, &a.password, &client).await {
+            Ok(_) => Redirect::to(&base.to("/login?registered=1")).into_response(),
+            Err(e) => pages::register_failed(&auth, &base, &e, &a.username),
         },
     }
-}
-
-async fn create(state: &AppState, a: &NewAccount, client: &ClientInfo) -> Result<User, ApiError> {
-    if !state.config.registration_open {
-        return Err(ApiError::RegistrationClosed);
-    }
-    // Counted before the password is hashed: sign-ups sent at the same
-    // instant cannot create more accounts than the allowance.
-    let counters = throttle::registration_counters(&state.config.throttle, client.ip.as_deref());
-    if let Err(e) = throttle::reserve(state, &counters).await {
-        if matches!(e, ApiError::TooManyAttempts { .. }) {
-            audit::record(state, Event::new("registration_throttled", client)).await;
-        }
-        return Err(e);
-    }
-    let now = state.clock.now();
-    let user = credentials::create_account(
-        state.store.as_ref(),
-        &state.hasher,
-        &a.username,
-        &a.password,
-        "user",
-        now,
-    )
-    .await?;
-    audit::record(
-        state,
-        Event::new("user_registered", client).user(user.id, &user.username),
-    )
-    .await;
-    Ok(user)
 }

@@ -9,15 +9,14 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::audit::{self, Event};
-use crate::auth::extract::{Authenticated, ClientInfo};
+use crate::auth::error::ErrorBody;
+use crate::auth::{ApiError, Auth, ClientInfo};
 use crate::clock::rfc3339;
-use crate::error::{ApiError, ErrorBody};
+use crate::routes::extract::Authenticated;
 use crate::routes::openapi::BearerRefusals;
-use crate::state::AppState;
 use crate::store::Session;
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new()
         .routes(routes!(list, revoke_all))
         .routes(routes!(revoke_one))
@@ -74,17 +73,14 @@ impl SessionView {
     )
 )]
 async fn list(
-    State(state): State<AppState>,
-    auth: Authenticated,
+    State(auth): State<Auth>,
+    Authenticated(token): Authenticated,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
-    let sessions = state
-        .store
-        .active_sessions(auth.user_id()?, state.clock.now())
-        .await?;
+    let sessions = auth.sessions(&token).await?;
     Ok(Json(
         sessions
             .into_iter()
-            .map(|s| SessionView::new(s, &auth.0.sid))
+            .map(|s| SessionView::new(s, &token.sid))
             .collect(),
     ))
 }
@@ -101,27 +97,13 @@ async fn list(
     )
 )]
 async fn revoke_one(
-    State(state): State<AppState>,
-    auth: Authenticated,
+    State(auth): State<Auth>,
+    Authenticated(token): Authenticated,
     client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path(id) = id?;
-    let user_id = auth.user_id()?;
-    let revoked = state
-        .store
-        .revoke_session(&id, Some(user_id), "revoked_by_user", state.clock.now())
-        .await?;
-    if !revoked {
-        return Err(ApiError::NotFound);
-    }
-    audit::record(
-        &state,
-        Event::new("session_revoked", &client)
-            .user(user_id, &auth.0.username)
-            .session(&id),
-    )
-    .await;
+    auth.revoke_session(&token, &id, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -135,22 +117,10 @@ async fn revoke_one(
     )
 )]
 async fn revoke_all(
-    State(state): State<AppState>,
-    auth: Authenticated,
+    State(auth): State<Auth>,
+    Authenticated(token): Authenticated,
     client: ClientInfo,
 ) -> Result<StatusCode, ApiError> {
-    let user_id = auth.user_id()?;
-    let count = state
-        .store
-        .revoke_user_sessions(user_id, None, "revoked_everywhere", state.clock.now())
-        .await?;
-    audit::record(
-        &state,
-        Event::new("sessions_revoked_all", &client)
-            .user(user_id, &auth.0.username)
-            .session(&auth.0.sid)
-            .detail(format!("{count} sessions")),
-    )
-    .await;
+    auth.revoke_all_sessions(&token, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }

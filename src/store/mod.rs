@@ -337,3 +337,13 @@ pub trait Store: Send + Sync + 'static {
     /// Closes the connection pool; in-flight queries finish first.
     async fn close(&self);
 }
+
+/// Opens the store `database` names, applying its migrations.
+pub async fn open(database: &crate::config::Database) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    use crate::config::Database;
+    Ok(match database {
+        Database::SqliteFile(path) => std::sync::Arc::new(SqliteStore::open(path).await?),
+        Database::SqliteMemory => std::sync::Arc::new(SqliteStore::in_memory().await?),
+        Database::Postgres(url) => std::sync::Arc::new(PostgresStore::connect(url).await?),
+    })
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::http::{Request, StatusCode, header};
 use jsonwebtoken::{EncodingKey, Header};
-use latchkey::AppState;
+use latchkey::Auth;
 use latchkey::store::{NewUser, PasswordChange};
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -98,16 +98,16 @@ fn set_cookie(response: &TestResponse, name: &str) -> Option<String> {
 
 /// Polls until the hashing queue holds `jobs` (the hasher is held, so it
 /// only grows); fails after a generous bound rather than hanging.
-async fn wait_for_hash_queue(state: &AppState, jobs: usize) {
+async fn wait_for_hash_queue(auth: &Auth, jobs: usize) {
     for _ in 0..2000 {
-        if state.hasher.pending() >= jobs {
+        if auth.hashing().pending() >= jobs {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!(
         "the hashing queue never reached {jobs} jobs (it has {})",
-        state.hasher.pending()
+        auth.hashing().pending()
     );
 }
 
@@ -119,10 +119,10 @@ async fn wait_for_hash_queue(state: &AppState, jobs: usize) {
 async fn forty_wrong_passwords_at_once_for_one_account_verify_only_the_pair_allowance() {
     let app = test_app!(&[("TRUSTED_PROXIES", "127.0.0.1")]);
     app.add_user("ann", PASSWORD).await;
-    let server = TestServer::start(app.state.clone()).await;
+    let server = TestServer::start(app.auth.clone()).await;
     let client = reqwest::Client::new();
     let url = server.url("/login");
-    let before = app.state.hasher.verifications();
+    let before = app.auth.hashing().verifications();
 
     let answers = all_at_once(40, |_| {
         let (client, url) = (client.clone(), url.clone());
@@ -130,7 +130,7 @@ async fn forty_wrong_passwords_at_once_for_one_account_verify_only_the_pair_allo
     })
     .await;
 
-    assert_eq!(app.state.hasher.verifications() - before, 5, "THROTTLE_LOGIN_PAIR");
+    assert_eq!(app.auth.hashing().verifications() - before, 5, "THROTTLE_LOGIN_PAIR");
     assert_eq!(count(&answers, StatusCode::UNAUTHORIZED), 5);
     assert_only(
         &answers,
@@ -142,10 +142,10 @@ async fn forty_wrong_passwords_at_once_for_one_account_verify_only_the_pair_allo
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_guesses_at_once_from_one_address_verify_only_the_address_allowance() {
     let app = test_app!(&[("TRUSTED_PROXIES", "127.0.0.1")]);
-    let server = TestServer::start(app.state.clone()).await;
+    let server = TestServer::start(app.auth.clone()).await;
     let client = reqwest::Client::new();
     let url = server.url("/login");
-    let before = app.state.hasher.verifications();
+    let before = app.auth.hashing().verifications();
 
     let answers = all_at_once(200, |i| {
         let (client, url) = (client.clone(), url.clone());
@@ -156,7 +156,7 @@ async fn two_hundred_guesses_at_once_from_one_address_verify_only_the_address_al
     })
     .await;
 
-    assert_eq!(app.state.hasher.verifications() - before, 30, "THROTTLE_LOGIN_ADDRESS");
+    assert_eq!(app.auth.hashing().verifications() - before, 30, "THROTTLE_LOGIN_ADDRESS");
     assert_eq!(count(&answers, StatusCode::UNAUTHORIZED), 30);
     assert_only(
         &answers,
@@ -169,10 +169,10 @@ async fn two_hundred_guesses_at_once_from_one_address_verify_only_the_address_al
 async fn fifty_wrong_current_passwords_at_once_verify_only_the_pair_allowance() {
     let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
-    let server = TestServer::start(app.state.clone()).await;
+    let server = TestServer::start(app.auth.clone()).await;
     let client = reqwest::Client::new();
     let url = server.url("/password");
-    let before = app.state.hasher.verifications();
+    let before = app.auth.hashing().verifications();
 
     let answers = all_at_once(50, |_| {
         let (client, url, access) = (client.clone(), url.clone(), access.clone());
@@ -192,7 +192,7 @@ async fn fifty_wrong_current_passwords_at_once_verify_only_the_pair_allowance() 
     })
     .await;
 
-    assert_eq!(app.state.hasher.verifications() - before, 5);
+    assert_eq!(app.auth.hashing().verifications() - before, 5);
     assert_eq!(count(&answers, StatusCode::FORBIDDEN), 5, "wrong_current_password");
     assert_only(&answers, &[StatusCode::FORBIDDEN, StatusCode::TOO_MANY_REQUESTS]);
     server.stop().await;
@@ -201,7 +201,7 @@ async fn fifty_wrong_current_passwords_at_once_verify_only_the_pair_allowance() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forty_sign_ups_at_once_from_one_address_create_only_the_allowance() {
     let app = test_app!(&[("TRUSTED_PROXIES", "127.0.0.1")]);
-    let server = TestServer::start(app.state.clone()).await;
+    let server = TestServer::start(app.auth.clone()).await;
     let client = reqwest::Client::new();
     let url = server.url("/register");
 
@@ -227,7 +227,7 @@ async fn forty_sign_ups_at_once_from_one_address_create_only_the_allowance() {
     assert_only(&answers, &[StatusCode::CREATED, StatusCode::TOO_MANY_REQUESTS]);
     let mut created = 0;
     for i in 0..40 {
-        if app.state.store.user_by_name(&format!("bot{i}")).await.unwrap().is_some() {
+        if app.store.user_by_name(&format!("bot{i}")).await.unwrap().is_some() {
             created += 1;
         }
     }
@@ -242,14 +242,14 @@ async fn wrong_guesses_split_across_two_instances_verify_only_the_allowance_in_a
     // A second instance: its own process state (hasher, admission), the same database.
     let config = config_from(&app.vars).unwrap();
     let other_store = TestStore::open(&config.database).await;
-    let other = AppState::with_clock(config, other_store.shared(), Arc::new(app.clock.clone()));
+    let other = Auth::with_clock(config, other_store.shared(), Arc::new(app.clock.clone())).expect("secrets set");
     let servers = [
-        TestServer::start(app.state.clone()).await,
+        TestServer::start(app.auth.clone()).await,
         TestServer::start(other.clone()).await,
     ];
     let urls: Vec<String> = servers.iter().map(|s| s.url("/login")).collect();
     let client = reqwest::Client::new();
-    let before = app.state.hasher.verifications() + other.hasher.verifications();
+    let before = app.auth.hashing().verifications() + other.hashing().verifications();
 
     let answers = all_at_once(40, |i| {
         let (client, url) = (client.clone(), urls[i % 2].clone());
@@ -257,7 +257,7 @@ async fn wrong_guesses_split_across_two_instances_verify_only_the_allowance_in_a
     })
     .await;
 
-    let verified = app.state.hasher.verifications() + other.hasher.verifications() - before;
+    let verified = app.auth.hashing().verifications() + other.hashing().verifications() - before;
     assert_eq!(verified, 5, "THROTTLE_LOGIN_PAIR across instances");
     assert_eq!(count(&answers, StatusCode::UNAUTHORIZED), 5);
     for server in servers {
@@ -278,10 +278,10 @@ async fn a_flooding_address_holds_at_most_one_place_per_hashing_thread() {
         ("THROTTLE_LOGIN_PAIR", "1000"),
     ]));
     app.add_user("ann", PASSWORD).await;
-    let places = app.state.hasher.threads();
+    let places = app.auth.hashing().threads();
     // Unknown users are checked against the dummy hash: make it before holding.
-    app.state.hasher.warm_up().await.unwrap();
-    let hold = app.state.hasher.hold();
+    app.auth.hashing().warm_up().await.unwrap();
+    let hold = app.auth.hashing().hold();
 
     let mut flood = JoinSet::new();
     for i in 0..50 {
@@ -292,15 +292,15 @@ async fn a_flooding_address_holds_at_most_one_place_per_hashing_thread() {
                 .status
         });
     }
-    wait_for_hash_queue(&app.state, places).await;
+    wait_for_hash_queue(&app.auth, places).await;
     let owner = {
         let app = app.clone();
         tokio::spawn(async move { app.send(login_request("ann", PASSWORD, "203.0.113.9", None)).await })
     };
     // The owner's check is queued right behind the flood's few.
-    wait_for_hash_queue(&app.state, places + 1).await;
+    wait_for_hash_queue(&app.auth, places + 1).await;
     assert_eq!(
-        app.state.hasher.pending(),
+        app.auth.hashing().pending(),
         places + 1,
         "the flood queued more than one check per hashing thread"
     );
@@ -315,9 +315,9 @@ async fn a_flooding_address_holds_at_most_one_place_per_hashing_thread() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_hashing_queue_answers_server_busy_with_retry_after() {
     let app = Arc::new(test_app!(&[("TRUSTED_PROXIES", "203.0.113.7")]));
-    let capacity = app.state.hasher.capacity();
-    app.state.hasher.warm_up().await.unwrap();
-    let hold = app.state.hasher.hold();
+    let capacity = app.auth.hashing().capacity();
+    app.auth.hashing().warm_up().await.unwrap();
+    let hold = app.auth.hashing().hold();
 
     let mut logins = JoinSet::new();
     for i in 0..capacity + 5 {
@@ -335,7 +335,7 @@ async fn a_full_hashing_queue_answers_server_busy_with_retry_after() {
         assert_eq!(busy.error_code(), "server_busy");
         assert_eq!(busy.header("retry-after"), Some("1"));
     }
-    assert_eq!(app.state.hasher.pending(), capacity);
+    assert_eq!(app.auth.hashing().pending(), capacity);
     drop(hold);
     while let Some(login) = logins.join_next().await {
         assert_eq!(login.unwrap().status, StatusCode::UNAUTHORIZED);
@@ -413,14 +413,14 @@ async fn login_held_at_its_password_check(
     password: &'static str,
 ) -> (
     tokio::task::JoinHandle<TestResponse>,
-    latchkey::auth::password::HoldGuard,
+    latchkey::testing::HoldGuard,
 ) {
-    let hold = app.state.hasher.hold();
+    let hold = app.auth.hashing().hold();
     let pending = {
         let app = app.clone();
         tokio::spawn(async move { app.login("ann", password).await })
     };
-    wait_for_hash_queue(&app.state, 1).await;
+    wait_for_hash_queue(&app.auth, 1).await;
     (pending, hold)
 }
 
@@ -432,7 +432,6 @@ async fn a_login_that_checked_the_old_password_and_finishes_after_a_change_gets_
 
     let new_hash = bcrypt::hash(NEW_PASSWORD, 4).unwrap();
     let changed = app
-        .state
         .store
         .change_password(PasswordChange {
             user_id: ann.id,
@@ -449,7 +448,7 @@ async fn a_login_that_checked_the_old_password_and_finishes_after_a_change_gets_
     let login = login.await.unwrap();
     assert_eq!(login.status, StatusCode::UNAUTHORIZED, "{}", login.text());
     assert!(set_cookie(&login, REFRESH_COOKIE).is_none());
-    assert!(app.state.store.active_sessions(ann.id, START).await.unwrap().is_empty());
+    assert!(app.store.active_sessions(ann.id, START).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,14 +457,12 @@ async fn a_login_that_finishes_after_the_account_is_disabled_gets_401_and_no_ses
     let ann = app.add_user("ann", PASSWORD).await;
     let (login, hold) = login_held_at_its_password_check(&app, PASSWORD).await;
 
-    latchkey::admin::disable_user(app.state.store.as_ref(), "ann", START)
-        .await
-        .unwrap();
+    app.auth.disable_user(&ann).await.unwrap();
     drop(hold);
 
     let login = login.await.unwrap();
     assert_eq!(login.status, StatusCode::UNAUTHORIZED);
-    assert!(app.state.store.active_sessions(ann.id, START).await.unwrap().is_empty());
+    assert!(app.store.active_sessions(ann.id, START).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,7 +471,6 @@ async fn a_hash_upgrade_never_writes_the_old_password_over_a_new_one() {
     let app = Arc::new(test_app!(&[("BCRYPT_COST", "5")]));
     let old_hash = bcrypt::hash(PASSWORD, 4).unwrap();
     let ann = app
-        .state
         .store
         .create_user(
             NewUser {
@@ -489,8 +485,7 @@ async fn a_hash_upgrade_never_writes_the_old_password_over_a_new_one() {
     let (login, hold) = login_held_at_its_password_check(&app, PASSWORD).await;
 
     let new_hash = bcrypt::hash(NEW_PASSWORD, 4).unwrap();
-    app.state
-        .store
+    app.store
         .change_password(PasswordChange {
             user_id: ann.id,
             verified_hash: &old_hash,
@@ -503,7 +498,7 @@ async fn a_hash_upgrade_never_writes_the_old_password_over_a_new_one() {
     drop(hold);
     assert_eq!(login.await.unwrap().status, StatusCode::UNAUTHORIZED);
 
-    let stored = app.state.store.user_by_id(ann.id).await.unwrap().unwrap();
+    let stored = app.store.user_by_id(ann.id).await.unwrap().unwrap();
     assert_eq!(stored.password_hash, new_hash, "the upgrade overwrote the new password");
     assert_eq!(app.login("ann", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.login("ann", NEW_PASSWORD).await.status, StatusCode::OK);
@@ -513,9 +508,8 @@ async fn a_hash_upgrade_never_writes_the_old_password_over_a_new_one() {
 async fn a_session_created_before_a_password_change_can_no_longer_rotate() {
     let app = test_app!();
     let refresh = app.signed_in_ann().await.refresh_token();
-    let ann = app.state.store.user_by_name("ann").await.unwrap().unwrap();
-    app.state
-        .store
+    let ann = app.store.user_by_name("ann").await.unwrap().unwrap();
+    app.store
         .set_password_hash(ann.id, &bcrypt::hash(NEW_PASSWORD, 4).unwrap(), START)
         .await
         .unwrap();
@@ -529,9 +523,8 @@ async fn a_session_created_before_a_password_change_can_no_longer_rotate() {
 
 /// The audit rows of `kind`, after the counts of the minute are written.
 async fn rows_of(app: &TestApp, kind: &str) -> Vec<latchkey::store::AuditEvent> {
-    latchkey::audit::flush(&app.state, true).await;
-    app.state
-        .store
+    app.auth.flush_audit(true).await;
+    app.store
         .recent_events(100_000)
         .await
         .unwrap()

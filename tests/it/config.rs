@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use latchkey::clock::ManualClock;
 use latchkey::config::{AppEnv, ConfigError, Database, SameSite};
 use latchkey::store::SqliteStore;
-use latchkey::{AppState, build_app};
+use latchkey::{Auth, router};
 use tempfile::TempDir;
 use tower::ServiceExt;
 
@@ -144,8 +144,8 @@ fn a_valid_production_configuration_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_from(&vars(&dir, &[PRODUCTION], &[])).unwrap();
     assert_eq!(config.env, AppEnv::Production);
-    assert!(config.cookie_secure);
-    assert!(!config.generated_secrets);
+    assert!(config.cookies.secure);
+    assert!(!config.tokens.generated_secrets);
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn an_invalid_bcrypt_cost_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     for (cost, expected) in [("4", 4), ("31", 31)] {
         let config = config_from(&vars(&dir, &[("BCRYPT_COST", cost)], &[])).unwrap();
-        assert_eq!(config.bcrypt_cost, expected);
+        assert_eq!(config.accounts.bcrypt_cost, expected);
     }
 }
 
@@ -194,7 +194,7 @@ fn a_refresh_reuse_grace_longer_than_a_minute_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     for (value, expected) in [("60", 60), ("0", 0)] {
         let config = config_from(&vars(&dir, &[("REFRESH_REUSE_GRACE", value)], &[])).unwrap();
-        assert_eq!(config.refresh_reuse_grace, expected);
+        assert_eq!(secs(config.tokens.reuse_grace), expected);
     }
 }
 
@@ -243,7 +243,7 @@ fn cors_origins_are_kept_as_browsers_send_them() {
     ))
     .unwrap();
     assert_eq!(
-        config.cors_allowed_origins,
+        config.origins.cors_allowed,
         vec!["https://spa.example", "http://localhost:5173"]
     );
 }
@@ -265,17 +265,17 @@ fn the_defaults_are_those_of_the_contract() {
     let config = config_from(&only_secrets).unwrap();
 
     assert_eq!(config.env, AppEnv::Development);
-    assert_eq!(config.jwt_expiration, 900);
-    assert_eq!(config.jwt_refresh_expiration, 86_400);
-    assert_eq!(config.session_max_lifetime, 2_592_000);
-    assert_eq!(config.refresh_reuse_grace, 10);
+    assert_eq!(secs(config.tokens.access_ttl), 900);
+    assert_eq!(secs(config.tokens.refresh_ttl), 86_400);
+    assert_eq!(secs(config.tokens.session_lifetime), 2_592_000);
+    assert_eq!(secs(config.tokens.reuse_grace), 10);
     assert_eq!(config.database, Database::SqliteFile("latchkey.db".into()));
-    assert_eq!(config.bind, SocketAddr::from(([127, 0, 0, 1], 3000)));
-    assert!(config.cookie_secure);
-    assert_eq!(config.cookie_samesite, SameSite::Strict);
-    assert!(config.cors_allowed_origins.is_empty());
-    assert_eq!(config.bcrypt_cost, 12);
-    assert!(!config.generated_secrets);
+    assert_eq!(config.server.bind, SocketAddr::from(([127, 0, 0, 1], 3000)));
+    assert!(config.cookies.secure);
+    assert_eq!(config.cookies.same_site, SameSite::Strict);
+    assert!(config.origins.cors_allowed.is_empty());
+    assert_eq!(config.accounts.bcrypt_cost, 12);
+    assert!(!config.tokens.generated_secrets);
 }
 
 #[test]
@@ -291,9 +291,9 @@ fn empty_values_count_as_unset() {
         &[],
     ))
     .unwrap();
-    assert_eq!(config.jwt_expiration, 900);
-    assert_eq!(config.bcrypt_cost, 12);
-    assert!(config.cookie_secure);
+    assert_eq!(secs(config.tokens.access_ttl), 900);
+    assert_eq!(config.accounts.bcrypt_cost, 12);
+    assert!(config.cookies.secure);
 }
 
 #[test]
@@ -311,6 +311,28 @@ fn the_secrets_never_show_in_debug_output() {
 
 // ---------------------------------------------------------------- development secrets
 
+#[tokio::test]
+async fn parsing_a_development_configuration_creates_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = vars(&dir, &[], &SECRETS);
+
+    let parsed = latchkey::Config::from_lookup(|k| dev.get(k).cloned()).unwrap();
+
+    assert_eq!(parsed.tokens.access_secret, None);
+    assert!(!parsed.tokens.generated_secrets);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "parsing wrote a file"
+    );
+    // Without the development step there is nothing to sign with.
+    let store = Arc::new(SqliteStore::open(&dir.path().join("x.db")).await.unwrap());
+    let refused = Auth::new(parsed, store)
+        .err()
+        .expect("no secrets, no service");
+    assert_eq!(refused.variable, "JWT_SECRET");
+}
+
 #[test]
 fn development_secrets_are_generated_once_and_kept_beside_the_database() {
     let dir = tempfile::tempdir().unwrap();
@@ -319,15 +341,22 @@ fn development_secrets_are_generated_once_and_kept_beside_the_database() {
     let first = config_from(&dev).unwrap();
     let second = config_from(&dev).unwrap();
 
-    assert!(first.generated_secrets);
+    assert!(first.tokens.generated_secrets);
     assert_eq!(
-        first.jwt_secret, second.jwt_secret,
+        first.tokens.access_secret.clone().unwrap(),
+        second.tokens.access_secret.clone().unwrap(),
         "a restart keeps sessions"
     );
-    assert_eq!(first.jwt_refresh_secret, second.jwt_refresh_secret);
-    assert_ne!(first.jwt_secret, first.jwt_refresh_secret);
-    assert!(first.jwt_secret.expose().len() >= 32);
-    assert!(first.jwt_refresh_secret.expose().len() >= 32);
+    assert_eq!(
+        first.tokens.refresh_secret.clone().unwrap(),
+        second.tokens.refresh_secret.clone().unwrap()
+    );
+    assert_ne!(
+        first.tokens.access_secret.clone().unwrap(),
+        first.tokens.refresh_secret.clone().unwrap()
+    );
+    assert!(first.tokens.access_secret.clone().unwrap().expose().len() >= 32);
+    assert!(first.tokens.refresh_secret.clone().unwrap().expose().len() >= 32);
 
     let file = dir.path().join("latchkey.db.secrets");
     assert!(file.exists(), "{} is missing", file.display());
@@ -364,17 +393,13 @@ async fn a_new_database_file_and_its_wal_are_readable_by_their_owner_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("latchkey.db");
 
-    let store = SqliteStore::open(&path).await.unwrap();
-    latchkey::auth::credentials::create_account(
-        &store,
-        &latchkey::auth::password::Hasher::new(4),
-        "ann",
-        PASSWORD,
-        "user",
-        START,
-    )
-    .await
-    .unwrap();
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let vars = vars(&dir, &[], &SECRETS);
+    Auth::new(config_from(&vars).unwrap(), store.clone())
+        .unwrap()
+        .create_user("ann", PASSWORD, "user")
+        .await
+        .unwrap();
 
     for file in ["latchkey.db", "latchkey.db-wal", "latchkey.db-shm"] {
         let mode = mode(&dir.path().join(file));
@@ -406,8 +431,14 @@ fn each_database_gets_its_own_development_secrets() {
     let a = config_from(&vars(&one, &[], &SECRETS)).unwrap();
     let b = config_from(&vars(&two, &[], &SECRETS)).unwrap();
 
-    assert_ne!(a.jwt_secret, b.jwt_secret);
-    assert_ne!(a.jwt_refresh_secret, b.jwt_refresh_secret);
+    assert_ne!(
+        a.tokens.access_secret.clone().unwrap(),
+        b.tokens.access_secret.clone().unwrap()
+    );
+    assert_ne!(
+        a.tokens.refresh_secret.clone().unwrap(),
+        b.tokens.refresh_secret.clone().unwrap()
+    );
 }
 
 #[test]
@@ -422,8 +453,14 @@ fn a_configured_secret_wins_over_a_generated_one() {
     ))
     .unwrap();
 
-    assert_eq!(config.jwt_secret.expose(), configured.as_bytes());
-    assert_ne!(config.jwt_refresh_secret.expose(), configured.as_bytes());
+    assert_eq!(
+        config.tokens.access_secret.clone().unwrap().expose(),
+        configured.as_bytes()
+    );
+    assert_ne!(
+        config.tokens.refresh_secret.clone().unwrap().expose(),
+        configured.as_bytes()
+    );
 }
 
 #[test]
@@ -442,15 +479,16 @@ fn a_damaged_secrets_file_is_refused_not_replaced() {
 }
 
 /// A whole service over `config`, as `main` builds it, with a test clock.
-async fn service(config: latchkey::Config) -> (Router, AppState, Arc<SqliteStore>) {
+async fn service(config: latchkey::Config) -> (Router, Auth, Arc<SqliteStore>) {
     let path = config.database.sqlite_path().unwrap().to_owned();
     let store = Arc::new(SqliteStore::open(&path).await.unwrap());
-    let state = AppState::with_clock(
+    let state = Auth::with_clock(
         config,
         store.clone(),
         Arc::new(ManualClock::starting_at(START)),
-    );
-    let router = build_app(state.clone()).layer(MockConnectInfo(SocketAddr::from(CLIENT_ADDR)));
+    )
+    .unwrap();
+    let router = router(state.clone()).layer(MockConnectInfo(SocketAddr::from(CLIENT_ADDR)));
     (router, state, store)
 }
 
@@ -486,16 +524,7 @@ async fn a_restart_in_development_keeps_sessions_alive() {
     let dev = vars(&dir, &[], &SECRETS);
 
     let (router, state, store) = service(config_from(&dev).unwrap()).await;
-    latchkey::auth::credentials::create_account(
-        state.store.as_ref(),
-        &state.hasher,
-        "ann",
-        PASSWORD,
-        "user",
-        START,
-    )
-    .await
-    .unwrap();
+    state.create_user("ann", PASSWORD, "user").await.unwrap();
     let login = call(
         &router,
         json_post(
@@ -524,16 +553,7 @@ async fn a_restart_with_other_secrets_ends_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let dev = vars(&dir, &[], &SECRETS);
     let (router, state, store) = service(config_from(&dev).unwrap()).await;
-    latchkey::auth::credentials::create_account(
-        state.store.as_ref(),
-        &state.hasher,
-        "ann",
-        PASSWORD,
-        "user",
-        START,
-    )
-    .await
-    .unwrap();
+    state.create_user("ann", PASSWORD, "user").await.unwrap();
     let refresh = call(
         &router,
         json_post(

@@ -23,7 +23,7 @@ use serde_json::json;
 use sqlx::Connection;
 
 use crate::helpers::process::ChildServer;
-use crate::helpers::{PASSWORD, StoreKind, TestDatabase, TestStore};
+use crate::helpers::{PASSWORD, StoreKind, TestDatabase, TestStore, config_from};
 
 const COOKIE_NAME: &str = "__Host-refresh_token";
 const ACCESS_SECRET: &str = "crash-access-secret-0123456789abcdefghijkl";
@@ -122,20 +122,14 @@ async fn post_token(
 
 /// Creates the accounts in the database before the server starts, as
 /// `latchkey user add` does (so `/register`'s per-address limit plays no part).
-async fn add_users(db: &Database, names: &[String]) {
-    let store = TestStore::open(db).await;
-    let hasher = latchkey::auth::password::Hasher::new(4);
+async fn add_users(vars: &HashMap<String, String>, names: &[String]) {
+    let config = config_from(vars).expect("valid config");
+    let store = TestStore::open(&config.database).await;
+    let auth = latchkey::Auth::new(config, store.shared()).expect("secrets set");
     for name in names {
-        latchkey::auth::credentials::create_account(
-            &*store,
-            &hasher,
-            name,
-            PASSWORD,
-            "user",
-            latchkey::clock::Clock::now(&latchkey::clock::SystemClock),
-        )
-        .await
-        .expect("create user");
+        auth.create_user(name, PASSWORD, "user")
+            .await
+            .expect("create user");
     }
     store.close().await;
 }
@@ -260,7 +254,7 @@ async fn every_client_continues_after_sigkill_and_restart(kind: StoreKind) {
 
     let mut names: Vec<String> = (0..CLIENTS).map(|i| format!("client{i:02}")).collect();
     names.push("lost".to_owned());
-    add_users(&db, &names).await;
+    add_users(&vars, &names).await;
 
     let mut server = ChildServer::start(&vars, dir.path());
     let http = http_client();

@@ -111,7 +111,7 @@ async fn session_id_of(app: &TestApp, login: &TestResponse) -> Value {
 }
 
 async fn events(app: &TestApp) -> Vec<latchkey::store::AuditEvent> {
-    app.state.store.recent_events(1000).await.unwrap()
+    app.store.recent_events(1000).await.unwrap()
 }
 
 // ---------------------------------------------------------------- POST /login (form)
@@ -998,7 +998,7 @@ async fn sessions_show_the_client_address_of_each_sign_in() {
 async fn sessions_over_a_real_socket_show_the_peer_address() {
     let app = test_app!();
     app.add_user("ann", PASSWORD).await;
-    let server = TestServer::start(app.state.clone()).await;
+    let server = TestServer::start(app.auth.clone()).await;
     let client = reqwest::Client::new();
 
     let login = client

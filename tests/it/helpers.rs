@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 use latchkey::clock::ManualClock;
 use latchkey::config::{Config, Database};
 use latchkey::store::{PostgresStore, SqliteStore, Store, User};
-use latchkey::{AppState, build_app};
+use latchkey::{Auth, router};
 use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
@@ -59,7 +59,7 @@ macro_rules! test_app {
 
 pub struct TestApp {
     pub router: Router,
-    pub state: AppState,
+    pub auth: Auth,
     pub clock: ManualClock,
     pub store: TestStore,
     pub dir: TempDir,
@@ -136,10 +136,12 @@ pub fn test_vars(dir: &TempDir, overrides: &[(&str, &str)]) -> HashMap<String, S
     vars
 }
 
+/// The configuration `vars` give, as the binary reads it: parsed, then
+/// development secrets supplied where none are set.
 pub fn config_from(
     vars: &HashMap<String, String>,
 ) -> Result<Config, latchkey::config::ConfigError> {
-    Config::from_lookup(|k| vars.get(k).cloned())
+    Config::from_lookup(|k| vars.get(k).cloned()).and_then(Config::with_development_secrets)
 }
 
 impl TestApp {
@@ -171,11 +173,12 @@ impl TestApp {
         let config = config_from(&vars).expect("valid test config");
         let store = TestStore::open(&config.database).await;
         let clock = ManualClock::starting_at(START);
-        let state = AppState::with_clock(config, store.shared(), Arc::new(clock.clone()));
-        let router = build_app(state.clone()).layer(MockConnectInfo(SocketAddr::from(CLIENT_ADDR)));
+        let auth =
+            Auth::with_clock(config, store.shared(), Arc::new(clock.clone())).expect("secrets set");
+        let router = router(auth.clone()).layer(MockConnectInfo(SocketAddr::from(CLIENT_ADDR)));
         Some(Self {
             router,
-            state,
+            auth,
             clock,
             store,
             dir,
@@ -211,18 +214,12 @@ impl TestApp {
         }
     }
 
-    /// Creates a user directly through the account code (as `latchkey user add` does).
+    /// Creates a user through the core, as `latchkey user add` does.
     pub async fn add_user(&self, username: &str, password: &str) -> User {
-        latchkey::auth::credentials::create_account(
-            self.state.store.as_ref(),
-            &self.state.hasher,
-            username,
-            password,
-            "user",
-            START,
-        )
-        .await
-        .expect("create user")
+        self.auth
+            .create_user(username, password, "user")
+            .await
+            .expect("create user")
     }
 
     pub async fn login(&self, username: &str, password: &str) -> TestResponse {
@@ -303,8 +300,8 @@ impl TestApp {
     /// The kinds of the audit events so far, oldest first, one per event
     /// (an aggregated row counts as many as it stands for).
     pub async fn event_kinds(&self) -> Vec<String> {
-        latchkey::audit::flush(&self.state, true).await;
-        let mut events = self.state.store.recent_events(1000).await.expect("events");
+        self.auth.flush_audit(true).await;
+        let mut events = self.store.recent_events(1000).await.expect("events");
         events.reverse();
         events
             .into_iter()
@@ -427,13 +424,13 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start(state: AppState) -> Self {
+    pub async fn start(auth: Auth) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("address");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(latchkey::serve(listener, build_app(state), async {
+        let task = tokio::spawn(latchkey::serve(listener, router(auth), async {
             let _ = rx.await;
         }));
         Self {
@@ -455,4 +452,9 @@ impl TestServer {
             task.await.expect("server task").expect("server");
         }
     }
+}
+
+/// A configured duration in whole seconds, as the settings are written.
+pub fn secs(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_secs()).expect("a sane duration")
 }

@@ -1,7 +1,7 @@
 //! Housekeeping: expired sessions, old audit events and quiet throttle
 //! counters are deleted in batches; nothing live is touched.
 
-use latchkey::housekeeping::{self, BATCH};
+use latchkey::testing::BATCH;
 use latchkey::store::NewSession;
 
 use crate::helpers::*;
@@ -17,7 +17,7 @@ async fn a_sweep_deletes_only_what_can_never_be_used_again() {
     let second = app.login("ann", PASSWORD).await.refresh_token();
     app.advance(50);
 
-    let swept = housekeeping::sweep(&app.state, &stop).await.unwrap();
+    let swept = app.auth.sweep(&stop).await.unwrap();
     assert_eq!(swept.sessions, 1, "{swept:?}");
     assert_eq!(swept.throttles, 0, "the failed login is recent: {swept:?}");
     assert!(
@@ -33,13 +33,13 @@ async fn a_sweep_deletes_only_what_can_never_be_used_again() {
         200,
         "the live session survives"
     );
-    let events = app.state.store.recent_events(1000).await.unwrap();
+    let events = app.store.recent_events(1000).await.unwrap();
     let cutoff = START + 110 - 100;
     assert!(!events.is_empty());
     assert!(events.iter().all(|e| e.at >= cutoff), "{events:?}");
 
     app.advance(3600);
-    let swept = housekeeping::sweep(&app.state, &stop).await.unwrap();
+    let swept = app.auth.sweep(&stop).await.unwrap();
     // The successful login cleared the account's counters; the address's is left.
     assert_eq!(swept.throttles, 1, "{swept:?}");
 }
@@ -50,8 +50,7 @@ async fn a_sweep_works_through_more_rows_than_one_batch() {
     let user = app.add_user("ann", PASSWORD).await;
     let count = BATCH + 150;
     for i in 0..count {
-        app.state
-            .store
+        app.store
             .create_session(NewSession {
                 id: format!("expired-{i}"),
                 user_id: user.id,
@@ -69,11 +68,10 @@ async fn a_sweep_works_through_more_rows_than_one_batch() {
     let live = app.login("ann", PASSWORD).await.refresh_token();
 
     let stop = tokio::sync::watch::channel(false).1;
-    let swept = housekeeping::sweep(&app.state, &stop).await.unwrap();
+    let swept = app.auth.sweep(&stop).await.unwrap();
     assert_eq!(swept.sessions, count.unsigned_abs());
     assert!(
-        app.state
-            .store
+        app.store
             .session("expired-0")
             .await
             .unwrap()

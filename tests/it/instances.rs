@@ -14,14 +14,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use latchkey::AppState;
+use latchkey::Auth;
 use latchkey::clock::ManualClock;
 use latchkey::store::{Session, User};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::helpers::{
-    PASSWORD, START, StoreKind, TestDatabase, TestServer, TestStore, config_from, test_vars,
+    PASSWORD, START, StoreKind, TestDatabase, TestServer, TestStore, config_from, secs, test_vars,
 };
 
 const COOKIE_NAME: &str = "__Host-refresh_token";
@@ -30,7 +30,7 @@ const GRACE: i64 = 10;
 
 /// One latchkey: its own pool over the shared database, its own server.
 struct Instance {
-    state: AppState,
+    auth: Auth,
     store: TestStore,
     server: TestServer,
 }
@@ -128,13 +128,14 @@ impl Cluster {
         let mut instances = Vec::with_capacity(count);
         for _ in 0..count {
             let config = config_from(&vars).expect("valid test config");
-            assert_eq!(config.refresh_reuse_grace, GRACE);
+            assert_eq!(secs(config.tokens.reuse_grace), GRACE);
             // A pool of its own, as a separate process would have.
             let store = TestStore::open(&config.database).await;
-            let state = AppState::with_clock(config, store.shared(), Arc::new(clock.clone()));
-            let server = TestServer::start(state.clone()).await;
+            let auth = Auth::with_clock(config, store.shared(), Arc::new(clock.clone()))
+                .expect("secrets set");
+            let server = TestServer::start(auth.clone()).await;
             instances.push(Instance {
-                state,
+                auth,
                 store,
                 server,
             });
@@ -173,17 +174,11 @@ impl Cluster {
     }
 
     async fn add_user(&self, username: &str) -> User {
-        let state = &self.instances[0].state;
-        latchkey::auth::credentials::create_account(
-            state.store.as_ref(),
-            &state.hasher,
-            username,
-            PASSWORD,
-            "user",
-            START,
-        )
-        .await
-        .expect("create user")
+        self.instances[0]
+            .auth
+            .create_user(username, PASSWORD, "user")
+            .await
+            .expect("create user")
     }
 
     /// Signs `username` in on `instance`; the session id is read on another one.

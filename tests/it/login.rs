@@ -242,7 +242,7 @@ async fn logins_are_recorded_in_the_audit_trail() {
     app.login("nobody", "not the password").await;
     app.login("ann", PASSWORD).await;
 
-    let mut events = app.state.store.recent_events(100).await.unwrap();
+    let mut events = app.store.recent_events(100).await.unwrap();
     events.reverse();
     let summary: Vec<(&str, Option<&str>)> = events
         .iter()
@@ -337,7 +337,7 @@ async fn one_address_guessing_one_account_is_throttled_after_a_few_failures() {
 async fn over_a_real_socket_one_address_is_throttled_after_a_few_failures() {
     let app = test_app!();
     app.add_user("ann", PASSWORD).await;
-    let server = TestServer::start(app.state.clone()).await;
+    let server = TestServer::start(app.auth.clone()).await;
     let http = reqwest::Client::new();
 
     let mut statuses = Vec::new();
@@ -387,7 +387,7 @@ async fn an_unknown_user_costs_as_much_bcrypt_work_as_a_wrong_password() {
     // same time without a test that compares clocks on a noisy machine.
     let app = test_app!();
     app.add_user("ann", PASSWORD).await;
-    let hasher = &app.state.hasher;
+    let hasher = app.auth.hashing();
     let mut work = Vec::new();
     for username in ["ann", "nobody", "ann", "nobody-else"] {
         let before = hasher.verifications();

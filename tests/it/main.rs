@@ -44,6 +44,7 @@ mod sqlite;
 // file), the log canary (reads SQLite's files), and the browser.
 mod browser;
 mod config;
+mod embedding;
 mod logs;
 mod openapi;
 

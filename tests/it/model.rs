@@ -1393,7 +1393,7 @@ impl Run<'_> {
 
     async fn housekeeping(&mut self, step: &mut Step) -> Result<(), String> {
         let (_stop, stopped) = tokio::sync::watch::channel(false);
-        let swept = latchkey::housekeeping::sweep(&self.app.state, &stopped)
+        let swept = self.app.auth.sweep(&stopped)
             .await
             .map_err(|e| e.to_string())?;
         let now = self.model.now;
@@ -1890,8 +1890,8 @@ async fn a_hand_written_sequence_agrees_with_the_model() {
 fn the_settings_are_the_models() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = config_from(&test_vars(&dir, SETTINGS)).expect("valid settings");
-    assert_eq!(config.jwt_refresh_expiration, REFRESH_TTL);
-    assert_eq!(config.session_max_lifetime, MAX_LIFETIME);
-    assert_eq!(config.refresh_reuse_grace, GRACE);
-    assert_eq!(config.jwt_expiration, ACCESS_TTL);
+    assert_eq!(secs(config.tokens.refresh_ttl), REFRESH_TTL);
+    assert_eq!(secs(config.tokens.session_lifetime), MAX_LIFETIME);
+    assert_eq!(secs(config.tokens.reuse_grace), GRACE);
+    assert_eq!(secs(config.tokens.access_ttl), ACCESS_TTL);
 }

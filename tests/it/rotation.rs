@@ -303,7 +303,7 @@ async fn many_sessions_rotating_at_once_each_advance_their_own_chain() {
         chains.push((sid, login.refresh_token()));
     }
 
-    let server = TestServer::start(app.state.clone()).await;
+    let server = TestServer::start(app.auth.clone()).await;
     let client = reqwest::Client::new();
     let url = server.url("/token");
     for _ in 0..ROUNDS {
@@ -360,7 +360,7 @@ async fn thirty_two_concurrent_refreshes_with_one_cookie_leave_exactly_one_live_
     let app = test_app!();
     let (_, refresh0, sid) = ann_signed_in(&app).await;
 
-    let server = TestServer::start(app.state.clone()).await;
+    let server = TestServer::start(app.auth.clone()).await;
     let client = reqwest::Client::new();
     let url = server.url("/token");
     let barrier = Arc::new(tokio::sync::Barrier::new(CALLS));

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use latchkey::AppState;
+use latchkey::Auth;
 use latchkey::store::SqliteStore;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -155,7 +155,8 @@ fn start_driver(path: &Path) -> (Child, String) {
 /// latchkey on a real socket, with the real clock (browsers keep real time).
 pub struct Latchkey {
     pub server: TestServer,
-    pub state: AppState,
+    pub auth: Auth,
+    pub store: Arc<dyn latchkey::store::Store>,
     _dir: TempDir,
 }
 
@@ -165,11 +166,12 @@ impl Latchkey {
         let config = config_from(&test_vars(&dir, overrides)).expect("config");
         let path = config.database.sqlite_path().expect("sqlite").to_owned();
         let store = Arc::new(SqliteStore::open(&path).await.expect("store"));
-        let state = AppState::new(config, store);
-        let server = TestServer::start(state.clone()).await;
+        let auth = Auth::new(config, store.clone()).expect("secrets set");
+        let server = TestServer::start(auth.clone()).await;
         Self {
             server,
-            state,
+            auth,
+            store,
             _dir: dir,
         }
     }
@@ -183,16 +185,10 @@ impl Latchkey {
     }
 
     pub async fn add_user(&self, username: &str, password: &str) {
-        latchkey::auth::credentials::create_account(
-            self.state.store.as_ref(),
-            &self.state.hasher,
-            username,
-            password,
-            "user",
-            0,
-        )
-        .await
-        .expect("create user");
+        self.auth
+            .create_user(username, password, "user")
+            .await
+            .expect("create user");
     }
 }
 

@@ -202,7 +202,7 @@ async fn app_stays_signed_in_for_fifteen_seconds_by_refreshing_a_three_second_to
         signed_in_as(&client, "ann").await,
         "still on /app, signed in"
     );
-    let session = app.state.store.session(&sid).await.unwrap().unwrap();
+    let session = app.store.session(&sid).await.unwrap().unwrap();
     assert!(session.revoked_at.is_none(), "never mistaken for reuse");
     // One rotation per ~2.25 s of a 3 s token: at least five in 15 s.
     assert!(
@@ -256,15 +256,9 @@ async fn reloading_app_keeps_the_session() {
 
 /// The id of the user's only live session.
 pub async fn session_of(app: &Latchkey, username: &str) -> String {
-    let user = app
-        .state
-        .store
-        .user_by_name(username)
-        .await
-        .unwrap()
-        .unwrap();
-    let now = app.state.clock.now();
-    let live = app.state.store.active_sessions(user.id, now).await.unwrap();
+    let user = app.store.user_by_name(username).await.unwrap().unwrap();
+    let now = latchkey::clock::Clock::now(&latchkey::clock::SystemClock);
+    let live = app.store.active_sessions(user.id, now).await.unwrap();
     assert_eq!(live.len(), 1, "one live session");
     live[0].id.clone()
 }

@@ -96,11 +96,13 @@ async fn an_spa_on_an_allowed_origin_signs_in_refreshes_and_calls_the_api() {
     );
     assert_eq!(report["afterRefresh"]["status"], 200, "{report}");
     assert_eq!(report["rawToken"], 200, "{report}");
-    let user = app.state.store.user_by_name("ann").await.unwrap().unwrap();
+    let user = app.store.user_by_name("ann").await.unwrap().unwrap();
     let live = app
-        .state
         .store
-        .active_sessions(user.id, app.state.clock.now())
+        .active_sessions(
+            user.id,
+            latchkey::clock::Clock::now(&latchkey::clock::SystemClock),
+        )
         .await
         .unwrap();
     assert_eq!(live.len(), 1);
@@ -141,11 +143,13 @@ async fn an_spa_on_an_unlisted_origin_cannot_sign_in_or_refresh() {
         report.get("rawToken").is_none(),
         "CORS hides every answer: {report}"
     );
-    let user = app.state.store.user_by_name("ann").await.unwrap().unwrap();
+    let user = app.store.user_by_name("ann").await.unwrap().unwrap();
     let live = app
-        .state
         .store
-        .active_sessions(user.id, app.state.clock.now())
+        .active_sessions(
+            user.id,
+            latchkey::clock::Clock::now(&latchkey::clock::SystemClock),
+        )
         .await
         .unwrap();
     assert!(live.is_empty(), "no session was started");

@@ -7,33 +7,36 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::state::AppState;
+use crate::auth::Auth;
+use crate::auth::throttle::WINDOW;
+use crate::clock::seconds;
 use crate::store::StoreResult;
 
 /// Rows deleted per statement: small enough that a sweep never blocks a
 /// login or rotation noticeably, on SQLite's single writer least of all.
 pub const BATCH: i64 = 1000;
 
-/// Throttle counters quiet for this long are forgotten (as `throttle` does).
-const THROTTLE_QUIET: i64 = 3600;
-
+/// What one sweep deleted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
+    /// Sessions past their absolute expiry.
     pub sessions: u64,
+    /// Audit events past `AUDIT_RETENTION`.
     pub events: u64,
+    /// Throttle counters quiet for a whole window.
     pub throttles: u64,
 }
 
 /// Runs a sweep every `housekeeping_interval` until `stop` turns true.
-pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(state.config.housekeeping_interval);
+pub(crate) async fn run(auth: Auth, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(auth.config().housekeeping.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        match sweep(&state, &stop).await {
+        match auth.sweep(&stop).await {
             Ok(swept) if swept != Swept::default() => tracing::info!(?swept, "housekeeping"),
             Ok(_) => {}
             Err(e) => {
@@ -43,17 +46,20 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One sweep: each kind of row in batches until none is left (or `stop`).
-pub async fn sweep(state: &AppState, stop: &watch::Receiver<bool>) -> StoreResult<Swept> {
-    let store = &state.store;
-    let now = state.clock.now();
-    let before = now - state.config.audit_retention;
-    let quiet = now - THROTTLE_QUIET;
-    Ok(Swept {
-        sessions: drain(stop, || store.delete_expired_sessions(now, BATCH)).await?,
-        events: drain(stop, || store.delete_events_before(before, BATCH)).await?,
-        throttles: drain(stop, || store.delete_stale_throttles(quiet, now, BATCH)).await?,
-    })
+impl Auth {
+    /// One sweep: each kind of row in batches until none is left (or `stop`).
+    pub async fn sweep(&self, stop: &watch::Receiver<bool>) -> StoreResult<Swept> {
+        let store = self.store();
+        let now = self.now();
+        let before = now - seconds(self.config().housekeeping.audit_retention);
+        // A counter quiet for a whole window counts nothing any more.
+        let quiet = now - WINDOW;
+        Ok(Swept {
+            sessions: drain(stop, || store.delete_expired_sessions(now, BATCH)).await?,
+            events: drain(stop, || store.delete_events_before(before, BATCH)).await?,
+            throttles: drain(stop, || store.delete_stale_throttles(quiet, now, BATCH)).await?,
+        })
+    }
 }
 
 async fn drain<F, Fut>(stop: &watch::Receiver<bool>, mut batch: F) -> StoreResult<u64>

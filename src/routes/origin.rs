@@ -3,25 +3,27 @@
 //! this service's own origin or an explicitly allowed one (OWASP CSRF cheat
 //! sheet: verifying origin with standard headers, plus Fetch Metadata).
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::request::Parts;
 
-use crate::audit;
-use crate::auth::extract::ClientInfo;
+use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Present in a handler's arguments: the request came from an allowed origin.
 #[derive(Debug, Clone, Copy)]
 pub struct AllowedOrigin;
 
-impl FromRequestParts<AppState> for AllowedOrigin {
+impl<S> FromRequestParts<S> for AllowedOrigin
+where
+    Auth: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if is_allowed(&state.config, parts) {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let auth = Auth::from_ref(state);
+        if is_allowed(auth.config(), parts) {
             return Ok(Self);
         }
         let client = ClientInfo::from_request_parts(parts, state)
@@ -32,9 +34,8 @@ impl FromRequestParts<AppState> for AllowedOrigin {
             .get(ORIGIN)
             .and_then(|v| v.to_str().ok())
             .map(|o| o.chars().take(200).collect::<String>());
-        audit::record(
-            state,
-            audit::Event::new("origin_rejected", &client).detail(format!(
+        auth.record(
+            Event::new(AuditKind::OriginRejected, &client).detail(format!(
                 "{} {} origin={}",
                 parts.method,
                 parts.uri.path(),
@@ -58,10 +59,10 @@ pub fn is_allowed(config: &Config, parts: &Parts) -> bool {
     let Some(origin) = origin.to_str().ok().map(str::to_ascii_lowercase) else {
         return false;
     };
-    if config.cors_allowed_origins.contains(&origin) {
+    if config.origins.cors_allowed.contains(&origin) {
         return true;
     }
-    if let Some(own) = &config.public_origin {
+    if let Some(own) = &config.origins.public_origin {
         return *own == origin;
     }
     // Without a configured public origin, our own origin is whatever host the

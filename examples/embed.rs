@@ -1,0 +1,60 @@
+//! latchkey inside an application of its own (README, "Embedding"): the app
+//! keeps its own state and routes, mounts latchkey under `/auth`, and
+//! protects one route with the access token alone and another with a live
+//! session. `cargo run --example embed`, then open http://127.0.0.1:3000/auth/.
+
+use axum::extract::{FromRef, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use latchkey::{Auth, Authenticated, Config, LiveSession};
+use serde_json::{Value, json};
+
+/// The application's own state, with latchkey's service in it.
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: Auth,
+    pub greeting: &'static str,
+}
+
+/// How latchkey's extractors find the service in this state.
+impl FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+/// The application: its routes, and latchkey's under `/auth`.
+pub fn app(auth: Auth) -> Router {
+    let state = AppState {
+        auth: auth.clone(),
+        greeting: "Hello",
+    };
+    Router::new()
+        .route("/hello", get(hello))
+        .route("/account", get(account))
+        .with_state(state)
+        .nest("/auth", latchkey::router(auth))
+}
+
+/// Any unexpired access token will do: no lookup.
+async fn hello(State(state): State<AppState>, Authenticated(token): Authenticated) -> Json<Value> {
+    Json(json!({ "message": format!("{}, {}!", state.greeting, token.username) }))
+}
+
+/// Sensitive: the token's session must still be live, so a logout or a
+/// revocation takes effect at once, not when the token expires.
+async fn account(LiveSession(token): LiveSession) -> Json<Value> {
+    Json(json!({ "user": token.username, "session": token.sid }))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?.with_development_secrets()?;
+    let auth = Auth::open(config).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    latchkey::serve(listener, app(auth), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Signing in: a password checked by `credentials.rs` starts a session, with
+//! its refresh cookie and device cookie (README, "Endpoints": `POST /login`).
+
+use crate::auth::credentials::Verified;
+use crate::auth::sessions::RevokeReason;
+use crate::auth::{ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued};
+use crate::clock::seconds;
+use crate::random;
+use crate::store::NewSession;
+
+impl Auth {
+    /// Signs in with a username and password. Any refresh cookie the
+    /// browser sent along loses its session: the browser is about to
+    /// replace it. Every refusal of the password itself is
+    /// `InvalidCredentials`, whatever the reason.
+    pub async fn log_in(
+        &self,
+        username: &str,
+        password: &str,
+        cookies: &BrowserCookies,
+        client: &ClientInfo,
+    ) -> Result<Issued, ApiError> {
+        if username.trim().is_empty() || password.is_empty() {
+            return Err(ApiError::InvalidRequest(
+                "username and password are required".into(),
+            ));
+        }
+        let verified = self
+            .authenticate(username, password, client, &cookies.devices)
+            .await?;
+        for old in cookies.refresh.clone().all() {
+            self.end_session(&old, RevokeReason::ReplacedByLogin, client)
+                .await?;
+        }
+        self.start_session(verified, client).await
+    }
+
+    /// Starts a session for credentials just verified. It is created only if
+    /// they are still the user's: a password change or a disable that won
+    /// the race since the check leaves this login with `401` and no session.
+    async fn start_session(
+        &self,
+        verified: Verified,
+        client: &ClientInfo,
+    ) -> Result<Issued, ApiError> {
+        let Verified { user, device } = verified;
+        let now = self.now();
+        let config = self.config();
+        let absolute_expires_at = now + seconds(config.tokens.session_lifetime);
+        let created = self
+            .store()
+            .create_session(
+                NewSession {
+                    id: random::session_id(),
+                    user_id: user.id,
+                    credentials_version: user.credentials_version,
+                    now,
+                    idle_expires_at: (now + seconds(config.tokens.refresh_ttl))
+                        .min(absolute_expires_at),
+                    absolute_expires_at,
+                    user_agent: client.user_agent.clone(),
+                    ip: client.ip.clone(),
+                },
+                config.accounts.max_sessions_per_user,
+            )
+            .await?;
+        let Some(created) = created else {
+            self.record(
+                Event::new(AuditKind::LoginFailed, client)
+                    .user(user.id, &user.username)
+                    .detail("credentials changed during the login"),
+            )
+            .await;
+            return Err(ApiError::InvalidCredentials);
+        };
+        let session = created.session;
+        self.record(
+            Event::new(AuditKind::LoginSucceeded, client)
+                .user(user.id, &user.username)
+                .session(&session.id),
+        )
+        .await;
+        for evicted in &created.evicted {
+            self.record(
+                Event::new(AuditKind::SessionEvicted, client)
+                    .user(user.id, &user.username)
+                    .session(evicted)
+                    .detail(format!(
+                        "more than {} sessions; least recently used ended",
+                        config.accounts.max_sessions_per_user
+                    )),
+            )
+            .await;
+        }
+        let device_token = self
+            .keys()
+            .issue_device(user.id, &device, now)
+            .map_err(ApiError::Internal)?;
+        let mut issued = self.issue(&session, &user, now)?;
+        issued
+            .cookies
+            .0
+            .push(self.cookie_policy().device(device_token));
+        Ok(issued)
+    }
+}

@@ -1,0 +1,48 @@
+//! Logging out: the refresh cookie's session ends (README, "Endpoints":
+//! `POST /logout`). Logging out must never be harder than staying in.
+
+use crate::auth::sessions::RevokeReason;
+use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo, Event, SetCookies};
+
+impl Auth {
+    /// Ends the session of every genuine refresh cookie the browser sent
+    /// (one planted beside the real one cannot shield it), and answers with
+    /// the cookie that makes the browser forget its refresh token. Without
+    /// a cookie there is nothing to end, and it still succeeds.
+    pub async fn log_out(
+        &self,
+        cookies: &BrowserCookies,
+        client: &ClientInfo,
+    ) -> Result<SetCookies, ApiError> {
+        for token in cookies.refresh.clone().all() {
+            self.end_session(&token, RevokeReason::Logout, client)
+                .await?;
+        }
+        Ok(self.clearing_cookies())
+    }
+
+    /// Ends the session a refresh token belongs to, if the token is genuine.
+    /// Expired or superseded tokens still end their session.
+    pub(crate) async fn end_session(
+        &self,
+        token: &str,
+        reason: RevokeReason,
+        client: &ClientInfo,
+    ) -> Result<(), ApiError> {
+        let Ok(claims) = self.keys().verify_refresh(token) else {
+            return Ok(());
+        };
+        if self
+            .store()
+            .revoke_session(&claims.sid, None, reason.as_str(), self.now())
+            .await?
+        {
+            let mut event = Event::new(reason.audit_kind(), client).session(&claims.sid);
+            if let Ok(id) = claims.sub.parse() {
+                event = event.user_id(id);
+            }
+            self.record(event).await;
+        }
+        Ok(())
+    }
+}

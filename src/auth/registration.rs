@@ -1,0 +1,67 @@
+//! Creating accounts: open sign-up when `REGISTRATION_OPEN` allows it
+//! (README, "Endpoints": `POST /register`), and an operator's
+//! `latchkey user add`.
+
+use crate::auth::credentials::{check_password_strength, normalize_username};
+use crate::auth::throttle;
+use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
+use crate::store::{NewUser, User};
+
+impl Auth {
+    /// Signs a new user up, with the role `user`. Sign-ups are counted per
+    /// address before the password is hashed, so sign-ups sent at the same
+    /// instant cannot create more accounts than the allowance.
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<User, ApiError> {
+        if !self.config().accounts.registration_open {
+            return Err(ApiError::RegistrationClosed);
+        }
+        let counters =
+            throttle::registration_counters(&self.config().throttle, client.ip.as_deref());
+        if let Err(e) = self.reserve_attempt(&counters).await {
+            if matches!(e, ApiError::TooManyAttempts { .. }) {
+                self.record(Event::new(AuditKind::RegistrationThrottled, client))
+                    .await;
+            }
+            return Err(e);
+        }
+        let user = self.create_user(username, password, "user").await?;
+        self.record(Event::new(AuditKind::UserRegistered, client).user(user.id, &user.username))
+            .await;
+        Ok(user)
+    }
+
+    /// Creates a user after checking the name and the password rules
+    /// (README, "Passwords and login"), whatever `REGISTRATION_OPEN` says:
+    /// the operator's way in.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        role: &str,
+    ) -> Result<User, ApiError> {
+        let username = normalize_username(username)?;
+        check_password_strength(password)?;
+        let hash = self
+            .hasher()
+            .hash(password)
+            .await
+            .map_err(ApiError::from_hashing)?;
+        let user = self
+            .store()
+            .create_user(
+                NewUser {
+                    username: &username,
+                    password_hash: &hash,
+                    role,
+                },
+                self.now(),
+            )
+            .await?;
+        Ok(user)
+    }
+}

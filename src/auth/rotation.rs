@@ -1,0 +1,167 @@
+//! Exchanging the refresh cookie for a new access token and rotating it
+//! (README, "Rotation rules"). The single source of truth is the session
+//! row; see `Sessions::rotate_session` in the store.
+
+use crate::auth::sessions::RevokeReason;
+use crate::auth::{
+    ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, Presented, SetCookies,
+};
+use crate::clock::seconds;
+use crate::store::{Rotated, Session, User};
+
+/// A refused refresh: the error, and the cookies to send with it (the
+/// clearing cookie when the presented one can never work again).
+#[derive(Debug)]
+pub struct Refused {
+    /// Why.
+    pub error: ApiError,
+    /// Empty, or the cookie that makes the browser forget its refresh token.
+    pub cookies: SetCookies,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            cookies: SetCookies::default(),
+        }
+    }
+}
+
+impl Auth {
+    /// Trades the refresh cookie for a new access token and a rotated
+    /// cookie. Any refusal but a missing cookie or a failing store also
+    /// clears the cookie: it is useless from then on.
+    pub async fn refresh(
+        &self,
+        cookies: &BrowserCookies,
+        client: &ClientInfo,
+    ) -> Result<Issued, Refused> {
+        let token = match &cookies.refresh {
+            Presented::None => return Err(ApiError::MissingRefreshToken.into()),
+            // No telling which of several is genuine, so none is trusted.
+            Presented::Ambiguous(_) => return Err(self.clearing(ApiError::InvalidRefreshToken)),
+            Presented::One(token) => token,
+        };
+        match self.rotate(token, client).await {
+            Ok(issued) => Ok(issued),
+            Err(e @ (ApiError::InvalidRefreshToken | ApiError::RefreshTokenReused)) => {
+                Err(self.clearing(e))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn clearing(&self, error: ApiError) -> Refused {
+        Refused {
+            error,
+            cookies: self.clearing_cookies(),
+        }
+    }
+
+    /// Rotation rules 1–4 (README, "Rotation rules").
+    async fn rotate(&self, token: &str, client: &ClientInfo) -> Result<Issued, ApiError> {
+        let now = self.now();
+        let claims = self
+            .keys()
+            .verify_refresh(token)
+            .map_err(|_| ApiError::InvalidRefreshToken)?;
+        let ttl = seconds(self.config().tokens.refresh_ttl);
+        // A token past its own `exp` is never exchanged (RFC 7519 §4.1.4). It
+        // is still read below: an expired *older* token of a live session is
+        // a stolen copy like any other, and revokes it.
+        let unexpired = claims.exp > now;
+
+        // Rule 1: the current token advances the chain, atomically.
+        if unexpired
+            && let Some(Rotated { session, user }) = self
+                .store()
+                .rotate_session(&claims.sid, claims.generation, now, ttl)
+                .await?
+        {
+            if user.disabled_at.is_some() {
+                return Err(ApiError::InvalidRefreshToken);
+            }
+            return self.issue(&session, &user, now);
+        }
+
+        // The compare-and-set lost: find out why from the session as it is now.
+        let Some(session) = self.store().session(&claims.sid).await? else {
+            return Err(ApiError::InvalidRefreshToken);
+        };
+        if !session.is_live(now) || claims.generation > session.generation {
+            return Err(ApiError::InvalidRefreshToken);
+        }
+        let previous = claims.generation + 1 == session.generation;
+        let in_grace = now - session.rotated_at < seconds(self.config().tokens.reuse_grace);
+        if previous && in_grace && !unexpired {
+            return Err(ApiError::InvalidRefreshToken);
+        }
+        if previous && in_grace {
+            // Rule 2 (and rule 4's losers): hand back the current token unchanged.
+            let user = self.live_user(&session).await?;
+            return self.issue(&session, &user, now);
+        }
+        if claims.generation < session.generation {
+            // Rule 3: an old token came back, so someone kept a copy. End it
+            // all. Of several copies presented at once, only the one that
+            // revoked the session records the event.
+            let reason = RevokeReason::RefreshTokenReused;
+            let revoked = self
+                .store()
+                .revoke_session(&session.id, None, reason.as_str(), now)
+                .await?;
+            if !revoked {
+                return Err(ApiError::RefreshTokenReused);
+            }
+            self.record(
+                Event::new(AuditKind::RefreshTokenReused, client)
+                    .user_id(session.user_id)
+                    .session(&session.id)
+                    .detail(format!(
+                        "presented generation {} of {}",
+                        claims.generation, session.generation
+                    )),
+            )
+            .await;
+            return Err(ApiError::RefreshTokenReused);
+        }
+        // Same generation but the update did not apply: the session ended meanwhile.
+        Err(ApiError::InvalidRefreshToken)
+    }
+
+    async fn live_user(&self, session: &Session) -> Result<User, ApiError> {
+        match self.store().user_by_id(session.user_id).await? {
+            Some(user)
+                if user.disabled_at.is_none()
+                    && user.credentials_version == session.credentials_version =>
+            {
+                Ok(user)
+            }
+            _ => Err(ApiError::InvalidRefreshToken),
+        }
+    }
+
+    /// The tokens of a session at its current chain position, and its
+    /// refresh cookie, living as long as the session's idle expiry.
+    pub(crate) fn issue(
+        &self,
+        session: &Session,
+        user: &User,
+        now: i64,
+    ) -> Result<Issued, ApiError> {
+        let keys = self.keys();
+        let access_token = keys
+            .issue_access(user, &session.id, now)
+            .map_err(ApiError::Internal)?;
+        let refresh_token = keys.issue_refresh(session).map_err(ApiError::Internal)?;
+        let cookie = self
+            .cookie_policy()
+            .set(refresh_token, session.idle_expires_at - now);
+        Ok(Issued {
+            access_token,
+            expires_in: keys.access_ttl(),
+            cookies: SetCookies(vec![cookie]),
+        })
+    }
+}

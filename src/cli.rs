@@ -1,0 +1,372 @@
+//! The `latchkey` command: run the server, or manage users and read the
+//! audit trail through the same [`Auth`] methods the HTTP API calls.
+
+use std::borrow::Cow;
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tracing_subscriber::EnvFilter;
+
+use crate::auth::{ApiError, Auth};
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::config::{Config, LogFormat};
+use crate::store::User;
+
+/// The `latchkey` command line.
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, about = "A session backend for browsers")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Print audit events, oldest first.
+    Audit {
+        /// Only this user's events.
+        #[arg(long)]
+        user: Option<String>,
+        /// From this time (2026-11-22T08:00:00Z, Unix seconds) or age (24h, 7d).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        name: String,
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
+    /// Disable a user: every session ends, logins are refused.
+    Disable { name: String },
+    /// Re-enable a disabled user.
+    Enable { name: String },
+    /// List a user's live sessions.
+    Sessions { name: String },
+    /// Revoke a user's sessions: all of them, or one with --session.
+    RevokeSessions {
+        name: String,
+        #[arg(long)]
+        session: Option<String>,
+    },
+}
+
+/// Runs the command `cli` names and says how it went; `main.rs` only
+/// parses the arguments.
+pub fn main(cli: Cli) -> ExitCode {
+    // A `.env` file is optional; a malformed one is worth knowing about.
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("error: .env: {e}");
+        return ExitCode::from(2);
+    }
+    let config = match Config::from_env().and_then(Config::with_development_secrets) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => crate::run::run(config, shutdown_signal()).await,
+            Command::User { command } => user_command(config, command).await,
+            Command::Audit { user, since, limit } => {
+                print_audit(config, user.as_deref(), &since, limit).await
+            }
+        }
+    });
+    // Whatever is still running (a request cut off at the shutdown timeout)
+    // gets a moment, not forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("latchkey=info,tower_http=info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        // One JSON object per line, with the request's span (and so its
+        // request id) on every line logged inside a request.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn user_command(config: Config, command: UserCommand) -> anyhow::Result<()> {
+    // Read before the store opens: nothing is written for a mistyped password.
+    let password = match &command {
+        UserCommand::Add { .. } => Some(read_password()?),
+        _ => None,
+    };
+    let auth = Auth::open(config).await?;
+    let result = user_action(&auth, command, password).await;
+    auth.close().await;
+    result
+}
+
+async fn user_action(
+    auth: &Auth,
+    command: UserCommand,
+    password: Option<String>,
+) -> anyhow::Result<()> {
+    if let UserCommand::Add { name, role } = &command {
+        let password = password.unwrap_or_default();
+        let user = auth
+            .create_user(name, &password, role)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!(
+            "created user {} (id {}, role {})",
+            word(&user.username),
+            user.id,
+            word(&user.role)
+        );
+        return Ok(());
+    }
+    match command {
+        UserCommand::Add { .. } => {}
+        UserCommand::Disable { name } => {
+            let user = named(auth, &name).await?;
+            let ended = auth
+                .disable_user(&user)
+                .await
+                .map_err(|_| anyhow::anyhow!("no user named {}", user.username))?;
+            println!("disabled {name}; {ended} sessions revoked");
+        }
+        UserCommand::Enable { name } => {
+            let user = named(auth, &name).await?;
+            auth.enable_user(&user).await?;
+            println!("enabled {name}");
+        }
+        UserCommand::Sessions { name } => {
+            let user = named(auth, &name).await?;
+            for s in auth.user_sessions(&user).await? {
+                println!(
+                    "{}  created {}  last used {}  from {}  {}",
+                    word(&s.id),
+                    rfc3339(s.created_at),
+                    rfc3339(s.last_used_at),
+                    word(s.ip.as_deref().unwrap_or("-")),
+                    text(s.user_agent.as_deref().unwrap_or("-")),
+                );
+            }
+        }
+        UserCommand::RevokeSessions { name, session } => {
+            let user = named(auth, &name).await?;
+            let ended = match auth.revoke_user_sessions(&user, session.as_deref()).await {
+                Err(ApiError::NotFound) => bail!(
+                    "{} has no live session {}",
+                    user.username,
+                    session.as_deref().unwrap_or_default()
+                ),
+                other => other?,
+            };
+            println!("revoked {ended} sessions of {name}");
+        }
+    }
+    Ok(())
+}
+
+/// The user `name` names, or an error that says there is none.
+async fn named(auth: &Auth, name: &str) -> anyhow::Result<User> {
+    auth.user_named(name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_context(|| format!("no user named {}", name.trim().to_lowercase()))
+}
+
+async fn print_audit(
+    config: Config,
+    user: Option<&str>,
+    since: &str,
+    limit: i64,
+) -> anyhow::Result<()> {
+    let since = parse_since(since, SystemClock.now())?;
+    let auth = Auth::open(config).await?;
+    let user = match user {
+        Some(name) => Some(named(&auth, name).await?),
+        None => None,
+    };
+    let events = auth.audit_events(user.as_ref(), since, limit).await?;
+    auth.close().await;
+    for e in events {
+        let field = |v: &Option<String>| word(v.as_deref().unwrap_or("-")).into_owned();
+        let who = e
+            .username
+            .clone()
+            .or(e.user_id.map(|id| id.to_string()))
+            .unwrap_or_else(|| "-".to_owned());
+        // An aggregated row stands for `count` events of its minute.
+        let times = if e.count > 1 {
+            format!(" x{}", e.count)
+        } else {
+            String::new()
+        };
+        println!(
+            "{}  {:<28} user={} session={} ip={} request={} {}",
+            rfc3339(e.at),
+            format!("{}{times}", word(&e.kind)),
+            word(&who),
+            field(&e.session_id),
+            field(&e.ip),
+            field(&e.request_id),
+            text(e.detail.as_deref().unwrap_or("-")),
+        );
+    }
+    Ok(())
+}
+
+/// Stored text as the last, free-text column of a line: whatever a client
+/// could have put in it (a user agent, a failed login's name) shows as one
+/// line of visible characters, so it can neither forge a line of its own nor
+/// reorder what the terminal shows (bidi overrides). Control and other
+/// non-printing characters (U+2028, U+202E, zero-width ones) and `\` are
+/// written as Rust escapes (`\n`, `\u{202e}`, `\\`); quotes are left alone.
+fn text(stored: &str) -> Cow<'_, str> {
+    escaped(stored, |_| false)
+}
+
+/// Stored text as one `key=value` field: as [`text`], with spaces escaped
+/// too (`\u{20}`), so an attempted username cannot add fields of its own.
+fn word(stored: &str) -> Cow<'_, str> {
+    escaped(stored, char::is_whitespace)
+}
+
+fn escaped(stored: &str, also: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let plain = |c: char| !also(c) && (matches!(c, '"' | '\'') || c.escape_debug().len() == 1);
+    if stored.chars().all(plain) {
+        return Cow::Borrowed(stored);
+    }
+    let mut out = String::with_capacity(stored.len() + 8);
+    for c in stored.chars() {
+        if plain(c) {
+            out.push(c);
+        } else if c.escape_debug().len() == 1 {
+            // Printable, but escaped on request (a space in a field).
+            out.extend(c.escape_unicode());
+        } else {
+            out.extend(c.escape_debug());
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// From the terminal without echo, or one line from a pipe.
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Repeat password: ")?;
+        anyhow::ensure!(first == second, "the passwords differ");
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}
+
+/// `--since`: RFC 3339 (`2026-11-22T08:00:00Z`), Unix seconds, or an age
+/// such as `90s`, `30m`, `24h`, `7d`.
+fn parse_since(value: &str, now: i64) -> anyhow::Result<i64> {
+    let value = value.trim();
+    if let Ok(t) = OffsetDateTime::parse(value, &Rfc3339) {
+        return Ok(t.unix_timestamp());
+    }
+    if let Ok(unix) = value.parse::<i64>() {
+        return Ok(unix);
+    }
+    let (number, unit) = value.split_at(value.len().saturating_sub(1));
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("--since takes a time (2026-11-22T08:00:00Z) or an age (30m, 24h, 7d)"),
+    };
+    let n: i64 = number
+        .parse()
+        .with_context(|| format!("`{value}` is not an age such as 24h"))?;
+    Ok(now - n.saturating_mul(scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_since;
+
+    #[test]
+    fn since_takes_times_and_ages() {
+        let now = 1_800_000_000;
+        assert_eq!(parse_since("24h", now).ok(), Some(now - 86_400));
+        assert_eq!(parse_since("30m", now).ok(), Some(now - 1800));
+        assert_eq!(parse_since("1700000000", now).ok(), Some(1_700_000_000));
+        assert_eq!(
+            parse_since("2026-01-01T00:00:00Z", now).ok(),
+            Some(1_767_225_600)
+        );
+        assert!(parse_since("yesterday", now).is_err());
+        assert!(parse_since("h", now).is_err());
+    }
+}
