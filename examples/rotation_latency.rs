@@ -1,6 +1,6 @@
-//! Rotation latency against the number of stored sessions (issue 4): does a
-//! refresh cost the same with a thousand sessions in the store as with a
-//! million?
+//! Rotation latency against the number of stored sessions (README, "Rotation
+//! cost does not grow with stored sessions"): does a refresh cost the same
+//! with a thousand sessions in the store as with a million?
 //!
 //! For each store and each session count it creates a fresh database (SQLite:
 //! a file in a temporary directory; PostgreSQL: a database created on the
@@ -43,7 +43,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Parser)]
-#[command(about = "Rotation latency with N stored sessions, per store (issue 4)")]
+#[command(about = "Rotation latency with N stored sessions, per store")]
 struct Args {
     /// Stores to measure, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [StoreKind::Sqlite, StoreKind::Postgres])]

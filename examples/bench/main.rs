@@ -1,7 +1,7 @@
-//! The benchmark of issue 6: drives a running latchkey over real HTTP on
-//! loopback and prints, per scenario, requests per second, p50 and p99
-//! latency, errors, and the server's CPU share and peak memory, each judged
-//! as a ratio to a reference measured in the same run:
+//! The benchmark (README, "The benchmark"): drives a running latchkey over
+//! real HTTP on loopback and prints, per scenario, requests per second, p50
+//! and p99 latency, errors, and the server's CPU share and peak memory, each
+//! judged as a ratio to a reference measured in the same run:
 //!
 //! - `protected`: `GET /protected` with a valid Bearer token on 64 keep-alive
 //!   connections, against latchkey and against the ceiling (`examples/ceiling.rs`,
@@ -42,7 +42,7 @@ use server::{Launch, Server};
 use stats::{Figures, millis};
 
 #[derive(Debug, Parser)]
-#[command(about = "latchkey's benchmark (issue 6); run it through bench/run.sh")]
+#[command(about = "latchkey's benchmark; run it through bench/run.sh")]
 struct Args {
     /// The latchkey binary (default: next to this one, target/release/latchkey).
     #[arg(long)]

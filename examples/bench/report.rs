@@ -1,5 +1,6 @@
 //! The results as Markdown: the machine, one row of figures per scenario and
-//! one row per target of issue 6, each with the ratio it is judged by.
+//! one row per target (README, "The benchmark"), each with the ratio it is
+//! judged by.
 
 use std::fmt::Write as _;
 

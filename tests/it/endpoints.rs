@@ -1,5 +1,5 @@
-//! Every endpoint row of API.md: the success, each listed failure, and the
-//! headers a browser or client relies on.
+//! Every endpoint of the README's "Endpoints": the success, each listed
+//! failure, and the headers a browser or client relies on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -406,7 +406,7 @@ async fn logout_from_the_html_form_redirects_to_the_login_page() {
 
 #[tokio::test]
 async fn an_access_token_stays_valid_after_logout_until_it_expires() {
-    // Documented: access tokens are stateless (API.md, Tokens).
+    // Documented: access tokens are stateless (README, "Tokens").
     let app = test_app!();
     let login = app.signed_in_ann().await;
     let access = login.access_token();

@@ -2,7 +2,8 @@
 //! its own connection pool, on port-0 sockets in this process, sharing one
 //! database and one hand-moved clock. A rotation, a logout, a revocation or a
 //! detected reuse on one instance holds on every other at once, and concurrent
-//! refreshes spread over the instances never fork the chain (API.md rules 1–4).
+//! refreshes spread over the instances never fork the chain (README,
+//! "Rotation rules").
 //!
 //! Every test runs on PostgreSQL (a fresh database per test from
 //! `TEST_DATABASE_URL`; skipped with a notice without it, failing under

@@ -1,14 +1,14 @@
-//! The rotation model (issue 5, item 4): random interleavings of logins,
-//! refreshes with the current, previous, an older or a forged token,
-//! concurrent refreshes with one cookie, logouts, "log out everywhere",
-//! revoking one session, password changes, housekeeping and clock advances,
-//! applied through the HTTP router (the real rotation code and the real store,
-//! with the injected clock; housekeeping runs its sweep directly) and to a
-//! small reference model of API.md's rotation rules 1–4. After every step:
+//! The rotation model: random interleavings of logins, refreshes with the
+//! current, previous, an older or a forged token, concurrent refreshes with
+//! one cookie, logouts, "log out everywhere", revoking one session, password
+//! changes, housekeeping and clock advances, applied through the HTTP router
+//! (the real rotation code and the real store, with the injected clock;
+//! housekeeping runs its sweep directly) and to a small reference model of
+//! the rotation rules 1–4 (README, "Rotation rules"). After every step:
 //!
 //! - the response is the one the model predicts (`200` with which refresh
 //!   token and `Max-Age`, or `401`/`403`/`404` with which error code, the
-//!   cookie cleared where API.md says so), and every session row in the store
+//!   cookie cleared where the rules say so), and every session row in the store
 //!   is the model's (generation, last rotation, idle and absolute expiry,
 //!   revoked or not, deleted or not), as is each user's `active_sessions`;
 //!   reuse is one audit event per session, however many copies of an old
@@ -178,8 +178,8 @@ enum Op {
         session: u8,
         correct: bool,
     },
-    /// A login that sends a session's refresh cookie along (API.md: the
-    /// login ends that session).
+    /// A login that sends a session's refresh cookie along (README,
+    /// "POST /login": the login ends that session).
     LoginWithCookie {
         user: u8,
         session: u8,
@@ -348,7 +348,8 @@ struct Model {
 }
 
 impl Model {
-    /// API.md's rotation rules for a genuine token of `presented`.
+    /// The rotation rules (README, "Rotation rules") for a genuine token of
+    /// `presented`.
     fn refresh(&mut self, s: usize, presented: i64) -> Refreshed {
         let now = self.now;
         let session = &mut self.sessions[s];

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, TestApp, TestResponse, bearer, form_post, json_post};
 
-/// Every operation latchkey routes (API.md's endpoints and pages, the static
-/// assets, and this description).
+/// Every operation latchkey routes (README, "Endpoints" and "Pages and
+/// assets", and this description).
 const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/"),
     ("get", "/login"),

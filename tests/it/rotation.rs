@@ -1,5 +1,6 @@
-//! `POST /token`: refresh-token rotation (API.md rules 1–4), the grace path,
-//! reuse detection, idle and absolute lifetimes, and the cookie's edge cases.
+//! `POST /token`: refresh-token rotation (README, "Rotation rules"), the
+//! grace path, reuse detection, idle and absolute lifetimes, and the cookie's
+//! edge cases.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
