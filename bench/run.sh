@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# latchkey's benchmark (README, "The benchmark"): builds the server, the
-# ceiling and the load generator in release mode, pins the servers to one CPU
-# and the load generator to another, and writes the results table to
-# bench/results.md.
+# latchkey's benchmark (README, "The benchmark"): builds the server, the ceiling and the load
+# generator in release mode, pins the servers to one CPU and the load
+# generator to another (with the slow clients' process, which inherits its
+# pinning), and writes the results table to bench/results.md.
 #
 #   bash bench/run.sh                 # everything, about three minutes
 #   bash bench/run.sh --no-postgres   # without a PostgreSQL server

@@ -12,14 +12,15 @@
 //!   per second at the same cost, measured here;
 //! - `mixed`: the `protected` stream while a login flood saturates hashing;
 //! - `slow clients`: the `protected` stream while 1,000 connections dribble
-//!   request heads (a slowloris, `slow.rs`), in rounds alternating with
-//!   `protected` alone;
+//!   request heads (a slowloris, `slow.rs`, run by a process of its own), in
+//!   rounds alternating with `protected` alone;
 //! - start-up to listening on an existing database;
 //! - `login flood`: the owner's login while another address floods wrong
 //!   guesses, against the owner's login alone (`login_flood.rs`).
 //!
 //! Run it with `bash bench/run.sh`: it builds everything in release mode and
-//! pins the servers to CPU 0 and this load generator to CPU 1 (`taskset`).
+//! pins the servers to CPU 0 and this load generator to CPU 1 (`taskset`);
+//! the slow clients' process shares CPU 1 (`slow.rs` says why).
 
 mod http;
 mod load;
@@ -30,6 +31,7 @@ mod setup;
 mod slow;
 mod stats;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -99,9 +101,16 @@ struct Args {
     /// closing (and the clients reopening) them steadily by then.
     #[arg(long, default_value_t = 10.0)]
     slow_ramp: f64,
+    /// The CPU the slow clients' process is pinned to, instead of this load
+    /// generator's (`slow.rs` says why it shares it by default).
+    #[arg(long)]
+    slow_cpu: Option<usize>,
     /// Run only `slow clients` (a smoke run of it).
     #[arg(long)]
     slow_clients_only: bool,
+    /// Be the slow clients' process, against this address (`slow.rs`).
+    #[arg(long, hide = true)]
+    slow_clients_at: Option<SocketAddr>,
     /// Also write the results here (Markdown); not with `--only`.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -122,6 +131,14 @@ enum Only {
 }
 
 impl Args {
+    fn slow(&self) -> slow::Settings {
+        slow::Settings {
+            count: self.slow_connections,
+            every: Duration::from_secs_f64(self.slow_every),
+            ramp: Duration::from_secs_f64(self.slow_ramp),
+        }
+    }
+
     fn window(&self) -> Window {
         Window::after(
             Duration::from_secs_f64(self.warmup),
@@ -132,18 +149,24 @@ impl Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    // Room for every connection this generator opens, slow clients included.
-    let wanted = args.connections + args.login_connections + args.slow_connections + 64;
+    // Room for every connection this process opens.
+    let wanted = match args.slow_clients_at {
+        Some(_) => args.slow_connections + 64,
+        None => args.connections + args.login_connections + args.flood_guessers + 64,
+    };
     let fits = latchkey::testing::fit_open_file_limit(wanted);
     anyhow::ensure!(
         fits >= wanted,
         "the open-file limit leaves room for {fits} connections of the {wanted} needed"
     );
     // One thread: the load generator gets one core, as the server does.
-    tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?
-        .block_on(run(args))
+        .build()?;
+    match args.slow_clients_at {
+        Some(addr) => runtime.block_on(slow::serve(addr, args.slow())),
+        None => runtime.block_on(run(args)),
+    }
 }
 
 async fn run(args: Args) -> Result<()> {
@@ -591,17 +614,20 @@ async fn round(
 }
 
 /// `protected` alone and `protected` while slow clients dribble request
-/// heads, each with its figures, and the slow connections the server closed
-/// per second (each reopened at once by its client).
+/// heads, each with its figures, the slow connections the server closed per
+/// second (each reopened at once by its client), and the share of a core the
+/// slow clients' own process used meanwhile.
 struct SlowClients {
     solo: Figures,
     slowed: Figures,
     closed_per_second: f64,
+    slow_process_cpu: f64,
 }
 
 /// `work` against `server` in `--rounds` pairs of rounds: one alone, one
-/// after `--slow-ramp` seconds of opening `--slow-connections` slow clients,
-/// which are closed again before the next pair.
+/// after `--slow-ramp` seconds of opening `--slow-connections` slow clients
+/// (in their own process, started for the round and ended after it, which
+/// closes them before the next pair).
 async fn measure_slow_clients(
     args: &Args,
     server: &Server,
@@ -610,33 +636,39 @@ async fn measure_slow_clients(
     let rounds = args.rounds.max(1);
     let slice = Duration::from_secs_f64(args.duration / rounds as f64);
     let warmup = Duration::from_secs_f64((args.warmup / rounds as f64).max(0.5));
-    let ramp = Duration::from_secs_f64(args.slow_ramp);
-    let every = Duration::from_secs_f64(args.slow_every);
+    let settings = args.slow();
     let mut outcomes = [Outcome::default(), Outcome::default()];
     let mut cpu = [0.0; 2];
     let mut peak = [0.0_f64; 2];
-    let (mut closed, mut slowed_for) = (0, Duration::ZERO);
+    let (mut closed, mut slowed_for, mut slow_cpu) = (0, Duration::ZERO, Duration::ZERO);
     for _ in 0..rounds {
         let (outcome, used, memory) = round(server, &mut work, warmup, slice).await?;
         outcomes[0].merge(outcome);
         cpu[0] += used / rounds as f64;
         peak[0] = peak[0].max(memory);
 
-        let slow = slow::SlowClients::start(server.addr, args.slow_connections, every, ramp);
+        let mut slow = slow::SlowClients::start(server.addr, settings, args.slow_cpu).await?;
+        let ramp = settings.ramp;
         let window = Window::after(ramp + warmup, slice);
-        // The slow connections the server closes inside the measured window.
+        // The slow connections the server closes inside the measured window,
+        // and the CPU the slow clients' process uses meanwhile.
         let closing = async {
             tokio::time::sleep_until(window.start.into()).await;
-            let before = slow.reopened();
+            let before = (slow.reopened().await?, slow.cpu_time()?);
             tokio::time::sleep_until(window.end.into()).await;
-            slow.reopened() - before
+            anyhow::Ok((
+                slow.reopened().await? - before.0,
+                slow.cpu_time()? - before.1,
+            ))
         };
-        let (measured, closed_inside) =
+        let (measured, inside) =
             tokio::join!(round(server, &mut work, ramp + warmup, slice), closing);
         let (outcome, used, memory) = measured?;
+        let (closed_inside, cpu_inside) = inside?;
         closed += closed_inside;
+        slow_cpu += cpu_inside;
         slowed_for += slice;
-        slow.stop().await;
+        slow.stop().await?;
         outcomes[1].merge(outcome);
         cpu[1] += used / rounds as f64;
         peak[1] = peak[1].max(memory);
@@ -646,10 +678,12 @@ async fn measure_slow_clients(
     solo.peak_rss_mib = peak[0];
     let mut slowed = figures(server, slowed, cpu[1], slice * rounds as u32)?;
     slowed.peak_rss_mib = peak[1];
+    let slowed_for = slowed_for.as_secs_f64().max(f64::EPSILON);
     Ok(SlowClients {
         solo,
         slowed,
-        closed_per_second: closed as f64 / slowed_for.as_secs_f64().max(f64::EPSILON),
+        closed_per_second: closed as f64 / slowed_for,
+        slow_process_cpu: slow_cpu.as_secs_f64() / slowed_for,
     })
 }
 
@@ -661,11 +695,13 @@ impl SlowClients {
             goal: format!("≥ 90% of solo, {} slow clients", args.slow_connections),
             measured: format!(
                 "{} ({:.0} vs {:.0} req/s alone, in alternating rounds); the server closed {:.0} \
-                 slow connections a second, each reopened; peak RSS {:.1} MiB vs {:.1} MiB",
+                 slow connections a second, each reopened; the slow clients' process used \
+                 {:.1}% of a core; peak RSS {:.1} MiB vs {:.1} MiB",
                 percent(ratio),
                 self.slowed.requests_per_second,
                 self.solo.requests_per_second,
                 self.closed_per_second,
+                self.slow_process_cpu * 100.0,
                 self.slowed.peak_rss_mib,
                 self.solo.peak_rss_mib
             ),
@@ -802,8 +838,11 @@ fn machine(args: &Args, dir: &Path, bcrypt: f64) -> Result<Vec<(String, String)>
         (
             "pinning".into(),
             format!(
-                "servers on CPU {}, load generator on CPU {pinned} (PostgreSQL itself is not pinned)",
-                args.server_cpu
+                "servers on CPU {}, load generator on CPU {pinned}, slow clients' process on CPU {} \
+                 (PostgreSQL itself is not pinned)",
+                args.server_cpu,
+                args.slow_cpu
+                    .map_or_else(|| pinned.clone(), |cpu| cpu.to_string())
             ),
         ),
         (

@@ -77,19 +77,7 @@ impl Server {
     /// CPU time (user + system) the server has used so far.
     pub fn cpu_time(&self) -> Result<Duration> {
         // taskset execs the program, so the child's pid is the server's.
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
-        // Fields after the command name, which may itself hold spaces.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of stat(5), 12 and 13 here.
-        let ticks: u64 = fields
-            .get(11..13)
-            .context("short /proc/<pid>/stat")?
-            .iter()
-            .map(|f| f.parse::<u64>().unwrap_or(0))
-            .sum();
-        // USER_HZ is 100 on every Linux the benchmark runs on.
-        Ok(Duration::from_millis(ticks * 10))
+        cpu_time(self.pid)
     }
 
     /// Starts a new peak-memory measurement (proc(5): clear_refs, value 5).
@@ -124,6 +112,23 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// CPU time (user + system) that process `pid`, all its threads, has used so far.
+pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which may itself hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 here.
+    let ticks: u64 = fields
+        .get(11..13)
+        .context("short /proc/<pid>/stat")?
+        .iter()
+        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .sum();
+    // USER_HZ is 100 on every Linux the benchmark runs on.
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 /// A loopback port nobody listens on right now.
