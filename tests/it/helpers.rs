@@ -20,7 +20,7 @@ use cookie::Cookie;
 use http_body_util::BodyExt;
 use latchkey::clock::ManualClock;
 use latchkey::config::{Config, Database};
-use latchkey::store::{PostgresStore, SqliteStore, Store, User};
+use latchkey::store::{AuditEvent, PostgresStore, SqliteStore, Store, User};
 use latchkey::{AppState, build_app};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -304,13 +304,20 @@ impl TestApp {
     /// (an aggregated row counts as many as it stands for).
     pub async fn event_kinds(&self) -> Vec<String> {
         latchkey::audit::flush(&self.state, true).await;
-        let mut events = self.state.store.recent_events(1000).await.expect("events");
-        events.reverse();
-        events
+        audit_events(self.state.store.as_ref())
+            .await
             .into_iter()
             .flat_map(|e| std::iter::repeat_n(e.kind, usize::try_from(e.count).unwrap_or(1)))
             .collect()
     }
+}
+
+/// Every audit event in `store`, oldest first.
+pub async fn audit_events(store: &dyn Store) -> Vec<AuditEvent> {
+    store
+        .events(None, i64::MIN, i64::MAX)
+        .await
+        .expect("events")
 }
 
 pub fn json_post(path: &str, body: &Value) -> Request<Body> {
