@@ -213,8 +213,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::UsernameTaken => Self::UsernameTaken,
-            StoreError::Database(e) => Self::Internal(e.into()),
-            e @ StoreError::Batch(_) => Self::Internal(e.into()),
+            StoreError::Database(cause) => Self::Internal(cause.into()),
         }
     }
 }

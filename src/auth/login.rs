@@ -2,11 +2,11 @@
 //! its refresh cookie and device cookie (README, "Endpoints": `POST /login`).
 
 use crate::auth::credentials::Verified;
-use crate::auth::sessions::RevokeReason;
 use crate::auth::{ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued};
 use crate::clock::seconds;
 use crate::random;
 use crate::store::NewSession;
+use crate::store::RevokeReason;
 
 impl Auth {
     /// Signs in with a username and password. Any refresh cookie the

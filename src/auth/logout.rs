@@ -1,8 +1,8 @@
 //! Logging out: the refresh cookie's session ends (README, "Endpoints":
 //! `POST /logout`). Logging out must never be harder than staying in.
 
-use crate::auth::sessions::RevokeReason;
 use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo, Event, SetCookies};
+use crate::store::RevokeReason;
 
 impl Auth {
     /// Ends the session of every genuine refresh cookie the browser sent
@@ -34,10 +34,11 @@ impl Auth {
         };
         if self
             .store()
-            .revoke_session(&claims.sid, None, reason.as_str(), self.now())
+            .revoke_session(&claims.sid, None, reason, self.now())
             .await?
         {
-            let mut event = Event::new(reason.audit_kind(), client).session(&claims.sid);
+            let mut event =
+                Event::new(crate::auth::sessions::audit_kind(reason), client).session(&claims.sid);
             if let Ok(id) = claims.sub.parse() {
                 event = event.user_id(id);
             }

@@ -2,11 +2,11 @@
 //! (README, "Rotation rules"). The single source of truth is the session
 //! row; see `Sessions::rotate_session` in the store.
 
-use crate::auth::sessions::RevokeReason;
 use crate::auth::{
     ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, Presented, SetCookies,
 };
 use crate::clock::seconds;
+use crate::store::RevokeReason;
 use crate::store::{Rotated, Session, User};
 
 /// A refused refresh: the error, and the cookies to send with it (the
@@ -109,7 +109,7 @@ impl Auth {
             let reason = RevokeReason::RefreshTokenReused;
             let revoked = self
                 .store()
-                .revoke_session(&session.id, None, reason.as_str(), now)
+                .revoke_session(&session.id, None, reason, now)
                 .await?;
             if !revoked {
                 return Err(ApiError::RefreshTokenReused);

@@ -3,50 +3,23 @@
 //! `latchkey user revoke-sessions`).
 
 use crate::auth::{AccessClaims, ApiError, AuditKind, Auth, ClientInfo, Event};
-use crate::store::{Session, User};
+use crate::store::{RevokeReason, Session, User};
 
-/// Why a session ended, as the store keeps it in `revoked_reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RevokeReason {
-    /// Its refresh cookie was sent to `POST /logout`.
-    Logout,
-    /// The browser signed in again with its cookie.
-    ReplacedByLogin,
-    /// An old refresh token of it came back (README, "Rotation rules").
-    RefreshTokenReused,
-    /// Its user revoked it from the sessions list.
-    RevokedByUser,
-    /// Its user logged out everywhere.
-    RevokedEverywhere,
-    /// An operator revoked it.
-    RevokedByOperator,
-}
-
-impl RevokeReason {
-    /// The name kept in the store.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Logout => "logout",
-            Self::ReplacedByLogin => "replaced_by_login",
-            Self::RefreshTokenReused => "refresh_token_reused",
-            Self::RevokedByUser => "revoked_by_user",
-            Self::RevokedEverywhere => "revoked_everywhere",
-            Self::RevokedByOperator => "revoked_by_operator",
-        }
-    }
-
-    /// The audit event of a session ended for this reason by the cookie's
-    /// holder.
-    pub(crate) fn audit_kind(self) -> AuditKind {
-        match self {
-            Self::Logout => AuditKind::Logout,
-            Self::ReplacedByLogin => AuditKind::ReplacedByLogin,
-            Self::RefreshTokenReused => AuditKind::RefreshTokenReused,
-            Self::RevokedByUser => AuditKind::SessionRevoked,
-            Self::RevokedEverywhere => AuditKind::SessionsRevokedAll,
-            Self::RevokedByOperator => AuditKind::SessionsRevokedByOperator,
-        }
+/// The audit event of a session ended for this reason by the cookie's
+/// holder or the user.
+pub(crate) fn audit_kind(reason: RevokeReason) -> AuditKind {
+    match reason {
+        RevokeReason::Logout => AuditKind::Logout,
+        RevokeReason::ReplacedByLogin => AuditKind::ReplacedByLogin,
+        RevokeReason::RefreshTokenReused => AuditKind::RefreshTokenReused,
+        RevokeReason::RevokedByUser => AuditKind::SessionRevoked,
+        RevokeReason::RevokedEverywhere => AuditKind::SessionsRevokedAll,
+        RevokeReason::RevokedByOperator => AuditKind::SessionsRevokedByOperator,
+        RevokeReason::PasswordChanged => AuditKind::PasswordChanged,
+        RevokeReason::UserDisabled => AuditKind::UserDisabled,
+        RevokeReason::SessionEvicted => AuditKind::SessionEvicted,
+        // Not an event of its own: the operator's reset is.
+        RevokeReason::PasswordReset => AuditKind::SessionsRevokedByOperator,
     }
 }
 
@@ -69,13 +42,13 @@ impl Auth {
         let reason = RevokeReason::RevokedByUser;
         let revoked = self
             .store()
-            .revoke_session(session_id, Some(user_id), reason.as_str(), self.now())
+            .revoke_session(session_id, Some(user_id), reason, self.now())
             .await?;
         if !revoked {
             return Err(ApiError::NotFound);
         }
         self.record(
-            Event::new(reason.audit_kind(), client)
+            Event::new(audit_kind(reason), client)
                 .user(user_id, &token.username)
                 .session(session_id),
         )
@@ -94,10 +67,10 @@ impl Auth {
         let reason = RevokeReason::RevokedEverywhere;
         let count = self
             .store()
-            .revoke_user_sessions(user_id, None, reason.as_str(), self.now())
+            .revoke_user_sessions(user_id, None, reason, self.now())
             .await?;
         self.record(
-            Event::new(reason.audit_kind(), client)
+            Event::new(audit_kind(reason), client)
                 .user(user_id, &token.username)
                 .session(&token.sid)
                 .detail(format!("{count} sessions")),
@@ -125,7 +98,7 @@ impl Auth {
             Some(id) => {
                 let revoked = self
                     .store()
-                    .revoke_session(id, Some(user.id), reason.as_str(), now)
+                    .revoke_session(id, Some(user.id), reason, now)
                     .await?;
                 if !revoked {
                     return Err(ApiError::NotFound);
@@ -134,12 +107,12 @@ impl Auth {
             }
             None => {
                 self.store()
-                    .revoke_user_sessions(user.id, None, reason.as_str(), now)
+                    .revoke_user_sessions(user.id, None, reason, now)
                     .await?
             }
         };
         self.record(
-            Event::new(reason.audit_kind(), &ClientInfo::default())
+            Event::new(audit_kind(reason), &ClientInfo::default())
                 .user(user.id, &user.username)
                 .detail(format!("{ended} sessions")),
         )

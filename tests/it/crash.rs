@@ -23,7 +23,7 @@ use serde_json::json;
 use sqlx::Connection;
 
 use crate::helpers::process::ChildServer;
-use crate::helpers::{PASSWORD, StoreKind, TestDatabase, TestStore, config_from};
+use crate::helpers::{PASSWORD, StoreKind, TestDatabase, TestStore, audit_events, config_from};
 
 const COOKIE_NAME: &str = "__Host-refresh_token";
 const ACCESS_SECRET: &str = "crash-access-secret-0123456789abcdefghijkl";
@@ -417,10 +417,8 @@ async fn every_client_continues_after_sigkill_and_restart(kind: StoreKind) {
     let lost_session = store.session(&lost.sid).await.unwrap().unwrap();
     assert_eq!(lost_session.generation, 3);
     assert_eq!(lost_session.revoked_at, None);
-    let kinds: Vec<String> = store
-        .recent_events(10_000)
+    let kinds: Vec<String> = audit_events(&*store)
         .await
-        .unwrap()
         .into_iter()
         .map(|e| e.kind)
         .collect();

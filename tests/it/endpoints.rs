@@ -110,8 +110,11 @@ async fn session_id_of(app: &TestApp, login: &TestResponse) -> Value {
     me["session_id"].clone()
 }
 
+/// The audit events so far, newest first.
 async fn events(app: &TestApp) -> Vec<latchkey::store::AuditEvent> {
-    app.store.recent_events(1000).await.unwrap()
+    let mut events = audit_events(&*app.store).await;
+    events.reverse();
+    events
 }
 
 // ---------------------------------------------------------------- POST /login (form)

@@ -20,7 +20,7 @@ use cookie::Cookie;
 use http_body_util::BodyExt;
 use latchkey::clock::ManualClock;
 use latchkey::config::{Config, Database};
-use latchkey::store::{PostgresStore, SqliteStore, Store, User};
+use latchkey::store::{AuditEvent, PostgresStore, SqliteStore, Store, User};
 use latchkey::{Auth, router};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -301,13 +301,20 @@ impl TestApp {
     /// (an aggregated row counts as many as it stands for).
     pub async fn event_kinds(&self) -> Vec<String> {
         self.auth.flush_audit(true).await;
-        let mut events = self.store.recent_events(1000).await.expect("events");
-        events.reverse();
-        events
+        audit_events(&*self.store)
+            .await
             .into_iter()
             .flat_map(|e| std::iter::repeat_n(e.kind, usize::try_from(e.count).unwrap_or(1)))
             .collect()
     }
+}
+
+/// Every audit event in `store`, oldest first.
+pub async fn audit_events(store: &dyn Store) -> Vec<AuditEvent> {
+    store
+        .events(None, i64::MIN, i64::MAX)
+        .await
+        .expect("events")
 }
 
 pub fn json_post(path: &str, body: &Value) -> Request<Body> {

@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::helpers::{
-    PASSWORD, START, StoreKind, TestDatabase, TestServer, TestStore, config_from, secs, test_vars,
+    PASSWORD, START, StoreKind, TestDatabase, TestServer, TestStore, audit_events, config_from,
+    secs, test_vars,
 };
 
 const COOKIE_NAME: &str = "__Host-refresh_token";
@@ -286,12 +287,11 @@ impl Cluster {
     }
 
     async fn event_kinds(&self) -> Vec<String> {
-        let events = self.instances[0]
-            .store
-            .recent_events(1000)
+        audit_events(&*self.instances[0].store)
             .await
-            .expect("events");
-        events.into_iter().rev().map(|e| e.kind).collect()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
     }
 
     /// Ids of `user`'s active sessions as `GET /sessions` on `instance` lists them.

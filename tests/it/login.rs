@@ -242,8 +242,7 @@ async fn logins_are_recorded_in_the_audit_trail() {
     app.login("nobody", "not the password").await;
     app.login("ann", PASSWORD).await;
 
-    let mut events = app.store.recent_events(100).await.unwrap();
-    events.reverse();
+    let events = audit_events(&*app.store).await;
     let summary: Vec<(&str, Option<&str>)> = events
         .iter()
         .map(|e| (e.kind.as_str(), e.username.as_deref()))

@@ -8,9 +8,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use latchkey::store::{SqliteStore, Store};
+use latchkey::store::SqliteStore;
 use serde_json::{Value, json};
 
+use crate::helpers::audit_events;
 use crate::helpers::process::{ChildServer, strip_ansi};
 
 const CANARY_PASSWORD: &str = "canary-PW-5f3a9c";
@@ -490,7 +491,7 @@ async fn canary_run(format: &str) -> String {
     }
 
     let store = SqliteStore::open(&db).await.unwrap();
-    let events = store.recent_events(100_000).await.unwrap();
+    let events = audit_events(&store).await;
     store.close().await;
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     for expected in [
@@ -572,10 +573,8 @@ async fn a_flood_of_cross_origin_requests_logs_a_line_for_the_first_and_one_for_
     );
 
     let store = SqliteStore::open(&db).await.unwrap();
-    let rows: Vec<_> = store
-        .recent_events(10_000)
+    let rows: Vec<_> = audit_events(&store)
         .await
-        .unwrap()
         .into_iter()
         .filter(|e| e.kind == "origin_rejected")
         .collect();

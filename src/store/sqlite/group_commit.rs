@@ -23,7 +23,8 @@ use std::sync::{Arc, LazyLock};
 use sqlx::{AssertSqlSafe, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Rotated, RotatedRow, StoreError, StoreResult};
+use crate::store::from_sqlx::RotatedRow;
+use crate::store::{OrDatabase, Rotated, StoreResult};
 
 /// Most rotations in one statement: bounds the time the write lock is held
 /// (and stays far below SQLite's 32766 bound parameters, at 4 a rotation).
@@ -31,7 +32,7 @@ const MAX_BATCH: usize = 256;
 /// Rotations waiting for the writer; callers wait for room beyond this.
 const QUEUE: usize = 4096;
 
-/// The compare-and-set of `Store::rotate_session`, for `rows` rotations at
+/// The compare-and-set of `Sessions::rotate_session`, for `rows` rotations at
 /// once: each row of `b` is (id, generation, now, idle ttl). A session named
 /// twice at the same generation advances once (SQLite applies one joined row
 /// per target row); the other finds nothing, as if it lost the race.
@@ -113,10 +114,9 @@ impl Rotations {
         self.queue
             .send(rotation)
             .await
-            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?
+            .map_err(|_| sqlx::Error::PoolClosed)
+            .db()?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed).db()?
     }
 }
 
@@ -132,9 +132,8 @@ async fn writer(pool: SqlitePool, mut waiting: mpsc::Receiver<Rotation>) {
                 }
             }
             Err(e) => {
-                let e = Arc::new(e);
                 for rotation in batch.drain(..) {
-                    let _ = rotation.done.send(Err(StoreError::Batch(e.clone())));
+                    let _ = rotation.done.send(Err(e.clone()));
                 }
             }
         }
@@ -142,7 +141,7 @@ async fn writer(pool: SqlitePool, mut waiting: mpsc::Receiver<Rotation>) {
 }
 
 /// The whole batch in one statement; the results in the batch's order.
-async fn apply(pool: &SqlitePool, batch: &[Rotation]) -> Result<Vec<Option<Rotated>>, sqlx::Error> {
+async fn apply(pool: &SqlitePool, batch: &[Rotation]) -> StoreResult<Vec<Option<Rotated>>> {
     let rows = batch.len().next_power_of_two();
     let sql = STATEMENTS[rows.trailing_zeros() as usize].clone();
     let mut query = sqlx::query_as::<_, RotatedRow>(AssertSqlSafe(sql));
@@ -156,7 +155,7 @@ async fn apply(pool: &SqlitePool, batch: &[Rotation]) -> Result<Vec<Option<Rotat
     for _ in batch.len()..rows {
         query = query.bind("").bind(-1_i64).bind(0_i64).bind(0_i64);
     }
-    let updated = query.fetch_all(pool).await?;
+    let updated = query.fetch_all(pool).await.db()?;
 
     // Each updated row answers the first rotation of its session and generation.
     let mut waiting: HashMap<&str, Vec<(i64, usize)>> = HashMap::with_capacity(batch.len());

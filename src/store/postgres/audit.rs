@@ -1,0 +1,71 @@
+//! The audit trail on PostgreSQL.
+
+use async_trait::async_trait;
+
+use super::PostgresStore;
+use crate::store::{AuditEvent, AuditLog, OrDatabase, StoreResult};
+
+#[async_trait]
+impl AuditLog for PostgresStore {
+    async fn record_event(&self, e: AuditEvent) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO audit_events \
+                 (at, kind, user_id, username, session_id, ip, request_id, detail, count) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(e.user_id)
+        .bind(&e.username)
+        .bind(&e.session_id)
+        .bind(&e.ip)
+        .bind(&e.request_id)
+        .bind(&e.detail)
+        .bind(e.count)
+        .fetch_one(&self.pool)
+        .await
+        .db()
+    }
+
+    async fn add_to_event_count(&self, id: i64, more: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE audit_events SET count = count + $1 WHERE id = $2")
+            .bind(more)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    async fn events(
+        &self,
+        user_id: Option<i64>,
+        since: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        sqlx::query_as(
+            "SELECT at, kind, user_id, username, session_id, ip, request_id, detail, count \
+             FROM audit_events WHERE at >= $1 AND ($2::BIGINT IS NULL OR user_id = $2) \
+             ORDER BY at, id LIMIT $3",
+        )
+        .bind(since)
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .db()
+    }
+
+    async fn delete_events_before(&self, before: i64, limit: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM audit_events WHERE id IN \
+             (SELECT id FROM audit_events WHERE at < $1 ORDER BY at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await
+        .db()?;
+        Ok(done.rows_affected())
+    }
+}

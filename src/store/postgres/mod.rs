@@ -1,0 +1,88 @@
+//! The shared PostgreSQL store (sqlx), for several latchkey instances behind
+//! one load balancer. Same schema and behaviour as `sqlite/`, in PostgreSQL's
+//! SQL: every instance sees one truth, so a rotation, a logout or a detected
+//! reuse on one instance holds on all of them at once.
+//!
+//! The SQL is in one file per concern: `users.rs`, `sessions.rs`, `audit.rs`,
+//! `throttle.rs`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::{OrDatabase, Pool, StoreResult};
+
+// Applied at every start. Several instances starting at once on an empty
+// database is safe: sqlx's PostgreSQL migrator (sqlx-postgres 0.9,
+// `migrate.rs`, `Migrate::lock`) first takes `pg_advisory_lock` on a key
+// derived from `current_database()`, and only then creates `_sqlx_migrations`,
+// reads what is applied and applies the rest, each migration in its own
+// transaction together with its bookkeeping row. The other instances wait on
+// the lock, then find every migration applied and do nothing.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections per instance. Each request needs at most one at a time; several
+/// instances share the server's `max_connections` (100 by default).
+const MAX_CONNECTIONS: u32 = 10;
+/// How long a request waits for a free connection before it fails, rather
+/// than queueing without bound.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+// Column lists as macros so queries stay `&'static str` (sqlx refuses built strings).
+macro_rules! user_columns {
+    () => {
+        "id, username, password_hash, role, created_at, disabled_at, credentials_version"
+    };
+}
+macro_rules! session_columns {
+    () => {
+        "id, user_id, generation, rotated_at, created_at, last_used_at, idle_expires_at, \
+         absolute_expires_at, revoked_at, revoked_reason, user_agent, ip, credentials_version"
+    };
+}
+
+mod audit;
+mod sessions;
+mod throttle;
+mod users;
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`) and applies migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .db()?
+            .application_name("latchkey");
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .db()?;
+        MIGRATOR.run(&pool).await.db()?;
+        Ok(Self { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Pool for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.db()?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

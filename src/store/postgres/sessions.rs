@@ -1,0 +1,208 @@
+//! Sessions on PostgreSQL.
+
+use async_trait::async_trait;
+
+use super::PostgresStore;
+use crate::store::from_sqlx::RotatedRow;
+use crate::store::{
+    Created, NewSession, OrDatabase, RevokeReason, Rotated, Session, Sessions, StoreResult,
+};
+
+/// Revokes every live session of a user but `except`: on its own, or inside
+/// the transaction that has just moved the user's credentials version.
+pub(super) async fn revoke_all_in<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    user_id: i64,
+    except: Option<&str>,
+    reason: RevokeReason,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+         WHERE user_id = $3 AND revoked_at IS NULL AND ($4::TEXT IS NULL OR id <> $4)",
+    )
+    .bind(now)
+    .bind(reason.as_str())
+    .bind(user_id)
+    .bind(except)
+    .execute(executor)
+    .await?
+    .rows_affected())
+}
+
+#[async_trait]
+impl Sessions for PostgresStore {
+    /// The user's row is locked first (`FOR UPDATE`): a password change or a
+    /// disable on another instance waits for this session to commit and then
+    /// revokes it, or has committed and this one sees the version moved.
+    /// Logins of one user are serialised by the same lock, so the eviction
+    /// below counts every session that exists.
+    async fn create_session(
+        &self,
+        s: NewSession,
+        max_per_user: i64,
+    ) -> StoreResult<Option<Created>> {
+        let mut tx = self.pool.begin().await.db()?;
+        let current: Option<i64> = sqlx::query_scalar(
+            "SELECT credentials_version FROM users \
+             WHERE id = $1 AND disabled_at IS NULL FOR UPDATE",
+        )
+        .bind(s.user_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
+        if current != Some(s.credentials_version) {
+            return Ok(None);
+        }
+        let insert = concat!(
+            "INSERT INTO sessions (id, user_id, generation, rotated_at, created_at, last_used_at, \
+             idle_expires_at, absolute_expires_at, user_agent, ip, credentials_version) \
+             VALUES ($1, $2, 0, $3, $3, $3, $4, $5, $6, $7, $8) RETURNING ",
+            session_columns!(),
+            ""
+        );
+        let session: Session = sqlx::query_as(insert)
+            .bind(&s.id)
+            .bind(s.user_id)
+            .bind(s.now)
+            .bind(s.idle_expires_at)
+            .bind(s.absolute_expires_at)
+            .bind(&s.user_agent)
+            .bind(&s.ip)
+            .bind(s.credentials_version)
+            .fetch_one(&mut *tx)
+            .await
+            .db()?;
+        // The new session is the most recently used; ties keep it too.
+        let evicted: Vec<String> = sqlx::query_scalar(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $5 \
+             WHERE id IN (SELECT id FROM sessions \
+                 WHERE user_id = $2 AND revoked_at IS NULL \
+                     AND idle_expires_at > $1 AND absolute_expires_at > $1 \
+                 ORDER BY id = $3 DESC, last_used_at DESC, created_at DESC, id \
+                 OFFSET $4) \
+             RETURNING id",
+        )
+        .bind(s.now)
+        .bind(s.user_id)
+        .bind(&s.id)
+        .bind(max_per_user)
+        .bind(RevokeReason::SessionEvicted.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        Ok(Some(Created { session, evicted }))
+    }
+
+    async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
+        let sql = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = $1"
+        );
+        sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .db()
+    }
+
+    /// One statement, so one atomic compare-and-set. Under READ COMMITTED a
+    /// concurrent update of the same row waits for the first to commit and
+    /// then re-checks the `WHERE` against the row as it now is: the
+    /// generation has moved on, so the second update matches nothing. Two
+    /// callers, on any instances, can never both advance the chain.
+    async fn rotate_session(
+        &self,
+        id: &str,
+        generation: i64,
+        now: i64,
+        idle_ttl: i64,
+    ) -> StoreResult<Option<Rotated>> {
+        let sql = "UPDATE sessions s SET generation = s.generation + 1, rotated_at = $1, \
+                 last_used_at = $1, idle_expires_at = LEAST($1 + $2, s.absolute_expires_at) \
+             FROM users u \
+             WHERE s.id = $3 AND s.generation = $4 AND s.revoked_at IS NULL \
+                 AND s.idle_expires_at > $1 AND s.absolute_expires_at > $1 AND u.id = s.user_id \
+                 AND u.credentials_version = s.credentials_version AND u.disabled_at IS NULL \
+             RETURNING s.id, s.user_id, s.generation, s.rotated_at, s.created_at, s.last_used_at, \
+                 s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, \
+                 s.user_agent, s.ip, s.credentials_version, u.username AS user_username, \
+                 u.password_hash AS user_password_hash, u.role AS user_role, \
+                 u.created_at AS user_created_at, u.disabled_at AS user_disabled_at, \
+                 u.credentials_version AS user_credentials_version";
+        let row: Option<RotatedRow> = sqlx::query_as(sql)
+            .bind(now)
+            .bind(idle_ttl)
+            .bind(id)
+            .bind(generation)
+            .fetch_optional(&self.pool)
+            .await
+            .db()?;
+        Ok(row.map(Rotated::from))
+    }
+
+    async fn revoke_session(
+        &self,
+        id: &str,
+        owner: Option<i64>,
+        reason: RevokeReason,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE id = $3 AND revoked_at IS NULL AND ($4::BIGINT IS NULL OR user_id = $4)",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .db()?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        reason: RevokeReason,
+        now: i64,
+    ) -> StoreResult<u64> {
+        revoke_all_in(&self.pool, user_id, except, reason, now)
+            .await
+            .db()
+    }
+
+    async fn active_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>> {
+        let sql = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions \
+             WHERE user_id = $1 AND revoked_at IS NULL \
+                 AND idle_expires_at > $2 AND absolute_expires_at > $2 \
+             ORDER BY created_at DESC, id"
+        );
+        sqlx::query_as(sql)
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .db()
+    }
+
+    async fn delete_expired_sessions(&self, now: i64, limit: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE id IN \
+             (SELECT id FROM sessions WHERE absolute_expires_at <= $1 LIMIT $2)",
+        )
+        .bind(now)
+        .bind(limit)
+        .execute(&self.pool)
+        .await
+        .db()?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,162 @@
+//! Accounts on PostgreSQL.
+
+use async_trait::async_trait;
+
+use super::PostgresStore;
+use super::sessions::revoke_all_in;
+use crate::store::from_sqlx::is_unique_violation;
+use crate::store::{
+    NewUser, OrDatabase, PasswordChange, RevokeReason, StoreError, StoreResult, User, Users,
+};
+
+#[async_trait]
+impl Users for PostgresStore {
+    async fn create_user(&self, user: NewUser<'_>, now: i64) -> StoreResult<User> {
+        let sql = concat!(
+            "INSERT INTO users (username, password_hash, role, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4) RETURNING ",
+            user_columns!(),
+            ""
+        );
+        let created = sqlx::query_as(sql)
+            .bind(user.username)
+            .bind(user.password_hash)
+            .bind(user.role)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await;
+        match created {
+            Err(e) if is_unique_violation(&e) => Err(StoreError::UsernameTaken),
+            created => created.db(),
+        }
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username = $1"
+        );
+        sqlx::query_as(sql)
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .db()
+    }
+
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+        sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .db()
+    }
+
+    async fn set_password_hash(&self, user_id: i64, hash: &str, now: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.db()?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2, \
+                 credentials_version = credentials_version + 1 WHERE id = $3",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        let revoked = revoke_all_in(&mut *tx, user_id, None, RevokeReason::PasswordReset, now)
+            .await
+            .db()?;
+        tx.commit().await.db()?;
+        Ok(revoked)
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        user_id: i64,
+        verified_hash: &str,
+        new_hash: &str,
+    ) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                .bind(new_hash)
+                .bind(user_id)
+                .bind(verified_hash)
+                .execute(&self.pool)
+                .await
+                .db()?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The `UPDATE users` takes the user's row lock first, so a concurrent
+    /// `create_session` (which locks the same row) either committed before it,
+    /// and its session is revoked here, or waits and then finds the version moved.
+    async fn change_password(&self, c: PasswordChange<'_>) -> StoreResult<Option<u64>> {
+        let mut tx = self.pool.begin().await.db()?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET password_hash = $1, updated_at = $2, \
+                 credentials_version = credentials_version + 1 \
+             WHERE id = $3 AND password_hash = $4 RETURNING credentials_version",
+        )
+        .bind(c.new_hash)
+        .bind(c.now)
+        .bind(c.user_id)
+        .bind(c.verified_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        let revoked = revoke_all_in(
+            &mut *tx,
+            c.user_id,
+            c.keep_session,
+            RevokeReason::PasswordChanged,
+            c.now,
+        )
+        .await
+        .db()?;
+        sqlx::query("UPDATE sessions SET credentials_version = $1 WHERE id = $2 AND user_id = $3")
+            .bind(version)
+            .bind(c.keep_session)
+            .bind(c.user_id)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        tx.commit().await.db()?;
+        Ok(Some(revoked))
+    }
+
+    async fn disable_user(&self, user_id: i64, now: i64) -> StoreResult<Option<u64>> {
+        let mut tx = self.pool.begin().await.db()?;
+        let found = sqlx::query(
+            "UPDATE users SET disabled_at = COALESCE(disabled_at, $1), \
+                 credentials_version = credentials_version + 1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .db()?
+        .rows_affected();
+        if found == 0 {
+            return Ok(None);
+        }
+        let revoked = revoke_all_in(&mut *tx, user_id, None, RevokeReason::UserDisabled, now)
+            .await
+            .db()?;
+        tx.commit().await.db()?;
+        Ok(Some(revoked))
+    }
+
+    async fn enable_user(&self, user_id: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(done.rows_affected() > 0)
+    }
+}

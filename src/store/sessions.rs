@@ -1,0 +1,160 @@
+//! Sessions and their refresh-token chains.
+
+use async_trait::async_trait;
+
+use super::{StoreResult, User};
+
+/// A session: one sign-in on one device, with its refresh-token chain.
+///
+/// No token material is stored. The chain's position is `generation`; the
+/// current refresh token is the JWT that signs (`id`, `generation`,
+/// `rotated_at`, `idle_expires_at`), so only the holder of the refresh secret
+/// can produce it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub user_id: i64,
+    pub generation: i64,
+    /// When the chain last advanced (the session's start for generation 0).
+    pub rotated_at: i64,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// The user's credentials version when the session began (or when this
+    /// session itself changed the password); it lives only while they agree.
+    pub credentials_version: i64,
+}
+
+impl Session {
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.idle_expires_at > now && self.absolute_expires_at > now
+    }
+}
+
+/// A session as a rotation left it, with its user as the user is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    pub session: Session,
+    pub user: User,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: String,
+    pub user_id: i64,
+    /// The version of the credentials that were verified for this login:
+    /// the session is created only if it is still the user's.
+    pub credentials_version: i64,
+    pub now: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A session just created, and the least recently used sessions of the
+/// same user it pushed out (`MAX_SESSIONS_PER_USER`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub session: Session,
+    pub evicted: Vec<String>,
+}
+
+/// Why a session ended, as the store keeps it in `revoked_reason`. Every
+/// reason is declared here once; the audit trail names the same events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevokeReason {
+    /// Its refresh cookie was sent to `POST /logout`.
+    Logout,
+    /// The browser signed in again with its cookie.
+    ReplacedByLogin,
+    /// An old refresh token of it came back (README, "Rotation rules").
+    RefreshTokenReused,
+    /// Its user revoked it from the sessions list.
+    RevokedByUser,
+    /// Its user logged out everywhere.
+    RevokedEverywhere,
+    /// An operator revoked it.
+    RevokedByOperator,
+    /// Its user changed the password from another session.
+    PasswordChanged,
+    /// An operator set a new password.
+    PasswordReset,
+    /// An operator disabled its user.
+    UserDisabled,
+    /// A newer login pushed it out (`MAX_SESSIONS_PER_USER`).
+    SessionEvicted,
+}
+
+impl RevokeReason {
+    /// The name kept in `revoked_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::ReplacedByLogin => "replaced_by_login",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::RevokedByUser => "revoked_by_user",
+            Self::RevokedEverywhere => "revoked_everywhere",
+            Self::RevokedByOperator => "revoked_by_operator",
+            Self::PasswordChanged => "password_changed",
+            Self::PasswordReset => "password_reset",
+            Self::UserDisabled => "user_disabled",
+            Self::SessionEvicted => "session_evicted",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Sessions: Send + Sync {
+    /// Creates the session only if the user is enabled and still at the
+    /// session's credentials version (else `None`), and revokes the least
+    /// recently used live sessions beyond `max_per_user`
+    /// (`session_evicted`), in one transaction.
+    async fn create_session(
+        &self,
+        session: NewSession,
+        max_per_user: i64,
+    ) -> StoreResult<Option<Created>>;
+    async fn session(&self, id: &str) -> StoreResult<Option<Session>>;
+    /// Advances the chain only if it is still at `generation` and the session
+    /// is live: one atomic compare-and-set, so concurrent callers presenting
+    /// the same token can never both win. The idle expiry slides to
+    /// `now + idle_ttl`, capped at the absolute expiry. The session's user
+    /// comes back from the same statement: a rotation is one round trip.
+    async fn rotate_session(
+        &self,
+        id: &str,
+        generation: i64,
+        now: i64,
+        idle_ttl: i64,
+    ) -> StoreResult<Option<Rotated>>;
+    /// Revokes a live session; with `owner`, only if it belongs to that user.
+    /// Returns whether a session was revoked by this call.
+    async fn revoke_session(
+        &self,
+        id: &str,
+        owner: Option<i64>,
+        reason: RevokeReason,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Revokes every live session of a user, but `except` when given;
+    /// returns how many.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        reason: RevokeReason,
+        now: i64,
+    ) -> StoreResult<u64>;
+    /// The user's sessions that are neither revoked nor expired, newest first.
+    async fn active_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>>;
+    /// Deletes up to `limit` sessions whose absolute expiry is at or before
+    /// `now`; returns how many. Such a session can never be used again.
+    async fn delete_expired_sessions(&self, now: i64, limit: i64) -> StoreResult<u64>;
+}

@@ -1,0 +1,85 @@
+//! Accounts and their credentials.
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+    /// Bumped by every password change and by disabling, in the same
+    /// transaction that revokes the user's sessions: a login or rotation that
+    /// verified older credentials finds it moved and creates nothing.
+    pub credentials_version: i64,
+}
+
+// The hash stays out of `Debug`, and so out of any log line that prints a user.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("created_at", &self.created_at)
+            .field("disabled_at", &self.disabled_at)
+            .field("credentials_version", &self.credentials_version)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub password_hash: &'a str,
+    pub role: &'a str,
+}
+
+/// A password change: applied only if the stored hash is still the one the
+/// current password was verified against (compare-and-set).
+#[derive(Debug, Clone)]
+pub struct PasswordChange<'a> {
+    pub user_id: i64,
+    pub verified_hash: &'a str,
+    pub new_hash: &'a str,
+    /// The session making the change, which stays signed in.
+    pub keep_session: Option<&'a str>,
+    pub now: i64,
+}
+
+/// Accounts. A password reset, a password change and a disable each revoke
+/// the user's sessions in the same transaction (see each method).
+#[async_trait]
+pub trait Users: Send + Sync {
+    async fn create_user(&self, user: NewUser<'_>, now: i64) -> StoreResult<User>;
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
+    /// Sets a new password hash outright (an operator's reset): the
+    /// credentials version moves and every session of the user is revoked,
+    /// in one transaction. Returns the sessions revoked.
+    async fn set_password_hash(&self, user_id: i64, hash: &str, now: i64) -> StoreResult<u64>;
+    /// Re-hashes the same password (a stronger cost or format), only if the
+    /// stored hash is still `verified_hash`, so it never overwrites a newer
+    /// password. The credentials version does not move. Returns whether it applied.
+    async fn upgrade_password_hash(
+        &self,
+        user_id: i64,
+        verified_hash: &str,
+        new_hash: &str,
+    ) -> StoreResult<bool>;
+    /// Changes the password if the stored hash is still the verified one; in
+    /// the same transaction the credentials version moves, every other
+    /// session is revoked (`password_changed`) and the kept session moves to
+    /// the new version. `None` when the hash had changed meanwhile.
+    async fn change_password(&self, change: PasswordChange<'_>) -> StoreResult<Option<u64>>;
+    /// Disables the account: the credentials version moves and every session
+    /// is revoked (`user_disabled`), in one transaction. `None` when there is
+    /// no such user; otherwise the sessions revoked.
+    async fn disable_user(&self, user_id: i64, now: i64) -> StoreResult<Option<u64>>;
+    /// Re-enables a disabled account; false when there is no such user.
+    async fn enable_user(&self, user_id: i64) -> StoreResult<bool>;
+}
