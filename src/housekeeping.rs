@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::auth::throttle;
 use crate::state::AppState;
 use crate::store::StoreResult;
 
 /// Rows deleted per statement: small enough that a sweep never blocks a
 /// login or rotation noticeably, on SQLite's single writer least of all.
 pub const BATCH: i64 = 1000;
-
-/// Throttle counters quiet for this long are forgotten (as `throttle` does).
-const THROTTLE_QUIET: i64 = 3600;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
@@ -48,7 +46,8 @@ pub async fn sweep(state: &AppState, stop: &watch::Receiver<bool>) -> StoreResul
     let store = &state.store;
     let now = state.clock.now();
     let before = now - state.config.audit_retention;
-    let quiet = now - THROTTLE_QUIET;
+    // Counters quiet for a whole window count from zero anyway.
+    let quiet = now - throttle::WINDOW;
     Ok(Swept {
         sessions: drain(stop, || store.delete_expired_sessions(now, BATCH)).await?,
         events: drain(stop, || store.delete_events_before(before, BATCH)).await?,
