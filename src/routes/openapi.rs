@@ -199,8 +199,9 @@ fn complete(
     }
 }
 
-/// The headers `build_app`'s layers put on every response they wrap (the
-/// security headers on every response too, but they are for the pages).
+/// The headers `build_app`'s layers put on the responses they wrap. The
+/// security headers go on every response, but are described where they
+/// matter: on the pages.
 fn layer_headers(response: &mut Value, no_store: bool) {
     let html = response.pointer("/content/text~1html").is_some();
     let mut layers = Vec::new();
