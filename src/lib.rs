@@ -12,6 +12,8 @@
 //! - [`store`] and [`clock`] are the seams: where latchkey keeps its rows,
 //!   and where "now" comes from.
 
+#![warn(missing_docs)]
+
 mod auth;
 pub mod cli;
 pub mod clock;

@@ -3,7 +3,8 @@
 
 use axum::Json;
 use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::header::{self, HeaderName};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -11,68 +12,106 @@ use utoipa::ToSchema;
 use crate::auth::password_policy::Weakness;
 use crate::store::StoreError;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    InvalidRequest(String),
-    #[error("invalid username or password")]
-    InvalidCredentials,
-    #[error("the current password is wrong")]
-    WrongCurrentPassword,
-    #[error("request headers are too large")]
-    HeadersTooLarge,
-    #[error("too many attempts; try again later")]
-    TooManyAttempts { retry_after: i64 },
-    #[error("no refresh token was sent")]
-    MissingRefreshToken,
-    #[error("the refresh token is invalid or expired")]
-    InvalidRefreshToken,
-    #[error("the refresh token was already used; the session has been revoked")]
-    RefreshTokenReused,
-    #[error("requests from this origin are not allowed")]
-    ForbiddenOrigin,
-    /// No access token was sent (RFC 6750 §3.1: no error code in the challenge).
-    #[error("an access token is required")]
-    Unauthenticated,
-    #[error("the access token is invalid or expired")]
-    InvalidToken,
-    #[error("not found")]
-    NotFound,
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    #[error("that username is taken")]
-    UsernameTaken,
-    /// A new password that breaks the rules of `auth/password_policy.rs`;
-    /// the message says which.
-    #[error("{0}")]
-    WeakPassword(Weakness),
-    #[error("registration is closed")]
-    RegistrationClosed,
-    #[error("the request body is too large")]
-    PayloadTooLarge,
-    #[error("expected a JSON or form-encoded body")]
-    UnsupportedMediaType,
-    /// The body, or the answer, took longer than `REQUEST_TIMEOUT`.
-    #[error("the request took too long")]
-    RequestTimeout,
-    #[error("the store is unavailable")]
-    Unavailable,
-    /// Too much password checking in flight (README, "Limits under attack").
-    #[error("the server is busy; try again shortly")]
-    ServerBusy { retry_after: i64 },
-    #[error("internal error")]
-    Internal(#[source] anyhow::Error),
+/// Declares every refusal in one place: its variant (with its fields), its
+/// status, its stable code and its message (a `thiserror` format string over
+/// the fields). The enum, `Display`, [`ApiError::status`], [`ApiError::code`]
+/// and [`ApiError::CODES`] (the OpenAPI enum of codes) all come from here, so
+/// a new refusal is one more line below and cannot be half-declared.
+macro_rules! api_errors {
+    ($(
+        $(#[$meta:meta])*
+        $variant:ident
+            $(( $($(#[$field_meta:meta])* $field:ty),+ ))?
+            $({ $($name:ident: $named:ty),+ })?
+        => $status:ident, $code:literal, $message:literal;
+    )+) => {
+        #[derive(Debug, thiserror::Error)]
+        pub enum ApiError {
+            $(
+                $(#[$meta])*
+                #[error($message)]
+                $variant $(( $($(#[$field_meta])* $field),+ ))? $({ $($name: $named),+ })?,
+            )+
+        }
+
+        impl ApiError {
+            /// Every value of [`ApiError::code`], in declaration order, for
+            /// the OpenAPI description.
+            pub const CODES: &[&str] = &[$($code),+];
+
+            pub fn status(&self) -> StatusCode {
+                match self {
+                    $(Self::$variant { .. } => StatusCode::$status,)+
+                }
+            }
+
+            pub fn code(&self) -> &'static str {
+                match self {
+                    $(Self::$variant { .. } => $code,)+
+                }
+            }
+        }
+    };
 }
 
-/// The body of every API error (API.md: `{"error": "<code>", "message": "<human text>"}`).
+api_errors! {
+    InvalidRequest(String) => BAD_REQUEST, "invalid_request", "{0}";
+    InvalidCredentials => UNAUTHORIZED, "invalid_credentials", "invalid username or password";
+    WrongCurrentPassword => FORBIDDEN, "wrong_current_password", "the current password is wrong";
+    HeadersTooLarge => REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large",
+        "request headers are too large";
+    TooManyAttempts { retry_after: i64 } => TOO_MANY_REQUESTS, "too_many_attempts",
+        "too many attempts; try again later";
+    MissingRefreshToken => UNAUTHORIZED, "missing_refresh_token", "no refresh token was sent";
+    InvalidRefreshToken => UNAUTHORIZED, "invalid_refresh_token",
+        "the refresh token is invalid or expired";
+    RefreshTokenReused => UNAUTHORIZED, "refresh_token_reused",
+        "the refresh token was already used; the session has been revoked";
+    ForbiddenOrigin => FORBIDDEN, "forbidden_origin", "requests from this origin are not allowed";
+    /// No access token was sent (RFC 6750 §3.1: no error code in the challenge).
+    Unauthenticated => UNAUTHORIZED, "unauthenticated", "an access token is required";
+    /// Its code and message are also the challenge's `error` and
+    /// `error_description` (RFC 6750 §3).
+    InvalidToken => UNAUTHORIZED, "invalid_token", "the access token is invalid or expired";
+    NotFound => NOT_FOUND, "not_found", "not found";
+    MethodNotAllowed => METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed";
+    UsernameTaken => CONFLICT, "username_taken", "that username is taken";
+    /// A new password that breaks the rules of `auth/password_policy.rs`;
+    /// the message says which.
+    WeakPassword(Weakness) => UNPROCESSABLE_ENTITY, "weak_password", "{0}";
+    RegistrationClosed => FORBIDDEN, "registration_closed", "registration is closed";
+    PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large";
+    UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+        "expected a JSON or form-encoded body";
+    /// The body, or the answer, took longer than `REQUEST_TIMEOUT`.
+    RequestTimeout => REQUEST_TIMEOUT, "request_timeout", "the request took too long";
+    Unavailable => SERVICE_UNAVAILABLE, "unavailable", "the store is unavailable";
+    /// Too much password checking in flight (README, "Limits under attack").
+    ServerBusy { retry_after: i64 } => SERVICE_UNAVAILABLE, "server_busy",
+        "the server is busy; try again shortly";
+    Internal(#[source] anyhow::Error) => INTERNAL_SERVER_ERROR, "internal_error", "internal error";
+}
+
+/// The challenge of every Bearer refusal (RFC 6750 §3): the realm alone when
+/// no token was sent; `invalid_token` adds its code and message to it.
+pub const BEARER_CHALLENGE: &str = r#"Bearer realm="latchkey""#;
+
+/// The least `Retry-After` sent: `0` would invite the retry at once.
+pub const MIN_RETRY_AFTER: i64 = 1;
+
+/// The body of every API error: `{"error": "<code>", "message": "<human text>"}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable, machine-readable code.
     #[schema(schema_with = error_code_schema)]
     pub error: &'static str,
     /// Words for people; may change.
-    #[schema(examples("invalid username or password"))]
+    #[schema(examples(example_message))]
     pub message: String,
+}
+
+fn example_message() -> String {
+    ApiError::InvalidCredentials.to_string()
 }
 
 fn error_code_schema() -> utoipa::openapi::Object {
@@ -84,82 +123,34 @@ fn error_code_schema() -> utoipa::openapi::Object {
 }
 
 impl ApiError {
-    /// Every value of [`ApiError::code`], for the OpenAPI description.
-    pub const CODES: &[&str] = &[
-        "invalid_request",
-        "invalid_credentials",
-        "wrong_current_password",
-        "headers_too_large",
-        "too_many_attempts",
-        "missing_refresh_token",
-        "invalid_refresh_token",
-        "refresh_token_reused",
-        "forbidden_origin",
-        "unauthenticated",
-        "invalid_token",
-        "not_found",
-        "method_not_allowed",
-        "username_taken",
-        "weak_password",
-        "registration_closed",
-        "payload_too_large",
-        "unsupported_media_type",
-        "request_timeout",
-        "unavailable",
-        "server_busy",
-        "internal_error",
-    ];
-
-    pub fn status(&self) -> StatusCode {
+    /// The header this refusal carries beside its status and body, however
+    /// it is answered: in JSON here, or as its form page again
+    /// (`routes/pages.rs`).
+    pub fn header(&self) -> Option<(HeaderName, HeaderValue)> {
         match self {
-            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::InvalidCredentials
-            | Self::MissingRefreshToken
-            | Self::InvalidRefreshToken
-            | Self::RefreshTokenReused
-            | Self::Unauthenticated
-            | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::ForbiddenOrigin | Self::RegistrationClosed | Self::WrongCurrentPassword => {
-                StatusCode::FORBIDDEN
+            Self::Unauthenticated => Some((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(BEARER_CHALLENGE),
+            )),
+            // The code and message hold no quote or backslash, as RFC 6750
+            // §3 requires of these attributes (the tests below check the
+            // result), so the conversion cannot fail.
+            Self::InvalidToken => {
+                let challenge = format!(
+                    r#"{BEARER_CHALLENGE}, error="{}", error_description="{self}""#,
+                    self.code()
+                );
+                let value = HeaderValue::try_from(challenge).ok()?;
+                Some((header::WWW_AUTHENTICATE, value))
             }
-            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::UsernameTaken => StatusCode::CONFLICT,
-            Self::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Unavailable | Self::ServerBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::InvalidCredentials => "invalid_credentials",
-            Self::WrongCurrentPassword => "wrong_current_password",
-            Self::HeadersTooLarge => "headers_too_large",
-            Self::TooManyAttempts { .. } => "too_many_attempts",
-            Self::MissingRefreshToken => "missing_refresh_token",
-            Self::InvalidRefreshToken => "invalid_refresh_token",
-            Self::RefreshTokenReused => "refresh_token_reused",
-            Self::ForbiddenOrigin => "forbidden_origin",
-            Self::Unauthenticated => "unauthenticated",
-            Self::InvalidToken => "invalid_token",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::UsernameTaken => "username_taken",
-            Self::WeakPassword(_) => "weak_password",
-            Self::RegistrationClosed => "registration_closed",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::RequestTimeout => "request_timeout",
-            Self::Unavailable => "unavailable",
-            Self::ServerBusy { .. } => "server_busy",
-            Self::Internal(_) => "internal_error",
+            Self::TooManyAttempts { retry_after } | Self::ServerBusy { retry_after } => Some((
+                header::RETRY_AFTER,
+                HeaderValue::from((*retry_after).max(MIN_RETRY_AFTER)),
+            )),
+            // The rest of the body may still be on its way: the connection
+            // cannot carry another request (RFC 9110 §15.5.9).
+            Self::RequestTimeout => Some((header::CONNECTION, HeaderValue::from_static("close"))),
+            _ => None,
         }
     }
 }
@@ -176,34 +167,8 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         });
         let mut response = (self.status(), body).into_response();
-        let headers = response.headers_mut();
-        match &self {
-            Self::Unauthenticated => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Bearer realm="latchkey""#),
-                );
-            }
-            Self::InvalidToken => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(
-                        r#"Bearer realm="latchkey", error="invalid_token", error_description="the access token is invalid or expired""#,
-                    ),
-                );
-            }
-            Self::TooManyAttempts { retry_after } | Self::ServerBusy { retry_after } => {
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from((*retry_after).max(1)),
-                );
-            }
-            // The rest of the body may still be on its way: the connection
-            // cannot carry another request (RFC 9110 §15.5.9).
-            Self::RequestTimeout => {
-                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            _ => {}
+        if let Some((name, value)) = self.header() {
+            response.headers_mut().insert(name, value);
         }
         response
     }
@@ -261,37 +226,54 @@ fn from_status(status: StatusCode, text: String) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
+    use axum::http::{HeaderValue, header};
+
     use super::ApiError;
     use crate::auth::password_policy::Weakness;
 
+    /// `api_errors!` gives every variant a code; what it cannot stop is two
+    /// variants sharing one, or a code clients could not match on plainly.
     #[test]
-    fn every_code_is_listed_for_the_openapi_description() {
-        let all = [
-            ApiError::InvalidRequest(String::new()),
-            ApiError::InvalidCredentials,
-            ApiError::WrongCurrentPassword,
-            ApiError::HeadersTooLarge,
-            ApiError::TooManyAttempts { retry_after: 1 },
-            ApiError::MissingRefreshToken,
-            ApiError::InvalidRefreshToken,
-            ApiError::RefreshTokenReused,
-            ApiError::ForbiddenOrigin,
-            ApiError::Unauthenticated,
-            ApiError::InvalidToken,
-            ApiError::NotFound,
-            ApiError::MethodNotAllowed,
-            ApiError::UsernameTaken,
-            ApiError::WeakPassword(Weakness::TooShort),
-            ApiError::RegistrationClosed,
-            ApiError::PayloadTooLarge,
-            ApiError::UnsupportedMediaType,
-            ApiError::RequestTimeout,
-            ApiError::Unavailable,
-            ApiError::ServerBusy { retry_after: 1 },
-            ApiError::Internal(anyhow::anyhow!("x")),
-        ];
-        let codes: Vec<&str> = all.iter().map(ApiError::code).collect();
-        assert_eq!(codes, ApiError::CODES);
+    fn codes_are_unique_and_snake_case() {
+        let mut seen = HashSet::new();
+        for code in ApiError::CODES {
+            assert!(seen.insert(code), "{code} is declared twice");
+            let snake = code
+                .split('_')
+                .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase()));
+            assert!(snake, "{code} is not snake_case");
+        }
+    }
+
+    #[test]
+    fn the_bearer_challenges_name_the_realm_and_the_invalid_token() {
+        let challenge = |value| Some((header::WWW_AUTHENTICATE, HeaderValue::from_static(value)));
+        assert_eq!(
+            ApiError::Unauthenticated.header(),
+            challenge(r#"Bearer realm="latchkey""#)
+        );
+        assert_eq!(
+            ApiError::InvalidToken.header(),
+            challenge(
+                r#"Bearer realm="latchkey", error="invalid_token", error_description="the access token is invalid or expired""#
+            )
+        );
+    }
+
+    #[test]
+    fn retry_after_is_never_below_a_second() {
+        for (error, seconds) in [
+            (ApiError::TooManyAttempts { retry_after: 0 }, 1),
+            (ApiError::TooManyAttempts { retry_after: 42 }, 42),
+            (ApiError::ServerBusy { retry_after: -3 }, 1),
+        ] {
+            assert_eq!(
+                error.header(),
+                Some((header::RETRY_AFTER, HeaderValue::from(seconds)))
+            );
+        }
     }
 
     #[test]

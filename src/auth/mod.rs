@@ -20,7 +20,7 @@ mod accounts;
 pub(crate) mod admission;
 pub(crate) mod audit;
 pub(crate) mod cookies;
-mod credentials;
+pub(crate) mod credentials;
 pub(crate) mod error;
 mod hash_pool;
 pub(crate) mod housekeeping;

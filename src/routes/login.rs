@@ -43,10 +43,10 @@ pub(crate) struct Credentials {
     )),
     responses(
         (status = 200, description = "Signed in (JSON)", body = TokenBody,
-            headers(("set-cookie" = String, description = "The refresh cookie, and the device cookie `__Host-device` (two headers)"))),
+            headers(("set-cookie" = String, description = "The refresh cookie, and the device cookie (two headers)"))),
         (status = 303, description = "Signed in (the HTML form)",
             headers(
-                ("set-cookie" = String, description = "The refresh cookie, and the device cookie `__Host-device` (two headers)"),
+                ("set-cookie" = String, description = "The refresh cookie, and the device cookie (two headers)"),
                 ("location" = String, description = "`/app`, or the form's same-origin `next`"),
             )),
         (status = 400, description = "`invalid_request`: a missing or malformed field \
@@ -60,12 +60,12 @@ pub(crate) struct Credentials {
         (status = 429, description = "`too_many_attempts` for this account or address \
             (the HTML form: its page again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html")),
-            headers(("retry-after" = String, description = "Seconds until the next attempt is allowed"))),
+            headers(("retry-after" = String))),
         (status = 503, description = "`server_busy`: too many password checks in flight for \
             this address or account, or the hashing queue is full (the HTML form: its page \
             again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html")),
-            headers(("retry-after" = String, description = "Seconds to wait before trying again"))),
+            headers(("retry-after" = String))),
     )
 )]
 async fn login(

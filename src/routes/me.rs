@@ -8,8 +8,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Auth;
-use crate::auth::error::ErrorBody;
 use crate::routes::extract::Authenticated;
+use crate::routes::openapi::BearerRefusals;
 
 pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new()
@@ -58,9 +58,7 @@ pub struct MeBody {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The token is valid", body = ProtectedBody),
-        (status = 400, description = "`invalid_request`: more than one `Authorization` header", body = ErrorBody),
-        (status = 401, description = "`unauthenticated` (no token) or `invalid_token` (bad or expired)", body = ErrorBody,
-            headers(("www-authenticate" = String, description = "RFC 6750 challenge"))),
+        BearerRefusals,
     )
 )]
 async fn protected(auth: Authenticated) -> Json<ProtectedBody> {
@@ -80,9 +78,7 @@ async fn protected(auth: Authenticated) -> Json<ProtectedBody> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The token's holder", body = MeBody),
-        (status = 400, description = "`invalid_request`: more than one `Authorization` header", body = ErrorBody),
-        (status = 401, description = "`unauthenticated` (no token) or `invalid_token` (bad or expired)", body = ErrorBody,
-            headers(("www-authenticate" = String, description = "RFC 6750 challenge"))),
+        BearerRefusals,
     )
 )]
 async fn me(auth: Authenticated) -> Json<MeBody> {

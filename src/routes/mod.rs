@@ -2,14 +2,16 @@
 //! response passes through. Each area documents its handlers for the OpenAPI
 //! description as it routes them (`openapi.rs`).
 
+use std::time::Duration;
+
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{Method, Request};
+use axum::response::Response;
 use axum::{Extension, Router};
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -46,6 +48,56 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
     object-src 'none'; base-uri 'none'";
 
+/// How long a browser may keep a CORS preflight's answer.
+const CORS_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// A header a layer of `router` puts on each response that lacks it, and
+/// why (the OpenAPI description repeats the reason beside it).
+pub(crate) struct LayerHeader {
+    pub name: HeaderName,
+    pub value: HeaderValue,
+    pub why: &'static str,
+}
+
+/// On every response but the static assets: tokens and personal data.
+pub(crate) static NO_STORE: [LayerHeader; 2] = [
+    LayerHeader {
+        name: header::CACHE_CONTROL,
+        value: HeaderValue::from_static("no-store"),
+        why: "Tokens and personal data are never cached",
+    },
+    LayerHeader {
+        name: header::PRAGMA,
+        value: HeaderValue::from_static("no-cache"),
+        why: "For HTTP/1.0 caches",
+    },
+];
+
+/// On every response; what they guard is the pages.
+pub(crate) static SECURITY_HEADERS: [LayerHeader; 4] = [
+    LayerHeader {
+        name: header::CONTENT_SECURITY_POLICY,
+        value: HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        why: "Only the page's own scripts and styles (no inline script), no framing, \
+            forms posted only to this origin",
+    },
+    LayerHeader {
+        name: header::X_FRAME_OPTIONS,
+        value: HeaderValue::from_static("DENY"),
+        why: "No framing",
+    },
+    LayerHeader {
+        name: header::X_CONTENT_TYPE_OPTIONS,
+        value: HeaderValue::from_static("nosniff"),
+        why: "No sniffing",
+    },
+    LayerHeader {
+        name: header::REFERRER_POLICY,
+        value: HeaderValue::from_static("same-origin"),
+        why: "Keeps `Origin` meaningful on same-origin form posts",
+    },
+];
+
 /// latchkey's routes over `auth`, with the layers every response passes
 /// through. It can be nested under any prefix (`Router::nest("/auth", …)`):
 /// links and redirects follow the prefix; the cookies keep `Path=/`, as
@@ -67,7 +119,12 @@ pub fn router(auth: Auth) -> Router {
     let (assets, assets_api) = assets::router().split_for_parts();
     let cached: Vec<String> = assets_api.paths.paths.keys().cloned().collect();
     api.merge(assets_api);
-    let document = openapi::serve(api, auth.refresh_cookie_name(), &cached);
+    let document = openapi::serve(
+        api,
+        auth.refresh_cookie_name(),
+        auth.config().server.request_timeout,
+        &cached,
+    );
 
     // Each `Router::layer` call wraps every route in one more boxed service,
     // cloned and boxed again on every request, so the layers go in as one
@@ -76,8 +133,7 @@ pub fn router(auth: Auth) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(
             ServiceBuilder::new()
-                .layer(header_layer(header::PRAGMA, "no-cache"))
-                .layer(header_layer(header::CACHE_CONTROL, "no-store"))
+                .map_response(set_headers(&NO_STORE))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT))
                 .layer(Extension(document)),
         );
@@ -116,14 +172,7 @@ pub fn router(auth: Auth) -> Router {
                 )
                 .layer(axum::middleware::from_fn(limits::header_limits))
                 .option_layer(cors)
-                // Keeps `Origin` meaningful on same-origin form posts (see API.md).
-                .layer(header_layer(header::REFERRER_POLICY, "same-origin"))
-                .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
-                .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                .layer(header_layer(
-                    header::CONTENT_SECURITY_POLICY,
-                    CONTENT_SECURITY_POLICY,
-                ))
+                .map_response(set_headers(&SECURITY_HEADERS))
                 // Innermost, so that its `408` passes every layer above (the
                 // request id, CORS, the security headers) like any answer.
                 .layer(timeout::RequestTimeoutLayer(auth.config().server.request_timeout)),
@@ -131,8 +180,20 @@ pub fn router(auth: Auth) -> Router {
     .with_state(auth)
 }
 
-fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+/// Puts each of `headers` on a response that lacks it (a handler's own
+/// value stands).
+fn set_headers(
+    headers: &'static [LayerHeader],
+) -> impl Fn(Response) -> Response + Clone + Send + Sync + 'static {
+    move |mut response| {
+        let present = response.headers_mut();
+        for header in headers {
+            if !present.contains_key(&header.name) {
+                present.insert(header.name.clone(), header.value.clone());
+            }
+        }
+        response
+    }
 }
 
 /// Credentialed CORS for the configured origins only: each allowed origin is
@@ -152,6 +213,6 @@ fn cors(config: &Config) -> Option<CorsLayer> {
             .allow_credentials(true)
             .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-            .max_age(std::time::Duration::from_secs(600)),
+            .max_age(CORS_MAX_AGE),
     )
 }

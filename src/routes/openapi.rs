@@ -4,10 +4,12 @@
 //! collected by utoipa-axum's `OpenApiRouter` as each area registers its
 //! handlers with `routes!`: a documented path is a routed path. This file adds
 //! the document root (info, tags, security schemes, shared refusals) and what
-//! the layers of `build_app` add to every response.
+//! the layers of `router` add to every response.
 //!
 //! Convention: a response header named in an annotation is sent on every
 //! response of that status; one sent only sometimes is described in words.
+
+use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -20,8 +22,10 @@ use utoipa::{IntoResponses, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::limits::{MAX_HEADER_BYTES, MAX_HEADERS_BYTES};
+use super::{BODY_LIMIT, NO_STORE, SECURITY_HEADERS};
 use crate::auth::Auth;
-use crate::auth::error::ErrorBody;
+use crate::auth::error::{ApiError, BEARER_CHALLENGE, ErrorBody, MIN_RETRY_AFTER};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,10 +54,7 @@ pub(crate) enum BearerRefusals {
     #[response(status = 400)]
     BadRequest(ErrorBody),
     /// `unauthenticated` (no token) or `invalid_token` (bad or expired).
-    #[response(
-        status = 401,
-        headers(("www-authenticate" = String, description = "The RFC 6750 challenge"))
-    )]
+    #[response(status = 401, headers(("www-authenticate" = String)))]
     Unauthorized(ErrorBody),
 }
 
@@ -61,8 +62,10 @@ pub(crate) enum BearerRefusals {
 #[derive(IntoResponses)]
 #[allow(dead_code)] // described, never built: the extractors return `ApiError`
 pub(crate) enum BodyRefusals {
-    /// `payload_too_large`: the body is over 4 KiB.
-    #[response(status = 413)]
+    #[response(
+        status = 413,
+        description = format!("`payload_too_large`: the body is over {BODY_LIMIT} bytes")
+    )]
     PayloadTooLarge(ErrorBody),
     /// `unsupported_media_type`: neither JSON nor (where accepted) form-encoded.
     #[response(status = 415)]
@@ -78,7 +81,7 @@ pub(crate) fn root() -> OpenApiRouter<Auth> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
 }
 
-/// The description as served: built once by `build_app`.
+/// The description as served: built once by `router`.
 #[derive(Clone)]
 pub(crate) struct Served(Bytes);
 
@@ -92,9 +95,14 @@ async fn openapi_json(Extension(Served(document)): Extension<Served>) -> Respons
 }
 
 /// Completes the collected description: security schemes (the cookie under
-/// its configured name), what `build_app`'s layers add, and header schemas.
+/// its configured name), what `router`'s layers add, and header schemas.
 /// `cached` lists the paths outside the `no-store` layer (the static assets).
-pub(crate) fn serve(mut document: Document, cookie_name: &str, cached: &[String]) -> Served {
+pub(crate) fn serve(
+    mut document: Document,
+    cookie_name: &str,
+    request_timeout: Duration,
+    cached: &[String],
+) -> Served {
     let components = document.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
@@ -118,11 +126,50 @@ pub(crate) fn serve(mut document: Document, cookie_name: &str, cached: &[String]
         // Plain data with string keys: serializing it cannot fail.
         Err(e) => json!({ "error": e.to_string() }),
     };
-    complete(&mut value, cached);
+    let everywhere = [
+        // `limits::header_limits` runs before routing.
+        refusal(
+            ApiError::HeadersTooLarge,
+            &format!(
+                "a header over {MAX_HEADER_BYTES} bytes, or over {MAX_HEADERS_BYTES} bytes in all"
+            ),
+        ),
+        // `timeout::RequestTimeoutLayer` wraps every route.
+        refusal(
+            ApiError::RequestTimeout,
+            &format!(
+                "reading the body and answering took longer than `REQUEST_TIMEOUT` \
+                 ({} s here); the connection closes",
+                request_timeout.as_secs_f64()
+            ),
+        ),
+    ];
+    complete(&mut value, cookie_name, &everywhere, cached);
     Served(Bytes::from(value.to_string()))
 }
 
-fn complete(document: &mut Value, cached: &[String]) {
+/// A refusal of a layer that wraps every route, described from the error
+/// itself: its status, its code, and the header it carries.
+fn refusal(error: ApiError, why: &str) -> (String, Value) {
+    let mut response = json!({
+        "description": format!("`{}`: {why}", error.code()),
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } },
+    });
+    if let Some((name, value)) = error.header()
+        && let Ok(value) = value.to_str()
+    {
+        response["headers"] =
+            json!({ name.as_str(): { "schema": { "type": "string", "const": value } } });
+    }
+    (error.status().as_str().to_owned(), response)
+}
+
+fn complete(
+    document: &mut Value,
+    cookie_name: &str,
+    everywhere: &[(String, Value)],
+    cached: &[String],
+) {
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -140,87 +187,76 @@ fn complete(document: &mut Value, cached: &[String]) {
             };
             for response in responses.values_mut() {
                 layer_headers(response, no_store);
-                header_schemas(response);
             }
-            // `limits::header_limits` runs before routing.
-            responses.insert(
-                "431".into(),
-                json!({
-                    "description": "`headers_too_large`: a header over 16 KiB, or over 64 KiB in all",
-                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } },
-                }),
-            );
-            // `timeout::RequestTimeoutLayer` wraps every route.
-            responses.insert(
-                "408".into(),
-                json!({
-                    "description": "`request_timeout`: reading the body and answering took longer than `REQUEST_TIMEOUT`; the connection closes",
-                    "headers": { "connection": constant("close", "The connection closes after this answer") },
-                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } },
-                }),
-            );
+            // Outside the `no-store` layer: none of its headers.
+            for (status, response) in everywhere {
+                responses.insert(status.clone(), response.clone());
+            }
+            for response in responses.values_mut() {
+                header_schemas(response, cookie_name);
+            }
         }
     }
 }
 
-/// The headers `build_app`'s layers put on every response they wrap.
+/// The headers `router`'s layers put on the responses they wrap. The
+/// security headers go on every response, but are described where they
+/// matter: on the pages.
 fn layer_headers(response: &mut Value, no_store: bool) {
     let html = response.pointer("/content/text~1html").is_some();
-    if !no_store && !html {
+    let mut layers = Vec::new();
+    if no_store {
+        layers.extend(&NO_STORE);
+    }
+    if html {
+        layers.extend(&SECURITY_HEADERS);
+    }
+    if layers.is_empty() {
         return;
     }
     let Some(headers) = headers_of(response) else {
         return;
     };
-    if no_store {
-        headers.insert(
-            "cache-control".into(),
-            constant("no-store", "Tokens and personal data are never cached"),
-        );
-        headers.insert("pragma".into(), constant("no-cache", "For HTTP/1.0 caches"));
-    }
-    if html {
-        headers.insert(
-            "content-security-policy".into(),
-            required(
-                json!({ "type": "string", "pattern": "default-src 'self'" }),
-                "No inline script, no framing",
-            ),
-        );
-        headers.insert("x-frame-options".into(), constant("DENY", "No framing"));
-        headers.insert(
-            "x-content-type-options".into(),
-            constant("nosniff", "No sniffing"),
-        );
-        headers.insert(
-            "referrer-policy".into(),
-            constant(
-                "same-origin",
-                "Keeps same-origin `Origin` headers meaningful",
-            ),
-        );
+    for layer in layers {
+        if let Ok(value) = layer.value.to_str() {
+            headers.insert(layer.name.as_str().into(), constant(value, layer.why));
+        }
     }
 }
 
-/// Schemas for the headers the annotations name, and `required`: utoipa's
-/// header tuples take a type and a description only.
-fn header_schemas(response: &mut Value) {
+/// Schemas, descriptions where none is given, and `required` for the headers
+/// the annotations name: utoipa's header tuples take a type and a literal
+/// description only, and the facts below have their homes elsewhere.
+fn header_schemas(response: &mut Value, cookie_name: &str) {
     let Some(headers) = response.get_mut("headers").and_then(Value::as_object_mut) else {
         return;
     };
     for (name, header) in headers.iter_mut() {
-        let schema = match name.as_str() {
-            "set-cookie" => json!({ "type": "string", "pattern": "^(__Host-)?refresh_token=" }),
-            "www-authenticate" => {
-                json!({ "type": "string", "pattern": "^Bearer realm=\"latchkey\"" })
-            }
-            "retry-after" => json!({ "type": "integer", "minimum": 1 }),
-            "location" => json!({ "type": "string", "pattern": "^/" }),
-            _ => continue,
+        let (schema, description) = match name.as_str() {
+            "set-cookie" => (Some(pattern(&format!("^{}=", literal(cookie_name)))), None),
+            "www-authenticate" => (
+                Some(pattern(&format!("^{}", literal(BEARER_CHALLENGE)))),
+                Some(
+                    "The RFC 6750 challenge; with `error=\"invalid_token\"` and a description \
+                     when the token is bad or expired",
+                ),
+            ),
+            "retry-after" => (
+                Some(json!({ "type": "integer", "minimum": MIN_RETRY_AFTER })),
+                Some("Seconds to wait before trying again"),
+            ),
+            "location" => (Some(pattern("^/")), None),
+            "connection" => (None, Some("The connection closes after this answer")),
+            _ => (None, None),
         };
-        header["schema"] = schema;
-    }
-    for header in headers.values_mut() {
+        if let Some(schema) = schema {
+            header["schema"] = schema;
+        }
+        if let Some(description) = description
+            && header.get("description").is_none()
+        {
+            header["description"] = description.into();
+        }
         header["required"] = Value::Bool(true);
     }
 }
@@ -234,9 +270,25 @@ fn headers_of(response: &mut Value) -> Option<&mut Map<String, Value>> {
 }
 
 fn constant(value: &str, description: &str) -> Value {
-    required(json!({ "type": "string", "const": value }), description)
+    json!({
+        "description": description,
+        "required": true,
+        "schema": { "type": "string", "const": value },
+    })
 }
 
-fn required(schema: Value, description: &str) -> Value {
-    json!({ "description": description, "required": true, "schema": schema })
+fn pattern(regex: &str) -> Value {
+    json!({ "type": "string", "pattern": regex })
+}
+
+/// `text` as a regular expression that matches it literally.
+fn literal(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

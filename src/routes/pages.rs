@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use std::collections::HashMap;
 use utoipa_axum::router::OpenApiRouter;
@@ -103,11 +103,11 @@ fn form_message(e: &ApiError) -> String {
     }
 }
 
-/// The form again, with the refusal's status (and `Retry-After` when throttled).
+/// The form again, with the refusal's status and header (`Retry-After` when
+/// throttled).
 fn refused(mut page: Response, e: &ApiError) -> Response {
-    if let ApiError::TooManyAttempts { retry_after } | ApiError::ServerBusy { retry_after } = e {
-        page.headers_mut()
-            .insert(header::RETRY_AFTER, (*retry_after).max(1).into());
+    if let Some((name, value)) = e.header() {
+        page.headers_mut().insert(name, value);
     }
     page
 }

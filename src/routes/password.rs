@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::error::ErrorBody;
+use crate::auth::password_policy::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo};
 use crate::routes::extract::Authenticated;
 use crate::routes::openapi::{BearerRefusals, BodyRefusals};
@@ -41,15 +42,16 @@ pub(crate) struct PasswordChange {
         BearerRefusals,
         (status = 403, description = "`wrong_current_password`", body = ErrorBody),
         BodyRefusals,
-        (status = 422, description = "`weak_password`: the new password is under 8 or over 256 \
-            characters (as sent or after NFKC normalisation), or one of the most common passwords; \
-            the message says which", body = ErrorBody),
+        (status = 422, description = format!("`weak_password`: the new password is under \
+            {MIN_PASSWORD_CHARS} or over {MAX_PASSWORD_CHARS} characters (as sent or after NFKC \
+            normalisation), or one of the most common passwords; the message says which"),
+            body = ErrorBody),
         (status = 429, description = "`too_many_attempts`: too many wrong current passwords",
             body = ErrorBody,
-            headers(("retry-after" = String, description = "Seconds until the next attempt is allowed"))),
+            headers(("retry-after" = String))),
         (status = 503, description = "`server_busy`: too many password checks in flight for \
             this address or account, or the hashing queue is full", body = ErrorBody,
-            headers(("retry-after" = String, description = "Seconds to wait before trying again"))),
+            headers(("retry-after" = String))),
     )
 )]
 async fn change_password(

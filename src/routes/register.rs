@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::credentials::MAX_USERNAME_CHARS;
 use crate::auth::error::ErrorBody;
+use crate::auth::password_policy::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use crate::auth::{Auth, ClientInfo};
 use crate::routes::body::JsonOrForm;
 use crate::routes::extract::Base;
@@ -63,8 +65,9 @@ pub(crate) struct Registered {
         (status = 201, description = "Created (JSON)", body = Registered),
         (status = 303, description = "Created (the HTML form): on to the login page",
             headers(("location" = String, description = "`/login?registered=1`"))),
-        (status = 400, description = "`invalid_request`: a missing or malformed field, or a username \
-            that is not 1 to 64 of the allowed characters (the HTML form: its page again, with the error)",
+        (status = 400, description = format!("`invalid_request`: a missing or malformed field, or a \
+            username that is not 1 to {MAX_USERNAME_CHARS} of the allowed characters (the HTML form: \
+            its page again, with the error)"),
             content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 403, description = "`registration_closed`, or `forbidden_origin` for a cross-site \
             request (the HTML form: its page again, with the error)",
@@ -72,18 +75,19 @@ pub(crate) struct Registered {
         (status = 409, description = "`username_taken` (the HTML form: its page again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html"))),
         BodyRefusals,
-        (status = 422, description = "`weak_password`: the password is under 8 or over 256 \
-            characters (as sent or after NFKC normalisation), or one of the most common passwords; \
-            the message says which (the HTML form: its page again, with the error)",
+        (status = 422, description = format!("`weak_password`: the password is under \
+            {MIN_PASSWORD_CHARS} or over {MAX_PASSWORD_CHARS} characters (as sent or after NFKC \
+            normalisation), or one of the most common passwords; the message says which (the HTML \
+            form: its page again, with the error)"),
             content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 429, description = "`too_many_attempts`: too many sign-ups from this address \
             (the HTML form: its page again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html")),
-            headers(("retry-after" = String, description = "Seconds until the next attempt is allowed"))),
+            headers(("retry-after" = String))),
         (status = 503, description = "`server_busy`: the password hashing queue is full (the HTML form: its page \
             again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html")),
-            headers(("retry-after" = String, description = "Seconds to wait before trying again"))),
+            headers(("retry-after" = String))),
     )
 )]
 async fn register(

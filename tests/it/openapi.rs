@@ -156,6 +156,35 @@ async fn without_secure_cookies_the_description_names_the_plain_cookie() {
     );
 }
 
+/// Refusals are described by the codes they send: each code a refusal's
+/// description names in backticks is one `ErrorBody.error` can be.
+#[tokio::test]
+async fn refusals_name_only_real_error_codes() {
+    let app = TestApp::new().await;
+    let doc = description(&app).await;
+    let codes = doc["components"]["schemas"]["ErrorBody"]["properties"]["error"]["enum"]
+        .as_array()
+        .expect("error codes")
+        .clone();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            let responses = operation["responses"].as_object().into_iter().flatten();
+            for (status, response) in responses.filter(|(status, _)| status.as_str() >= "400") {
+                let text = response["description"].as_str().unwrap_or_default();
+                let named = text.split('`').skip(1).step_by(2);
+                for word in named.filter(|w| {
+                    !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                }) {
+                    assert!(
+                        codes.contains(&json!(word)),
+                        "{method} {path} -> {status}: `{word}` is no error code"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn real_responses_fit_their_description() {
     let app = TestApp::with(&[("THROTTLE_LOGIN_PAIR", "1"), ("REGISTRATION_OPEN", "true")]).await;
