@@ -1,6 +1,6 @@
 //! latchkey: a session backend for browsers. Short-lived JWT access tokens in
 //! JSON, a rotating refresh token in an `HttpOnly` cookie, reuse detection
-//! (README, "How it works").
+//! (README, "The HTTP contract").
 //!
 //! The public API is small (README, "Public API"):
 //! - [`Config`] reads the settings; [`Auth`] is the service, with every flow
@@ -27,7 +27,7 @@ pub mod store;
 
 pub use auth::{
     AccessClaims, ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, Presented,
-    Refused, SetCookies,
+    Refused, SetCookies, Weakness,
 };
 pub use config::Config;
 pub use config::ServeLimits;

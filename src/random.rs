@@ -14,7 +14,7 @@ pub fn token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// A session id: 256 bits, comfortably above the 128 the contract asks for.
+/// A session id: 256 random bits (README, "Tokens").
 pub fn session_id() -> String {
     token(32)
 }

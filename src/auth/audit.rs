@@ -270,6 +270,19 @@ impl Auth {
         }
     }
 
+    /// A request to a cookie endpoint from an origin that is not allowed
+    /// (README, "Cross-site protection and CORS"): recorded, aggregated per
+    /// address and minute, and refused.
+    pub async fn origin_rejected(
+        &self,
+        client: &ClientInfo,
+        detail: String,
+    ) -> crate::auth::ApiError {
+        self.record(Event::new(AuditKind::OriginRejected, client).detail(detail))
+            .await;
+        crate::auth::ApiError::ForbiddenOrigin
+    }
+
     /// Writes the counts of aggregated events whose minute is over (all of
     /// them when `everything`, at shutdown).
     pub async fn flush_audit(&self, everything: bool) {

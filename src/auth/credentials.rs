@@ -29,9 +29,16 @@ pub fn normalize_username(raw: &str) -> Result<String, ApiError> {
     }
 }
 
-/// The rules for a new password (`password_policy.rs`), as an API error.
-pub fn check_password_strength(password: &str) -> Result<(), ApiError> {
-    password_policy::check(password).map_err(ApiError::WeakPassword)
+impl Auth {
+    /// A new password's hash, once it keeps the rules (`password_policy.rs`;
+    /// README, "Passwords and login").
+    pub(crate) async fn hash_new_password(&self, password: &str) -> Result<String, ApiError> {
+        password_policy::check(password).map_err(ApiError::WeakPassword)?;
+        self.hasher()
+            .hash(password)
+            .await
+            .map_err(ApiError::from_hashing)
+    }
 }
 
 /// A login's verified credentials: the user as verified (its credentials

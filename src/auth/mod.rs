@@ -49,6 +49,7 @@ use tokens::TokenKeys;
 pub use audit::{AuditKind, Event};
 pub use cookies::{BrowserCookies, Presented, SetCookies};
 pub use error::ApiError;
+pub use password_policy::Weakness;
 pub use rotation::Refused;
 pub use tokens::AccessClaims;
 
@@ -76,7 +77,7 @@ struct Inner {
 
 /// What the audit trail and the sessions list record about a client. The
 /// HTTP layer reads it from the request (the address through
-/// `TRUSTED_PROXIES`, README "Behind a reverse proxy"); other callers fill
+/// `TRUSTED_PROXIES`, README "Several instances behind a reverse proxy"); other callers fill
 /// in what they know.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {

@@ -2,7 +2,6 @@
 //! `POST /password`). Every other session of the user ends; the one making
 //! the change stays signed in.
 
-use crate::auth::credentials::check_password_strength;
 use crate::auth::{AccessClaims, ApiError, AuditKind, Auth, ClientInfo, Event};
 use crate::store::PasswordChange;
 
@@ -34,13 +33,7 @@ impl Auth {
             .await;
             return Err(ApiError::WrongCurrentPassword);
         }
-        check_password_strength(new_password)?;
-
-        let hash = self
-            .hasher()
-            .hash(new_password)
-            .await
-            .map_err(ApiError::from_hashing)?;
+        let hash = self.hash_new_password(new_password).await?;
         // Applied only over the hash just verified, with the other sessions
         // revoked in the same transaction: a concurrent change or login
         // cannot slip between the check and the change.

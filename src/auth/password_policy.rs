@@ -28,12 +28,16 @@ static COMMON: LazyLock<HashSet<&'static str>> =
 // Each reads as the sentence it stands for: "too short", "too common".
 #[allow(clippy::enum_variant_names)]
 pub enum Weakness {
+    /// Fewer than 8 code points, as sent or after NFKC.
     TooShort,
+    /// More than 256 code points, as sent or after NFKC.
     TooLong,
+    /// On the list of the most common passwords.
     TooCommon,
 }
 
 impl Weakness {
+    /// The words the refusal carries.
     pub fn message(self) -> &'static str {
         match self {
             Self::TooShort => "passwords must be at least 8 characters long",

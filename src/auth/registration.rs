@@ -2,7 +2,7 @@
 //! (README, "Endpoints": `POST /register`), and an operator's
 //! `latchkey user add`.
 
-use crate::auth::credentials::{check_password_strength, normalize_username};
+use crate::auth::credentials::normalize_username;
 use crate::auth::throttle;
 use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
 use crate::store::{NewUser, User};
@@ -45,12 +45,7 @@ impl Auth {
         role: &str,
     ) -> Result<User, ApiError> {
         let username = normalize_username(username)?;
-        check_password_strength(password)?;
-        let hash = self
-            .hasher()
-            .hash(password)
-            .await
-            .map_err(ApiError::from_hashing)?;
+        let hash = self.hash_new_password(password).await?;
         let user = self
             .store()
             .create_user(

@@ -81,6 +81,8 @@ pub struct DeviceClaims {
     pub exp: i64,
 }
 
+/// The keys and checks of latchkey's tokens: signs and verifies access
+/// tokens, refresh tokens and device cookies.
 pub struct TokenKeys {
     access_encoding: EncodingKey,
     access_decoding: DecodingKey,
@@ -134,6 +136,7 @@ impl TokenKeys {
         })
     }
 
+    /// Access-token lifetime, in seconds (`JWT_EXPIRATION`).
     pub fn access_ttl(&self) -> i64 {
         self.access_ttl
     }
@@ -151,11 +154,7 @@ impl TokenKeys {
             exp: now + self.access_ttl,
             jti: random::token(16),
         };
-        Ok(jsonwebtoken::encode(
-            &header(ACCESS_TYP),
-            &claims,
-            &self.access_encoding,
-        )?)
+        sign(ACCESS_TYP, &claims, &self.access_encoding)
     }
 
     /// The refresh token for the session's current chain position. It is a
@@ -171,24 +170,14 @@ impl TokenKeys {
             iat: session.rotated_at,
             exp: session.idle_expires_at,
         };
-        Ok(jsonwebtoken::encode(
-            &header(REFRESH_TYP),
-            &claims,
-            &self.refresh_encoding,
-        )?)
+        sign(REFRESH_TYP, &claims, &self.refresh_encoding)
     }
 
+    /// Checks signature, type, issuer and audience, and that the token has
+    /// not expired at `now` (Unix seconds).
     pub fn verify_access(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
-        let claims: AccessClaims = verify(
-            token,
-            ACCESS_TYP,
-            &self.access_decoding,
-            &self.access_validation,
-        )?;
-        if claims.exp <= now {
-            return Err(TokenError::Expired);
-        }
-        Ok(claims)
+        let v = (ACCESS_TYP, &self.access_decoding, &self.access_validation);
+        verify_unexpired(token, v, now)
     }
 
     /// Checks signature, type, issuer and audience. Expiry is left to the
@@ -214,32 +203,52 @@ impl TokenKeys {
             iat: now,
             exp: now + DEVICE_LIFETIME,
         };
-        Ok(jsonwebtoken::encode(
-            &header(DEVICE_TYP),
-            &claims,
-            &self.refresh_encoding,
-        )?)
+        sign(DEVICE_TYP, &claims, &self.refresh_encoding)
     }
 
     /// A genuine, unexpired device cookie's claims.
     pub fn verify_device(&self, token: &str, now: i64) -> Result<DeviceClaims, TokenError> {
-        let claims: DeviceClaims = verify(
-            token,
-            DEVICE_TYP,
-            &self.refresh_decoding,
-            &self.device_validation,
-        )?;
-        if claims.exp <= now {
-            return Err(TokenError::Expired);
-        }
-        Ok(claims)
+        let v = (DEVICE_TYP, &self.refresh_decoding, &self.device_validation);
+        verify_unexpired(token, v, now)
     }
 }
 
-fn header(typ: &str) -> Header {
+/// Claims with an `exp`, checked against the injected clock.
+trait Expiring {
+    /// Expires at, Unix seconds.
+    fn exp(&self) -> i64;
+}
+
+impl Expiring for AccessClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
+
+impl Expiring for DeviceClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
+
+/// As [`verify`], and refused once `exp` is not in the future.
+fn verify_unexpired<T: serde::de::DeserializeOwned + Expiring>(
+    token: &str,
+    (typ, key, validation): (&str, &DecodingKey, &Validation),
+    now: i64,
+) -> Result<T, TokenError> {
+    let claims: T = verify(token, typ, key, validation)?;
+    if claims.exp() <= now {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
+}
+
+/// Signs `claims` as a token of type `typ`.
+fn sign(typ: &str, claims: &impl Serialize, key: &EncodingKey) -> anyhow::Result<String> {
     let mut header = Header::new(ALGORITHM);
     header.typ = Some(typ.to_owned());
-    header
+    Ok(jsonwebtoken::encode(&header, claims, key)?)
 }
 
 fn validation(issuer: &str, audience: &str) -> Validation {

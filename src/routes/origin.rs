@@ -7,7 +7,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::request::Parts;
 
-use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
+use crate::auth::{ApiError, Auth, ClientInfo};
 use crate::config::Config;
 
 /// Present in a handler's arguments: the request came from an allowed origin.
@@ -34,16 +34,13 @@ where
             .get(ORIGIN)
             .and_then(|v| v.to_str().ok())
             .map(|o| o.chars().take(200).collect::<String>());
-        auth.record(
-            Event::new(AuditKind::OriginRejected, &client).detail(format!(
-                "{} {} origin={}",
-                parts.method,
-                parts.uri.path(),
-                origin.as_deref().unwrap_or("-")
-            )),
-        )
-        .await;
-        Err(ApiError::ForbiddenOrigin)
+        let detail = format!(
+            "{} {} origin={}",
+            parts.method,
+            parts.uri.path(),
+            origin.as_deref().unwrap_or("-")
+        );
+        Err(auth.origin_rejected(&client, detail).await)
     }
 }
 
