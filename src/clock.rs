@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch, as JWT `iat`/`exp` and the store use them.
 pub trait Clock: Send + Sync + 'static {
+    /// The current time, in Unix seconds.
     fn now(&self) -> i64;
 }
 
@@ -27,10 +28,13 @@ impl Clock for SystemClock {
 pub struct ManualClock(Arc<AtomicI64>);
 
 impl ManualClock {
+    /// A clock reading `now` (Unix seconds) until advanced. Clones share
+    /// the time: advancing one advances them all.
     pub fn starting_at(now: i64) -> Self {
         Self(Arc::new(AtomicI64::new(now)))
     }
 
+    /// Moves the time forward by `seconds`.
     pub fn advance(&self, seconds: i64) {
         self.0.fetch_add(seconds, Ordering::SeqCst);
     }

@@ -24,22 +24,37 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// per process (`fs.nr_open`).
 const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
 
+/// The deployment (`APP_ENV`), which decides what must be configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
+    /// `development`, the default: secrets may be left unset (development
+    /// secrets are generated), registration is open unless configured
+    /// otherwise, and `COOKIE_SECURE=false` is allowed.
     Development,
+    /// `production`: `JWT_SECRET`, `JWT_REFRESH_SECRET` and
+    /// `COOKIE_SECURE=true` are required, and registration is closed unless
+    /// configured otherwise.
     Production,
 }
 
+/// How log lines are written to stderr (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
+    /// `text`, the default: human-readable lines.
     Text,
+    /// `json`: one JSON object per line, carrying the request's span (and so
+    /// its request id).
     Json,
 }
 
+/// The `SameSite` attribute of latchkey's cookies (`COOKIE_SAMESITE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
+    /// `strict`, the default.
     Strict,
+    /// `lax`.
     Lax,
+    /// `none`; requires `COOKIE_SECURE=true`.
     None,
 }
 
@@ -48,10 +63,12 @@ pub enum SameSite {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps `value`.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }
 
+    /// The secret's bytes, to key an HMAC with.
     pub fn expose(&self) -> &[u8] {
         self.0.as_bytes()
     }

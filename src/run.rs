@@ -26,8 +26,9 @@ pub async fn serve(
     serve_with_limits(listener, app, ServeLimits::default(), shutdown).await
 }
 
-/// As [`serve`], within `limits` ([`ServeLimits::from_config`] reads them
-/// from the configuration). `REQUEST_TIMEOUT` is not among them: [`router`]
+/// As [`serve`], within `limits`
+/// ([`config.server.limits`](crate::config::ServerSettings::limits) holds the
+/// configured ones). `REQUEST_TIMEOUT` is not among them: [`router`]
 /// enforces it, from its service's configuration.
 pub async fn serve_with_limits(
     listener: TcpListener,

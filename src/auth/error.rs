@@ -16,21 +16,32 @@ use crate::store::StoreError;
 /// status, its stable code and its message (a `thiserror` format string over
 /// the fields). The enum, `Display`, [`ApiError::status`], [`ApiError::code`]
 /// and [`ApiError::CODES`] (the OpenAPI enum of codes) all come from here, so
-/// a new refusal is one more line below and cannot be half-declared.
+/// a new refusal is one more line below and cannot be half-declared. Each
+/// variant's rustdoc is its doc comment, if any, then its message, code and
+/// status; fields take doc comments as struct fields do.
 macro_rules! api_errors {
     ($(
         $(#[$meta:meta])*
         $variant:ident
             $(( $($(#[$field_meta:meta])* $field:ty),+ ))?
-            $({ $($name:ident: $named:ty),+ })?
+            $({ $($(#[$named_meta:meta])* $name:ident: $named:ty),+ })?
         => $status:ident, $code:literal, $message:literal;
     )+) => {
+        /// Every refusal the API answers with: a status ([`ApiError::status`]),
+        /// a JSON body of its code ([`ApiError::code`]) and message (its
+        /// `Display`), and for some a header ([`ApiError::header`]).
         #[derive(Debug, thiserror::Error)]
         pub enum ApiError {
             $(
                 $(#[$meta])*
+                #[doc = ""]
+                #[doc = concat!(
+                    "\"", $message, "\" (code `", $code, "`, status `", stringify!($status), "`)."
+                )]
                 #[error($message)]
-                $variant $(( $($(#[$field_meta])* $field),+ ))? $({ $($name: $named),+ })?,
+                $variant
+                    $(( $($(#[$field_meta])* $field),+ ))?
+                    $({ $($(#[$named_meta])* $name: $named),+ })?,
             )+
         }
 
@@ -39,12 +50,14 @@ macro_rules! api_errors {
             /// the OpenAPI description.
             pub const CODES: &[&str] = &[$($code),+];
 
+            /// The HTTP status this refusal is answered with.
             pub fn status(&self) -> StatusCode {
                 match self {
                     $(Self::$variant { .. } => StatusCode::$status,)+
                 }
             }
 
+            /// The stable, machine-readable code: the JSON body's `error`.
             pub fn code(&self) -> &'static str {
                 match self {
                     $(Self::$variant { .. } => $code,)+
@@ -55,13 +68,19 @@ macro_rules! api_errors {
 }
 
 api_errors! {
-    InvalidRequest(String) => BAD_REQUEST, "invalid_request", "{0}";
+    /// A malformed request, or a field that breaks its rules.
+    InvalidRequest(
+        /// What is wrong with it: the message.
+        String
+    ) => BAD_REQUEST, "invalid_request", "{0}";
     InvalidCredentials => UNAUTHORIZED, "invalid_credentials", "invalid username or password";
     WrongCurrentPassword => FORBIDDEN, "wrong_current_password", "the current password is wrong";
     HeadersTooLarge => REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large",
         "request headers are too large";
-    TooManyAttempts { retry_after: i64 } => TOO_MANY_REQUESTS, "too_many_attempts",
-        "too many attempts; try again later";
+    TooManyAttempts {
+        /// Seconds until the next attempt may go ahead (`Retry-After`).
+        retry_after: i64
+    } => TOO_MANY_REQUESTS, "too_many_attempts", "too many attempts; try again later";
     MissingRefreshToken => UNAUTHORIZED, "missing_refresh_token", "no refresh token was sent";
     InvalidRefreshToken => UNAUTHORIZED, "invalid_refresh_token",
         "the refresh token is invalid or expired";
@@ -78,7 +97,10 @@ api_errors! {
     UsernameTaken => CONFLICT, "username_taken", "that username is taken";
     /// A new password that breaks the rules of `auth/password_policy.rs`;
     /// the message says which.
-    WeakPassword(Weakness) => UNPROCESSABLE_ENTITY, "weak_password", "{0}";
+    WeakPassword(
+        /// The rule broken: the message.
+        Weakness
+    ) => UNPROCESSABLE_ENTITY, "weak_password", "{0}";
     RegistrationClosed => FORBIDDEN, "registration_closed", "registration is closed";
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large";
     UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
@@ -87,9 +109,14 @@ api_errors! {
     RequestTimeout => REQUEST_TIMEOUT, "request_timeout", "the request took too long";
     Unavailable => SERVICE_UNAVAILABLE, "unavailable", "the store is unavailable";
     /// Too much password checking in flight (README, "Limits under attack").
-    ServerBusy { retry_after: i64 } => SERVICE_UNAVAILABLE, "server_busy",
-        "the server is busy; try again shortly";
-    Internal(#[source] anyhow::Error) => INTERNAL_SERVER_ERROR, "internal_error", "internal error";
+    ServerBusy {
+        /// Seconds to wait before trying again (`Retry-After`).
+        retry_after: i64
+    } => SERVICE_UNAVAILABLE, "server_busy", "the server is busy; try again shortly";
+    Internal(
+        /// The cause, logged and never sent.
+        #[source] anyhow::Error
+    ) => INTERNAL_SERVER_ERROR, "internal_error", "internal error";
 }
 
 /// The challenge of every Bearer refusal (RFC 6750 §3): the realm alone when

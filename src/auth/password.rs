@@ -38,6 +38,8 @@ const PREHASH_KEY: &[u8] = b"latchkey password prehash v1";
 /// meet a longer password, and then it is a mismatch, never a truncation.
 const BCRYPT_MAX_BYTES: usize = 72;
 
+/// Hashes and verifies passwords with bcrypt on its own threads; clones
+/// share them.
 #[derive(Clone)]
 pub struct Hasher {
     cost: u32,
@@ -51,6 +53,7 @@ pub struct Hasher {
 }
 
 impl Hasher {
+    /// A hasher making new hashes at bcrypt cost `cost` (`BCRYPT_COST`).
     pub fn new(cost: u32) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
@@ -61,6 +64,7 @@ impl Hasher {
         }
     }
 
+    /// The bcrypt cost of new hashes.
     pub fn cost(&self) -> u32 {
         self.cost
     }

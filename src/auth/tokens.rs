@@ -81,6 +81,8 @@ pub struct DeviceClaims {
     pub exp: i64,
 }
 
+/// The keys and checks of latchkey's tokens: signs and verifies access
+/// tokens, refresh tokens and device cookies.
 pub struct TokenKeys {
     access_encoding: EncodingKey,
     access_decoding: DecodingKey,
@@ -134,6 +136,7 @@ impl TokenKeys {
         })
     }
 
+    /// Access-token lifetime, in seconds (`JWT_EXPIRATION`).
     pub fn access_ttl(&self) -> i64 {
         self.access_ttl
     }
@@ -178,6 +181,8 @@ impl TokenKeys {
         )?)
     }
 
+    /// Checks signature, type, issuer and audience, and that the token has
+    /// not expired at `now` (Unix seconds).
     pub fn verify_access(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
         let claims: AccessClaims = verify(
             token,

@@ -7,13 +7,22 @@ use super::StoreResult;
 /// A security event, kept for the audit trail. Never holds a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
+    /// When it happened, in Unix seconds.
     pub at: i64,
+    /// What happened: an [`AuditKind::as_str`](crate::AuditKind::as_str) name.
     pub kind: String,
+    /// The account it concerns, if known.
     pub user_id: Option<i64>,
+    /// The account's name, or the name a client tried (which may name no
+    /// account).
     pub username: Option<String>,
+    /// The session it concerns, if any.
     pub session_id: Option<String>,
+    /// The client's address.
     pub ip: Option<String>,
+    /// The request's `x-request-id`, to find its log lines.
     pub request_id: Option<String>,
+    /// Words for the operator; never a secret.
     pub detail: Option<String>,
     /// How many identical events this row stands for (repeated rejections
     /// from one address within a minute are kept as one row).
@@ -36,6 +45,8 @@ impl Default for AuditEvent {
     }
 }
 
+/// The audit trail: security events, kept until housekeeping deletes them
+/// (`AUDIT_RETENTION`).
 #[async_trait]
 pub trait AuditLog: Send + Sync {
     /// Writes an event; returns its row id.

@@ -27,10 +27,13 @@ pub use sqlite::SqliteStore;
 pub use throttle::{Allowance, Reservation, Throttles};
 pub use users::{NewUser, PasswordChange, User, Users};
 
+/// What every store method returns.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Why a store call failed, whatever the database behind it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// [`Users::create_user`] found the username already in use.
     #[error("username taken")]
     UsernameTaken,
     /// The database failed; the cause is kept for the logs. Shared, because

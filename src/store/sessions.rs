@@ -10,20 +10,36 @@ use super::{StoreResult, User};
 /// current refresh token is the JWT that signs (`id`, `generation`,
 /// `rotated_at`, `idle_expires_at`), so only the holder of the refresh secret
 /// can produce it.
+///
+/// Times are Unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    /// A random string; access tokens carry it as `sid`.
     pub id: String,
+    /// The signed-in account ([`User::id`]).
     pub user_id: i64,
+    /// How many times the refresh-token chain has advanced; 0 at login.
     pub generation: i64,
     /// When the chain last advanced (the session's start for generation 0).
     pub rotated_at: i64,
+    /// When the session began (the login).
     pub created_at: i64,
+    /// When the session was last refreshed, or began; the least recently
+    /// used sessions are the first pushed out (`MAX_SESSIONS_PER_USER`).
     pub last_used_at: i64,
+    /// The session ends unless refreshed before this; each rotation moves it
+    /// (`JWT_REFRESH_EXPIRATION`), never past `absolute_expires_at`.
     pub idle_expires_at: i64,
+    /// The session ends at this time however much it is used
+    /// (`SESSION_MAX_LIFETIME`).
     pub absolute_expires_at: i64,
+    /// When the session was revoked; `None` while it is not.
     pub revoked_at: Option<i64>,
+    /// Why it was revoked: a [`RevokeReason::as_str`] name.
     pub revoked_reason: Option<String>,
+    /// The `User-Agent` of the login that began it.
     pub user_agent: Option<String>,
+    /// The client address of the login that began it.
     pub ip: Option<String>,
     /// The user's credentials version when the session began (or when this
     /// session itself changed the password); it lives only while they agree.
@@ -31,6 +47,8 @@ pub struct Session {
 }
 
 impl Session {
+    /// Whether the session can still be used at `now`: not revoked, and
+    /// neither expiry reached.
     pub fn is_live(&self, now: i64) -> bool {
         self.revoked_at.is_none() && self.idle_expires_at > now && self.absolute_expires_at > now
     }
@@ -39,21 +57,33 @@ impl Session {
 /// A session as a rotation left it, with its user as the user is now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotated {
+    /// The session at its new generation.
     pub session: Session,
+    /// The session's user, read in the same statement.
     pub user: User,
 }
 
+/// A session for [`Sessions::create_session`] to begin, at generation 0.
+/// Times are Unix seconds.
 #[derive(Debug, Clone)]
 pub struct NewSession {
+    /// A fresh random id ([`Session::id`]).
     pub id: String,
+    /// The account signing in.
     pub user_id: i64,
     /// The version of the credentials that were verified for this login:
     /// the session is created only if it is still the user's.
     pub credentials_version: i64,
+    /// The login's time: the session's `created_at`, `rotated_at` and
+    /// `last_used_at`.
     pub now: i64,
+    /// See [`Session::idle_expires_at`].
     pub idle_expires_at: i64,
+    /// See [`Session::absolute_expires_at`].
     pub absolute_expires_at: i64,
+    /// See [`Session::user_agent`].
     pub user_agent: Option<String>,
+    /// See [`Session::ip`].
     pub ip: Option<String>,
 }
 
@@ -61,7 +91,9 @@ pub struct NewSession {
 /// same user it pushed out (`MAX_SESSIONS_PER_USER`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
+    /// The new session.
     pub session: Session,
+    /// The ids of the sessions revoked to make room (`session_evicted`).
     pub evicted: Vec<String>,
 }
 
@@ -110,6 +142,9 @@ impl RevokeReason {
     }
 }
 
+/// Sessions and their refresh-token chains. A revoked session keeps its row,
+/// with `revoked_at` and `revoked_reason` set, until
+/// [`Sessions::delete_expired_sessions`] removes it past its absolute expiry.
 #[async_trait]
 pub trait Sessions: Send + Sync {
     /// Creates the session only if the user is enabled and still at the
@@ -121,6 +156,7 @@ pub trait Sessions: Send + Sync {
         session: NewSession,
         max_per_user: i64,
     ) -> StoreResult<Option<Created>>;
+    /// The session with this id, live or not.
     async fn session(&self, id: &str) -> StoreResult<Option<Session>>;
     /// Advances the chain only if it is still at `generation` and the session
     /// is live: one atomic compare-and-set, so concurrent callers presenting

@@ -8,7 +8,10 @@ use super::StoreResult;
 /// allows before each further one must wait (see `auth::throttle`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowance {
+    /// The counter's key, naming what it counts the attempts of (an
+    /// account, an address, a device…).
     pub key: String,
+    /// The attempts allowed before back-off begins (a `THROTTLE_*` setting).
     pub free: i64,
 }
 
@@ -18,7 +21,10 @@ pub enum Reservation {
     /// Counted against every counter; the work may go ahead.
     Granted,
     /// Some counter is in its back-off until then; nothing was counted.
-    Refused { until: i64 },
+    Refused {
+        /// When the back-off ends, in Unix seconds.
+        until: i64,
+    },
 }
 
 /// The back-off a counter's `count`-th attempt imposes on the next one:
@@ -29,6 +35,7 @@ pub(super) fn throttle_delay(count: i64, free: i64, max_delay: i64) -> Option<i6
     Some(2_i64.pow(exponent).min(max_delay))
 }
 
+/// Throttle counters, keyed by [`Allowance::key`]. Times are Unix seconds.
 #[async_trait]
 pub trait Throttles: Send + Sync {
     /// Counts one attempt against every counter, atomically and before the

@@ -4,13 +4,21 @@ use async_trait::async_trait;
 
 use super::StoreResult;
 
+/// An account, as the `users` table keeps it. Times are Unix seconds.
 #[derive(Clone, PartialEq, Eq)]
 pub struct User {
+    /// The row id; access tokens carry it as `sub`, sessions as `user_id`.
     pub id: i64,
+    /// The sign-in name, unique among accounts.
     pub username: String,
+    /// The stored password hash (README, "Passwords and login"); never part
+    /// of `Debug` output.
     pub password_hash: String,
+    /// The role access tokens carry as their `role` claim (`user` for sign-ups).
     pub role: String,
+    /// When the account was created.
     pub created_at: i64,
+    /// When the account was disabled; `None` while it is enabled.
     pub disabled_at: Option<i64>,
     /// Bumped by every password change and by disabling, in the same
     /// transaction that revokes the user's sessions: a login or rotation that
@@ -32,10 +40,15 @@ impl std::fmt::Debug for User {
     }
 }
 
+/// An account for [`Users::create_user`] to add.
 #[derive(Clone)]
 pub struct NewUser<'a> {
+    /// The sign-in name; [`StoreError::UsernameTaken`](super::StoreError::UsernameTaken)
+    /// if an account has it already.
     pub username: &'a str,
+    /// The password hash to store, already computed.
     pub password_hash: &'a str,
+    /// The account's role (see [`User::role`]).
     pub role: &'a str,
 }
 
@@ -43,11 +56,16 @@ pub struct NewUser<'a> {
 /// current password was verified against (compare-and-set).
 #[derive(Debug, Clone)]
 pub struct PasswordChange<'a> {
+    /// The account whose password changes.
     pub user_id: i64,
+    /// The stored hash the current password was verified against.
     pub verified_hash: &'a str,
+    /// The hash of the new password.
     pub new_hash: &'a str,
     /// The session making the change, which stays signed in.
     pub keep_session: Option<&'a str>,
+    /// The time of the change, in Unix seconds: the revoked sessions'
+    /// `revoked_at`.
     pub now: i64,
 }
 
@@ -55,8 +73,13 @@ pub struct PasswordChange<'a> {
 /// the user's sessions in the same transaction (see each method).
 #[async_trait]
 pub trait Users: Send + Sync {
+    /// Adds an enabled account created at `now` (Unix seconds);
+    /// [`StoreError::UsernameTaken`](super::StoreError::UsernameTaken) if the
+    /// name is in use.
     async fn create_user(&self, user: NewUser<'_>, now: i64) -> StoreResult<User>;
+    /// The account with this username, enabled or not.
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
+    /// The account with this id, enabled or not.
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
     /// Sets a new password hash outright (an operator's reset): the
     /// credentials version moves and every session of the user is revoked,

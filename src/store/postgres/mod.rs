@@ -49,6 +49,8 @@ mod sessions;
 mod throttle;
 mod users;
 
+/// The PostgreSQL [`Store`](super::Store), which several latchkey instances
+/// can share.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -70,6 +72,7 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
+    /// Closes the connection pool; in-flight queries finish first.
     pub async fn close(&self) {
         self.pool.close().await;
     }

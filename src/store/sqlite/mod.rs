@@ -36,6 +36,8 @@ mod sessions;
 mod throttle;
 mod users;
 
+/// The SQLite [`Store`](super::Store): one database file (or a private
+/// in-memory database), for a single latchkey instance.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -86,6 +88,7 @@ impl SqliteStore {
         Ok(Self { pool, rotations })
     }
 
+    /// Closes the connection pool; in-flight queries finish first.
     pub async fn close(&self) {
         self.pool.close().await;
     }
