@@ -238,10 +238,4 @@ impl Auth {
     pub fn token_keys(&self) -> &TokenKeys {
         &self.inner.keys
     }
-
-    /// Hooks for latchkey's own tests: the store itself.
-    #[doc(hidden)]
-    pub fn store_for_tests(&self) -> Arc<dyn Store> {
-        self.inner.store.clone()
-    }
 }
