@@ -45,6 +45,7 @@ mod sqlite;
 mod browser;
 mod config;
 mod embedding;
+mod layout;
 mod logs;
 mod openapi;
 
