@@ -15,7 +15,6 @@ use latchkey::config::{AppEnv, ConfigError, Database, SameSite};
 use latchkey::store::SqliteStore;
 use latchkey::{Auth, router};
 use tempfile::TempDir;
-use tower::ServiceExt;
 
 use crate::helpers::*;
 
@@ -490,25 +489,6 @@ async fn service(config: latchkey::Config) -> (Router, Auth, Arc<SqliteStore>) {
     .unwrap();
     let router = router(state.clone()).layer(MockConnectInfo(SocketAddr::from(CLIENT_ADDR)));
     (router, state, store)
-}
-
-async fn call(router: &Router, request: axum::http::Request<axum::body::Body>) -> TestResponse {
-    use http_body_util::BodyExt;
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
 }
 
 fn token_request(refresh: &str) -> axum::http::Request<axum::body::Body> {

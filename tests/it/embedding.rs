@@ -9,11 +9,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
 use latchkey::Auth;
 use latchkey::clock::ManualClock;
 use serde_json::json;
-use tower::ServiceExt;
 
 use crate::helpers::*;
 
@@ -43,21 +41,7 @@ async fn embedded() -> Embedded {
 
 impl Embedded {
     async fn send(&self, request: Request<Body>) -> TestResponse {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        TestResponse {
-            status,
-            headers,
-            body,
-        }
+        call(&self.router, request).await
     }
 }
 

@@ -192,26 +192,7 @@ impl TestApp {
     }
 
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible router");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec();
-        TestResponse {
-            status,
-            headers,
-            body,
-        }
+        call(&self.router, request).await
     }
 
     /// Creates a user through the core, as `latchkey user add` does.
@@ -315,6 +296,29 @@ pub async fn audit_events(store: &dyn Store) -> Vec<AuditEvent> {
         .events(None, i64::MIN, i64::MAX)
         .await
         .expect("events")
+}
+
+/// `request` through `router`, with the whole answer read.
+pub async fn call(router: &Router, request: Request<Body>) -> TestResponse {
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("infallible router");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    TestResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 pub fn json_post(path: &str, body: &Value) -> Request<Body> {
