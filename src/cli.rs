@@ -1,5 +1,6 @@
-//! The `latchkey` command: run the server, or manage users and read the
-//! audit trail through the same [`Auth`] methods the HTTP API calls.
+//! The `latchkey` command: run the server, or manage users and signing keys
+//! and read the audit trail through the same [`Auth`] methods the HTTP API
+//! calls.
 
 use std::borrow::Cow;
 use std::io::{BufRead, IsTerminal};
@@ -11,7 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing_subscriber::EnvFilter;
 
-use crate::auth::{ApiError, Auth};
+use crate::auth::{ApiError, Auth, KeyRotation};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{Config, LogFormat};
 use crate::store::User;
@@ -33,6 +34,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage the signing keys of access tokens (README, "Signing keys").
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print audit events, oldest first.
     Audit {
         /// Only this user's events.
@@ -45,6 +51,15 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: i64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List each key: its id, algorithm, state and times.
+    List,
+    /// Publish a new key, which signs from JWKS_MAX_AGE from now; the key it
+    /// replaces stays published until its tokens have expired.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +113,7 @@ pub fn main(cli: Cli) -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => crate::run::run(config, shutdown_signal()).await,
             Command::User { command } => user_command(config, command).await,
+            Command::Keys { command } => keys_command(config, command).await,
             Command::Audit { user, since, limit } => {
                 print_audit(config, user.as_deref(), &since, limit).await
             }
@@ -153,6 +169,61 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn keys_command(config: Config, command: KeysCommand) -> anyhow::Result<()> {
+    let auth = Auth::open(config).await?;
+    let result = keys_action(&auth, command).await;
+    auth.close().await;
+    result
+}
+
+async fn keys_action(auth: &Auth, command: KeysCommand) -> anyhow::Result<()> {
+    let time = |at: Option<i64>| at.map_or_else(|| "-".to_owned(), rfc3339);
+    match command {
+        KeysCommand::List => {
+            println!(
+                "{:<24} {:<6} {:<11} {:<20} {:<20} {:<20} removed",
+                "kid", "alg", "state", "published", "signs from", "retires"
+            );
+            for key in auth.signing_keys().await? {
+                println!(
+                    "{:<24} {:<6} {:<11} {:<20} {:<20} {:<20} {}{}",
+                    key.kid,
+                    key.algorithm,
+                    key.state.as_str(),
+                    time(key.created_at),
+                    time(key.signs_from),
+                    time(key.retires_at),
+                    time(key.removed_at),
+                    if key.can_sign {
+                        ""
+                    } else {
+                        "  (this instance cannot sign with it)"
+                    },
+                );
+            }
+        }
+        KeysCommand::Rotate => match auth.rotate_keys().await? {
+            KeyRotation::Added { kid, signs_from } => {
+                println!(
+                    "added key {kid}: published now, signs from {}",
+                    rfc3339(signs_from)
+                );
+            }
+            KeyRotation::AlreadyPending { kid, signs_from } => {
+                println!(
+                    "key {kid} already waits to sign from {}; no other was added",
+                    rfc3339(signs_from)
+                );
+            }
+            KeyRotation::ConfiguredSecret => bail!(
+                "HS256 access tokens are signed with JWT_SECRET: to change it, set the old \
+                 value as JWT_SECRET_PREVIOUS and restart each instance (README, \"Signing keys\")"
+            ),
+        },
+    }
+    Ok(())
 }
 
 async fn user_command(config: Config, command: UserCommand) -> anyhow::Result<()> {

@@ -31,8 +31,8 @@ pub enum AppEnv {
     /// secrets are generated), registration is open unless configured
     /// otherwise, and `COOKIE_SECURE=false` is allowed.
     Development,
-    /// `production`: `JWT_SECRET`, `JWT_REFRESH_SECRET` and
-    /// `COOKIE_SECURE=true` are required, and registration is closed unless
+    /// `production`: `JWT_REFRESH_SECRET`, `JWT_SECRET` (with `HS256`
+    /// access tokens) and `COOKIE_SECURE=true` are required, and registration is closed unless
     /// configured otherwise.
     Production,
 }
@@ -135,15 +135,61 @@ pub struct ThrottlePolicy {
     pub max_delay: Duration,
 }
 
+/// The JWS algorithm of access tokens (`ACCESS_TOKEN_ALGORITHM`; README,
+/// "Signing keys").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessAlgorithm {
+    /// `HS256`, the default: HMAC with `JWT_SECRET`, which every verifier
+    /// must hold.
+    Hs256,
+    /// `EdDSA` (Ed25519): verifiers need only the published public keys.
+    EdDsa,
+    /// `ES256` (ECDSA on P-256): as `EdDSA`, for verifiers without Ed25519.
+    Es256,
+}
+
+impl AccessAlgorithm {
+    /// The JWS name (RFC 7518 §3.1, RFC 8037 §3.1), as in `alg` headers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hs256 => "HS256",
+            Self::EdDsa => "EdDSA",
+            Self::Es256 => "ES256",
+        }
+    }
+
+    /// Signed with a private key whose public half is published.
+    pub fn is_asymmetric(self) -> bool {
+        self != Self::Hs256
+    }
+}
+
 /// Tokens and sessions (README, "Tokens" and "Rotation rules").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSettings {
-    /// The HMAC key of access tokens (`JWT_SECRET`). `None` only in
-    /// development, until [`Config::with_development_secrets`] supplies it.
+    /// How access tokens are signed (`ACCESS_TOKEN_ALGORITHM`).
+    pub algorithm: AccessAlgorithm,
+    /// The HMAC key of `HS256` access tokens (`JWT_SECRET`). `None` only in
+    /// development, until [`Config::with_development_secrets`] supplies it,
+    /// or with an asymmetric algorithm, which does not use it.
     pub access_secret: Option<Secret>,
-    /// The HMAC key of refresh tokens and device cookies
-    /// (`JWT_REFRESH_SECRET`); `None` as `access_secret`.
+    /// The HMAC key of refresh tokens and device cookies, and the root the
+    /// private signing keys are derived from (`JWT_REFRESH_SECRET`); `None`
+    /// only in development, as `access_secret`.
     pub refresh_secret: Option<Secret>,
+    /// A former `JWT_SECRET`, still accepted on `HS256` access tokens
+    /// (`JWT_SECRET_PREVIOUS`).
+    pub previous_access_secret: Option<Secret>,
+    /// A former `JWT_REFRESH_SECRET`, still accepted on refresh tokens and
+    /// device cookies and still deriving the signing keys it made
+    /// (`JWT_REFRESH_SECRET_PREVIOUS`).
+    pub previous_refresh_secret: Option<Secret>,
+    /// How long verifiers may cache the published keys; a new key is
+    /// published at least this long before it signs (`JWKS_MAX_AGE`).
+    pub jwks_max_age: Duration,
+    /// How long a signing key signs before the next one takes over; `None`
+    /// rotates only on `latchkey keys rotate` (`KEY_ROTATION_INTERVAL`).
+    pub key_rotation_interval: Option<Duration>,
     /// True when the secrets were generated for development rather than configured.
     pub generated_secrets: bool,
     /// Access-token lifetime (`JWT_EXPIRATION`).
@@ -325,9 +371,9 @@ impl Config {
 
         let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://latchkey.db".into());
         let database = parse_database_url(&database_url)?;
-        let tokens = tokens(&get, production)?;
-        let cookies = cookies(&get, production)?;
         let origins = origins(&get)?;
+        let tokens = tokens(&get, production, origins.public_origin.as_deref())?;
+        let cookies = cookies(&get, production)?;
         let accounts = AccountSettings {
             registration_open: boolean(&get, "REGISTRATION_OPEN", !production)?,
             bcrypt_cost: match get("BCRYPT_COST") {
@@ -376,6 +422,7 @@ impl Config {
 fn tokens(
     get: &impl Fn(&str) -> Option<String>,
     production: bool,
+    public_origin: Option<&str>,
 ) -> Result<TokenSettings, ConfigError> {
     let access_ttl = seconds(get, "JWT_EXPIRATION", Duration::from_secs(900), 1)?;
     let refresh_ttl = seconds(
@@ -410,31 +457,91 @@ fn tokens(
             "must be shorter than JWT_REFRESH_EXPIRATION",
         ));
     }
+    let algorithm = match get("ACCESS_TOKEN_ALGORITHM").as_deref() {
+        None | Some("HS256") => AccessAlgorithm::Hs256,
+        Some("EdDSA") => AccessAlgorithm::EdDsa,
+        Some("ES256") => AccessAlgorithm::Es256,
+        Some(_) => {
+            return Err(invalid(
+                "ACCESS_TOKEN_ALGORITHM",
+                "must be `HS256`, `EdDSA` or `ES256`",
+            ));
+        }
+    };
     let access_secret = get("JWT_SECRET").map(Secret);
     let refresh_secret = get("JWT_REFRESH_SECRET").map(Secret);
     if production {
-        for (name, secret) in [
-            ("JWT_SECRET", &access_secret),
-            ("JWT_REFRESH_SECRET", &refresh_secret),
-        ] {
+        let mut required = vec![("JWT_REFRESH_SECRET", &refresh_secret)];
+        if !algorithm.is_asymmetric() {
+            required.insert(0, ("JWT_SECRET", &access_secret));
+        }
+        for (name, secret) in required {
             if secret.is_none() {
                 return Err(invalid(name, "is required in production"));
             }
         }
     }
+    let jwks_max_age = seconds(get, "JWKS_MAX_AGE", Duration::from_secs(300), 0)?;
+    let key_rotation_interval = Some(seconds(
+        get,
+        "KEY_ROTATION_INTERVAL",
+        Duration::from_secs(30 * 86_400),
+        0,
+    )?)
+    .filter(|interval| !interval.is_zero());
+    // A new key waits JWKS_MAX_AGE and up to a minute more before it signs
+    // (README, "Signing keys"): a shorter interval would make the next key
+    // before the last one ever signed.
+    if key_rotation_interval
+        .is_some_and(|interval| interval <= jwks_max_age + Duration::from_secs(60))
+    {
+        return Err(invalid(
+            "KEY_ROTATION_INTERVAL",
+            "must be longer than JWKS_MAX_AGE plus a minute (or 0, to rotate only by hand)",
+        ));
+    }
+    // Verifiers discover keys from the issuer (OpenID Connect Discovery
+    // 1.0 §4), so it is this service's URL when there is one.
+    let issuer = get("JWT_ISSUER")
+        .or_else(|| public_origin.map(str::to_owned))
+        .unwrap_or_else(|| "latchkey".into());
+    if production && algorithm.is_asymmetric() && !issuer.starts_with("https://") {
+        return Err(invalid(
+            "JWT_ISSUER",
+            "must be an https:// URL with ACCESS_TOKEN_ALGORITHM EdDSA or ES256 in production \
+             (set it or PUBLIC_ORIGIN): verifiers find the keys from it",
+        ));
+    }
     let tokens = TokenSettings {
+        algorithm,
         access_secret,
         refresh_secret,
+        previous_access_secret: get("JWT_SECRET_PREVIOUS").map(Secret),
+        previous_refresh_secret: get("JWT_REFRESH_SECRET_PREVIOUS").map(Secret),
+        jwks_max_age,
+        key_rotation_interval,
         generated_secrets: false,
         access_ttl,
         refresh_ttl,
         session_lifetime,
         reuse_grace,
-        issuer: get("JWT_ISSUER").unwrap_or_else(|| "latchkey".into()),
+        issuer,
         audience: get("JWT_AUDIENCE").unwrap_or_else(|| "latchkey".into()),
     };
     tokens.check_secrets()?;
     Ok(tokens)
+}
+
+fn secret_set<'a>(
+    secret: &'a Option<Secret>,
+    name: &'static str,
+) -> Result<&'a Secret, ConfigError> {
+    secret.as_ref().ok_or_else(|| {
+        invalid(
+            name,
+            "is not set (in development, Config::with_development_secrets supplies it)",
+        )
+    })
 }
 
 impl TokenSettings {
@@ -443,6 +550,8 @@ impl TokenSettings {
         for (name, secret) in [
             ("JWT_SECRET", &self.access_secret),
             ("JWT_REFRESH_SECRET", &self.refresh_secret),
+            ("JWT_SECRET_PREVIOUS", &self.previous_access_secret),
+            ("JWT_REFRESH_SECRET_PREVIOUS", &self.previous_refresh_secret),
         ] {
             if secret
                 .as_ref()
@@ -460,22 +569,15 @@ impl TokenSettings {
         Ok(())
     }
 
-    /// Both secrets, or which one is missing (development secrets not loaded).
-    pub(crate) fn secrets(&self) -> Result<(&Secret, &Secret), ConfigError> {
-        let not_set = |name| {
-            invalid(
-                name,
-                "is not set (in development, Config::with_development_secrets supplies it)",
-            )
-        };
-        Ok((
-            self.access_secret
-                .as_ref()
-                .ok_or_else(|| not_set("JWT_SECRET"))?,
-            self.refresh_secret
-                .as_ref()
-                .ok_or_else(|| not_set("JWT_REFRESH_SECRET"))?,
-        ))
+    /// `JWT_REFRESH_SECRET`, or an error naming it when it is missing
+    /// (development secrets not loaded).
+    pub(crate) fn refresh_secret(&self) -> Result<&Secret, ConfigError> {
+        secret_set(&self.refresh_secret, "JWT_REFRESH_SECRET")
+    }
+
+    /// `JWT_SECRET`, or an error naming it when it is missing.
+    pub(crate) fn access_secret(&self) -> Result<&Secret, ConfigError> {
+        secret_set(&self.access_secret, "JWT_SECRET")
     }
 }
 

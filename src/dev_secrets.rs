@@ -17,7 +17,9 @@ impl Config {
     /// are required, and this does nothing.
     pub fn with_development_secrets(mut self) -> Result<Self, ConfigError> {
         let tokens = &mut self.tokens;
-        if tokens.access_secret.is_some() && tokens.refresh_secret.is_some() {
+        // Asymmetric access tokens do not use `JWT_SECRET`.
+        let access_set = tokens.access_secret.is_some() || tokens.algorithm.is_asymmetric();
+        if access_set && tokens.refresh_secret.is_some() {
             return Ok(self);
         }
         let path = path_for(&self.database);

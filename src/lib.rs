@@ -26,8 +26,8 @@ mod server;
 pub mod store;
 
 pub use auth::{
-    AccessClaims, ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, Presented,
-    Refused, SetCookies, Weakness,
+    AccessClaims, ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, KeyInfo,
+    KeyRotation, KeyState, Presented, PublicJwk, Refused, SetCookies, Weakness,
 };
 pub use config::Config;
 pub use config::ServeLimits;
@@ -40,7 +40,7 @@ pub use run::{run, run_on, serve, serve_with_limits};
 pub mod testing {
     pub use crate::auth::housekeeping::{BATCH, Swept};
     pub use crate::auth::password::{Hasher, HoldGuard};
-    pub use crate::auth::tokens::TokenKeys;
+    pub use crate::auth::tokens::{KeySet, TokenKeys};
     pub use crate::random::token;
     pub use crate::server::fit_open_file_limit;
 }

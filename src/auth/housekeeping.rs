@@ -1,5 +1,6 @@
 //! Housekeeping: a background task that deletes what can never be used again
-//! (sessions past their absolute expiry, throttle counters gone quiet) and
+//! (sessions past their absolute expiry, throttle counters gone quiet, signing
+//! keys no verifier can meet) and
 //! audit events past their retention, in bounded batches so no sweep holds
 //! the database for long. It stops with the server.
 
@@ -25,6 +26,8 @@ pub struct Swept {
     pub events: u64,
     /// Throttle counters quiet for a whole window.
     pub throttles: u64,
+    /// Signing keys past removal (README, "Signing keys").
+    pub signing_keys: u64,
 }
 
 /// Runs a sweep every `housekeeping_interval` until `stop` turns true.
@@ -58,6 +61,7 @@ impl Auth {
             sessions: drain(stop, || store.delete_expired_sessions(now, BATCH)).await?,
             events: drain(stop, || store.delete_events_before(before, BATCH)).await?,
             throttles: drain(stop, || store.delete_stale_throttles(quiet, now, BATCH)).await?,
+            signing_keys: self.sweep_keys().await?,
         })
     }
 }

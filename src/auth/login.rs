@@ -96,7 +96,7 @@ impl Auth {
             .keys()
             .issue_device(user.id, &device, now)
             .map_err(ApiError::Internal)?;
-        let mut issued = self.issue(&session, &user, now)?;
+        let mut issued = self.issue(&session, &user, now).await?;
         issued
             .cookies
             .0

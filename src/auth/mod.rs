@@ -32,6 +32,7 @@ pub(crate) mod password_policy;
 mod registration;
 mod rotation;
 mod sessions;
+pub(crate) mod signing_keys;
 pub(crate) mod throttle;
 pub(crate) mod tokens;
 
@@ -44,6 +45,7 @@ use admission::Admission;
 use audit::Aggregator;
 use cookies::CookiePolicy;
 use password::Hasher;
+use signing_keys::AccessKeys;
 use tokens::TokenKeys;
 
 pub use audit::{AuditKind, Event};
@@ -51,6 +53,7 @@ pub use cookies::{BrowserCookies, Presented, SetCookies};
 pub use error::ApiError;
 pub use password_policy::Weakness;
 pub use rotation::Refused;
+pub use signing_keys::{KeyInfo, KeyRotation, KeyState, PublicJwk};
 pub use tokens::AccessClaims;
 
 /// latchkey's auth service: the store, the signing keys, the cookie policy,
@@ -65,6 +68,7 @@ pub struct Auth {
 struct Inner {
     config: Config,
     keys: TokenKeys,
+    access_keys: AccessKeys,
     cookies: CookiePolicy,
     hasher: Hasher,
     /// Password checks in flight per address and account.
@@ -119,6 +123,7 @@ impl Auth {
         let hasher = Hasher::new(config.accounts.bcrypt_cost);
         Ok(Self {
             inner: Arc::new(Inner {
+                access_keys: AccessKeys::new(&config.tokens)?,
                 keys: TokenKeys::new(&config.tokens)?,
                 cookies: CookiePolicy::new(&config),
                 admission: Admission::new(hasher.threads()),
@@ -135,6 +140,7 @@ impl Auth {
     /// the service over it.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
         // Checked before the store opens, so a bad setting creates no file.
+        AccessKeys::new(&config.tokens)?;
         TokenKeys::new(&config.tokens)?;
         let store = crate::store::open(&config.database).await?;
         Ok(Self::new(config, store)?)
@@ -163,10 +169,11 @@ impl Auth {
     /// Checks an access token: signature, type, issuer, audience and expiry
     /// (README, "Tokens"). Stateless: a revoked session's token passes until
     /// it expires; [`Auth::live_session`] is the check that does not.
-    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, ApiError> {
+    pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        let keys = self.access_keys().await?;
         self.inner
             .keys
-            .verify_access(token, self.now())
+            .verify_access(&keys, token, self.now())
             .map_err(|_| ApiError::InvalidToken)
     }
 

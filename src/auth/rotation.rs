@@ -82,7 +82,7 @@ impl Auth {
             if user.disabled_at.is_some() {
                 return Err(ApiError::InvalidRefreshToken);
             }
-            return self.issue(&session, &user, now);
+            return self.issue(&session, &user, now).await;
         }
 
         // The compare-and-set lost: find out why from the session as it is now.
@@ -100,7 +100,7 @@ impl Auth {
         if previous && in_grace {
             // Rule 2 (and rule 4's losers): hand back the current token unchanged.
             let user = self.live_user(&session).await?;
-            return self.issue(&session, &user, now);
+            return self.issue(&session, &user, now).await;
         }
         if claims.generation < session.generation {
             // Rule 3: an old token came back, so someone kept a copy. End it
@@ -144,15 +144,16 @@ impl Auth {
 
     /// The tokens of a session at its current chain position, and its
     /// refresh cookie, living as long as the session's idle expiry.
-    pub(crate) fn issue(
+    pub(crate) async fn issue(
         &self,
         session: &Session,
         user: &User,
         now: i64,
     ) -> Result<Issued, ApiError> {
+        let access_keys = self.access_keys().await?;
         let keys = self.keys();
         let access_token = keys
-            .issue_access(user, &session.id, now)
+            .issue_access(&access_keys, user, &session.id, now)
             .map_err(ApiError::Internal)?;
         let refresh_token = keys.issue_refresh(session).map_err(ApiError::Internal)?;
         let cookie = self

@@ -1,16 +1,23 @@
-//! Access and refresh tokens: HS256 JWTs with distinct keys, `typ` headers and
-//! audiences, so neither can ever pass for the other. Keys and validation
-//! rules are built once at start.
+//! Access and refresh tokens: JWTs with distinct keys, `typ` headers and
+//! audiences, so neither can ever pass for the other. Refresh tokens and
+//! device cookies are HS256 under `JWT_REFRESH_SECRET`; access tokens are
+//! signed as `ACCESS_TOKEN_ALGORITHM` says, by the keys of a [`KeySet`]
+//! (`signing_keys.rs`). Every token names its key in `kid`.
 //!
 //! Expiry is checked against the injected clock rather than by jsonwebtoken,
 //! so every time decision in latchkey comes from one place.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::auth::ApiError;
+use crate::auth::signing_keys::PublicJwk;
 use crate::clock::seconds;
-use crate::config::{ConfigError, TokenSettings};
+use crate::config::{AccessAlgorithm, ConfigError, Secret, TokenSettings};
 use crate::random;
 use crate::store::{Session, User};
 
@@ -20,7 +27,6 @@ pub const DEVICE_TYP: &str = "latchkey-device+jwt";
 /// How long a device cookie vouches for its browser: a year, renewed at
 /// every successful login.
 pub const DEVICE_LIFETIME: i64 = 365 * 86_400;
-const ALGORITHM: Algorithm = Algorithm::HS256;
 
 /// Claims of an access token (RFC 9068 names where they exist; README,
 /// "Tokens").
@@ -81,13 +87,110 @@ pub struct DeviceClaims {
     pub exp: i64,
 }
 
-/// The keys and checks of latchkey's tokens: signs and verifies access
-/// tokens, refresh tokens and device cookies.
+/// One key a token may name in its `kid`.
+pub struct TokenKey {
+    /// The key id.
+    pub(crate) kid: String,
+    /// From when it signs (Unix seconds); `i64::MIN` for a configured secret.
+    pub(crate) signs_from: i64,
+    /// Until when tokens naming it are accepted (Unix seconds).
+    pub(crate) verifies_until: i64,
+    /// The private half; `None` when this instance cannot sign with it (a
+    /// `*_PREVIOUS` secret, a key derived from a secret it does not hold).
+    pub(crate) encoding: Option<EncodingKey>,
+    pub(crate) decoding: DecodingKey,
+    /// What verifiers are shown; `None` for a secret, which is never shown.
+    pub(crate) public: Option<PublicJwk>,
+}
+
+/// The keys of one kind of token at one moment, oldest first.
+pub struct KeySet {
+    algorithm: Algorithm,
+    keys: Vec<TokenKey>,
+    /// A token without `kid` is tried against the newest key: tokens issued
+    /// before latchkey named its keys stay valid across the upgrade.
+    kidless_allowed: bool,
+}
+
+impl KeySet {
+    /// `current` signs, `previous` (when set) still verifies: the HMAC keys
+    /// of one secret and its predecessor.
+    pub(crate) fn hmac(current: &Secret, previous: Option<&Secret>) -> Self {
+        let key = |secret: &Secret, signs: bool| TokenKey {
+            kid: hmac_kid(secret),
+            signs_from: i64::MIN,
+            verifies_until: i64::MAX,
+            encoding: signs.then(|| EncodingKey::from_secret(secret.expose())),
+            decoding: DecodingKey::from_secret(secret.expose()),
+            public: None,
+        };
+        let mut keys: Vec<TokenKey> = previous.map(|p| key(p, false)).into_iter().collect();
+        keys.push(key(current, true));
+        Self {
+            algorithm: Algorithm::HS256,
+            keys,
+            kidless_allowed: true,
+        }
+    }
+
+    /// Published keys of an asymmetric algorithm, oldest first.
+    pub(crate) fn published(algorithm: AccessAlgorithm, keys: Vec<TokenKey>) -> Self {
+        Self {
+            algorithm: jws_algorithm(algorithm),
+            keys,
+            kidless_allowed: false,
+        }
+    }
+
+    /// The key that signs at `now`: the newest that has begun to, falling
+    /// back to an older one when this instance cannot derive it.
+    pub(crate) fn signer(&self, now: i64) -> Option<(&str, &EncodingKey)> {
+        let in_use = self.keys.iter().rposition(|k| k.signs_from <= now)?;
+        self.keys[..=in_use]
+            .iter()
+            .rev()
+            .find_map(|k| Some((k.kid.as_str(), k.encoding.as_ref()?)))
+    }
+
+    /// The key named `kid` if tokens naming it are accepted at `now`.
+    fn verifier(&self, kid: Option<&str>, now: i64) -> Option<&DecodingKey> {
+        let key = match kid {
+            Some(kid) => self.keys.iter().find(|k| k.kid == kid)?,
+            None if self.kidless_allowed => self.keys.last()?,
+            None => return None,
+        };
+        (now < key.verifies_until).then_some(&key.decoding)
+    }
+
+    /// Every key, oldest first.
+    pub(crate) fn keys(&self) -> &[TokenKey] {
+        &self.keys
+    }
+}
+
+/// The `kid` of an HMAC secret: a digest that names it without revealing it.
+fn hmac_kid(secret: &Secret) -> String {
+    #[allow(clippy::expect_used)]
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key");
+    mac.update(b"latchkey key id");
+    let digest = mac.finalize().into_bytes();
+    format!("hs-{}", URL_SAFE_NO_PAD.encode(&digest[..12]))
+}
+
+pub(crate) fn jws_algorithm(algorithm: AccessAlgorithm) -> Algorithm {
+    match algorithm {
+        AccessAlgorithm::Hs256 => Algorithm::HS256,
+        AccessAlgorithm::EdDsa => Algorithm::EdDSA,
+        AccessAlgorithm::Es256 => Algorithm::ES256,
+    }
+}
+
+/// The checks of latchkey's tokens, and the keys of refresh tokens and
+/// device cookies. Access tokens are signed and checked with the [`KeySet`]
+/// the caller passes (`Auth::access_keys`): asymmetric keys change while
+/// the service runs.
 pub struct TokenKeys {
-    access_encoding: EncodingKey,
-    access_decoding: DecodingKey,
-    refresh_encoding: EncodingKey,
-    refresh_decoding: DecodingKey,
+    refresh: KeySet,
     access_validation: Validation,
     refresh_validation: Validation,
     device_validation: Validation,
@@ -111,23 +214,27 @@ pub enum TokenError {
 }
 
 impl TokenKeys {
-    /// The keys of `tokens`; an error when a secret is missing.
+    /// The checks of `tokens`; an error when the refresh secret is missing.
     pub fn new(tokens: &TokenSettings) -> Result<Self, ConfigError> {
-        let (access, refresh) = tokens.secrets()?;
+        let refresh = KeySet::hmac(
+            tokens.refresh_secret()?,
+            tokens.previous_refresh_secret.as_ref(),
+        );
         let issuer = tokens.issuer.clone();
         let access_audience = tokens.audience.clone();
         let refresh_audience = format!("{}:refresh", tokens.audience);
         // Signed with the refresh key; its own `typ` and audience keep it
         // from passing for a refresh token, and the reverse.
         let device_audience = format!("{}:device", tokens.audience);
+        let access = jws_algorithm(tokens.algorithm);
         Ok(Self {
-            access_encoding: EncodingKey::from_secret(access.expose()),
-            access_decoding: DecodingKey::from_secret(access.expose()),
-            refresh_encoding: EncodingKey::from_secret(refresh.expose()),
-            refresh_decoding: DecodingKey::from_secret(refresh.expose()),
-            access_validation: validation(&issuer, &access_audience),
-            refresh_validation: validation(&issuer, &refresh_audience),
-            device_validation: validation(&issuer, &device_audience),
+            refresh,
+            access_validation: validation(access, Some(&issuer), &access_audience),
+            // Only latchkey reads its refresh tokens and device cookies, and
+            // the refresh secret's signature is what makes them its own; so
+            // a changed `JWT_ISSUER` does not end every session.
+            refresh_validation: validation(Algorithm::HS256, None, &refresh_audience),
+            device_validation: validation(Algorithm::HS256, None, &device_audience),
             issuer,
             access_audience,
             refresh_audience,
@@ -141,8 +248,15 @@ impl TokenKeys {
         self.access_ttl
     }
 
-    /// A fresh access token for this user and session.
-    pub fn issue_access(&self, user: &User, session_id: &str, now: i64) -> anyhow::Result<String> {
+    /// A fresh access token for this user and session, signed by the key of
+    /// `keys` in use at `now`.
+    pub fn issue_access(
+        &self,
+        keys: &KeySet,
+        user: &User,
+        session_id: &str,
+        now: i64,
+    ) -> anyhow::Result<String> {
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.access_audience.clone(),
@@ -154,12 +268,13 @@ impl TokenKeys {
             exp: now + self.access_ttl,
             jti: random::token(16),
         };
-        sign(ACCESS_TYP, &claims, &self.access_encoding)
+        sign(ACCESS_TYP, &claims, keys, now)
     }
 
     /// The refresh token for the session's current chain position. It is a
-    /// pure function of the stored session: signing it again gives the same
-    /// token, which is how the grace path hands back the current cookie.
+    /// pure function of the stored session and the refresh secret: signing
+    /// it again gives the same token, which is how the grace path hands back
+    /// the current cookie.
     pub fn issue_refresh(&self, session: &Session) -> anyhow::Result<String> {
         let claims = RefreshClaims {
             iss: self.issuer.clone(),
@@ -170,24 +285,29 @@ impl TokenKeys {
             iat: session.rotated_at,
             exp: session.idle_expires_at,
         };
-        sign(REFRESH_TYP, &claims, &self.refresh_encoding)
+        sign(REFRESH_TYP, &claims, &self.refresh, session.rotated_at)
     }
 
-    /// Checks signature, type, issuer and audience, and that the token has
-    /// not expired at `now` (Unix seconds).
-    pub fn verify_access(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
-        let v = (ACCESS_TYP, &self.access_decoding, &self.access_validation);
-        verify_unexpired(token, v, now)
+    /// Checks signature (by a key of `keys` accepted at `now`), type,
+    /// issuer and audience, and that the token has not expired at `now`
+    /// (Unix seconds).
+    pub fn verify_access(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        now: i64,
+    ) -> Result<AccessClaims, TokenError> {
+        verify_unexpired(token, (ACCESS_TYP, keys, &self.access_validation), now)
     }
 
-    /// Checks signature, type, issuer and audience. Expiry is left to the
-    /// caller: an expired token still names the session to log out of.
+    /// Checks signature, type and audience. Expiry is left to the caller:
+    /// an expired token still names the session to log out of.
     pub fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError> {
         verify(
             token,
-            REFRESH_TYP,
-            &self.refresh_decoding,
-            &self.refresh_validation,
+            (REFRESH_TYP, &self.refresh, &self.refresh_validation),
+            // Secrets are accepted whatever the time.
+            0,
         )
     }
 }
@@ -203,12 +323,12 @@ impl TokenKeys {
             iat: now,
             exp: now + DEVICE_LIFETIME,
         };
-        sign(DEVICE_TYP, &claims, &self.refresh_encoding)
+        sign(DEVICE_TYP, &claims, &self.refresh, now)
     }
 
     /// A genuine, unexpired device cookie's claims.
     pub fn verify_device(&self, token: &str, now: i64) -> Result<DeviceClaims, TokenError> {
-        let v = (DEVICE_TYP, &self.refresh_decoding, &self.device_validation);
+        let v = (DEVICE_TYP, &self.refresh, &self.device_validation);
         verify_unexpired(token, v, now)
     }
 }
@@ -231,30 +351,40 @@ impl Expiring for DeviceClaims {
     }
 }
 
+/// What a token is checked against: its `typ`, its keys, its claims' rules.
+type Checks<'a> = (&'a str, &'a KeySet, &'a Validation);
+
 /// As [`verify`], and refused once `exp` is not in the future.
 fn verify_unexpired<T: serde::de::DeserializeOwned + Expiring>(
     token: &str,
-    (typ, key, validation): (&str, &DecodingKey, &Validation),
+    checks: Checks<'_>,
     now: i64,
 ) -> Result<T, TokenError> {
-    let claims: T = verify(token, typ, key, validation)?;
+    let claims: T = verify(token, checks, now)?;
     if claims.exp() <= now {
         return Err(TokenError::Expired);
     }
     Ok(claims)
 }
 
-/// Signs `claims` as a token of type `typ`.
-fn sign(typ: &str, claims: &impl Serialize, key: &EncodingKey) -> anyhow::Result<String> {
-    let mut header = Header::new(ALGORITHM);
+/// Signs `claims` as a token of type `typ` with the key of `keys` in use at
+/// `now`, named in `kid`.
+fn sign(typ: &str, claims: &impl Serialize, keys: &KeySet, now: i64) -> anyhow::Result<String> {
+    let (kid, key) = keys
+        .signer(now)
+        .ok_or_else(|| anyhow::anyhow!("no signing key this instance can use"))?;
+    let mut header = Header::new(keys.algorithm);
     header.typ = Some(typ.to_owned());
+    header.kid = Some(kid.to_owned());
     Ok(jsonwebtoken::encode(&header, claims, key)?)
 }
 
-fn validation(issuer: &str, audience: &str) -> Validation {
-    let mut v = Validation::new(ALGORITHM);
-    v.algorithms = vec![ALGORITHM];
-    v.set_issuer(&[issuer]);
+fn validation(algorithm: Algorithm, issuer: Option<&str>, audience: &str) -> Validation {
+    let mut v = Validation::new(algorithm);
+    v.algorithms = vec![algorithm];
+    if let Some(issuer) = issuer {
+        v.set_issuer(&[issuer]);
+    }
     v.set_audience(&[audience]);
     v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
     v.validate_exp = false;
@@ -262,12 +392,28 @@ fn validation(issuer: &str, audience: &str) -> Validation {
     v
 }
 
+/// Checks a token against `checks`. Its header decides nothing but which of
+/// latchkey's own keys to try: the algorithm must be the one configured
+/// (RFC 8725 §3.1), and a header that offers a key or a place to fetch one
+/// (`jwk`, `jku`, `x5u`, `x5c`) is refused outright (RFC 8725 §3.10), as is
+/// one with extensions latchkey cannot honour (`crit`, RFC 7515 §4.1.11).
 fn verify<T: serde::de::DeserializeOwned>(
     token: &str,
-    typ: &str,
-    key: &DecodingKey,
-    validation: &Validation,
+    (typ, keys, validation): Checks<'_>,
+    now: i64,
 ) -> Result<T, TokenError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+    let offers_key = header.jwk.is_some()
+        || header.jku.is_some()
+        || header.x5u.is_some()
+        || header.x5c.is_some()
+        || header.crit.is_some();
+    if header.alg != keys.algorithm || offers_key {
+        return Err(TokenError::Invalid);
+    }
+    let key = keys
+        .verifier(header.kid.as_deref(), now)
+        .ok_or(TokenError::Invalid)?;
     let data =
         jsonwebtoken::decode::<T>(token, key, validation).map_err(|_| TokenError::Invalid)?;
     // `typ` is compared case-insensitively (RFC 7515 §4.1.9), but exactly otherwise.

@@ -37,7 +37,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = bearer_token(parts)?.ok_or(ApiError::Unauthenticated)?;
-        Ok(Self(Auth::from_ref(state).verify_access(token)?))
+        Ok(Self(Auth::from_ref(state).verify_access(token).await?))
     }
 }
 
@@ -51,7 +51,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, ApiError> {
         match bearer_token(parts)? {
             None => Ok(None),
-            Some(token) => Ok(Some(Self(Auth::from_ref(state).verify_access(token)?))),
+            Some(token) => Ok(Some(Self(
+                Auth::from_ref(state).verify_access(token).await?,
+            ))),
         }
     }
 }

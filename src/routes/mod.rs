@@ -38,6 +38,7 @@ mod respond;
 mod sessions;
 mod timeout;
 mod token;
+mod well_known;
 
 /// Largest request body accepted: credentials are a few hundred bytes.
 pub const BODY_LIMIT: usize = 4 * 1024;
@@ -103,7 +104,7 @@ pub(crate) static SECURITY_HEADERS: [LayerHeader; 4] = [
 /// links and redirects follow the prefix; the cookies keep `Path=/`, as
 /// `__Host-` requires.
 pub fn router(auth: Auth) -> Router {
-    // Everything but the static assets: tokens and personal data, never cached.
+    // Everything but what `assets` holds below: tokens and personal data, never cached.
     let (dynamic, mut api) = openapi::root()
         .merge(pages::router())
         .merge(login::router())
@@ -116,7 +117,10 @@ pub fn router(auth: Auth) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .split_for_parts();
-    let (assets, assets_api) = assets::router().split_for_parts();
+    // The static assets and the published keys: public, and cached.
+    let (assets, assets_api) = assets::router()
+        .merge(well_known::router())
+        .split_for_parts();
     let cached: Vec<String> = assets_api.paths.paths.keys().cloned().collect();
     api.merge(assets_api);
     let document = openapi::serve(

@@ -96,7 +96,7 @@ async fn openapi_json(Extension(Served(document)): Extension<Served>) -> Respons
 
 /// Completes the collected description: security schemes (the cookie under
 /// its configured name), what `router`'s layers add, and header schemas.
-/// `cached` lists the paths outside the `no-store` layer (the static assets).
+/// `cached` lists the paths outside the `no-store` layer (the static assets and the published keys).
 pub(crate) fn serve(
     mut document: Document,
     cookie_name: &str,

@@ -1,5 +1,5 @@
 //! The store: everything latchkey keeps, behind one trait per concern
-//! ([`Users`], [`Sessions`], [`AuditLog`], [`Throttles`], and the [`Pool`]
+//! ([`Users`], [`Sessions`], [`AuditLog`], [`Throttles`], [`SigningKeys`], and the [`Pool`]
 //! under them all), gathered by [`Store`], with one implementation per
 //! database. Each implementation keeps its SQL in one file per concern
 //! (`sqlite/sessions.rs`, `postgres/sessions.rs`, …) and its own migrations.
@@ -16,6 +16,7 @@ mod audit;
 mod from_sqlx;
 mod postgres;
 mod sessions;
+mod signing_keys;
 mod sqlite;
 mod throttle;
 mod users;
@@ -23,6 +24,7 @@ mod users;
 pub use audit::{AuditEvent, AuditLog};
 pub use postgres::PostgresStore;
 pub use sessions::{Created, NewSession, RevokeReason, Rotated, Session, Sessions};
+pub use signing_keys::{SigningKeys, StoredKey};
 pub use sqlite::SqliteStore;
 pub use throttle::{Allowance, Reservation, Throttles};
 pub use users::{NewUser, PasswordChange, User, Users};
@@ -54,9 +56,9 @@ pub trait Pool: Send + Sync {
 
 /// Everything latchkey keeps: what the application holds (`Arc<dyn Store>`).
 /// Any type with every concern is one.
-pub trait Store: Users + Sessions + AuditLog + Throttles + Pool + 'static {}
+pub trait Store: Users + Sessions + AuditLog + Throttles + SigningKeys + Pool + 'static {}
 
-impl<T> Store for T where T: Users + Sessions + AuditLog + Throttles + Pool + 'static {}
+impl<T> Store for T where T: Users + Sessions + AuditLog + Throttles + SigningKeys + Pool + 'static {}
 
 /// `?` inside the store: a backend's error becomes [`StoreError::Database`].
 /// Not a `From` impl, which would be public and tie callers to the backend's

@@ -343,7 +343,7 @@ fn sign(header: &serde_json::Value, claims: &serde_json::Value, key: &[u8]) -> S
 }
 
 #[tokio::test]
-async fn key_pointing_jwt_headers_are_ignored_and_never_fetched() {
+async fn key_pointing_jwt_headers_are_refused_and_never_fetched() {
     let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
     let payload = access.split('.').nth(1).unwrap();
@@ -366,11 +366,13 @@ async fn key_pointing_jwt_headers_are_ignored_and_never_fetched() {
         let refused = app.get_with_bearer("/protected", &forged).await;
         assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{header}");
         assert_eq!(refused.error_code(), "invalid_token");
-        // Signed with our own key, the same headers change nothing either way.
+        // Signed with our own key, a token that offers a key of its own or
+        // names one latchkey does not have is refused all the same (RFC 8725
+        // §3.10; README, "Signing keys").
         let genuine = sign(&header, &claims, ours);
         assert_eq!(
             app.get_with_bearer("/protected", &genuine).await.status,
-            StatusCode::OK,
+            StatusCode::UNAUTHORIZED,
             "{header}"
         );
     }

@@ -32,6 +32,8 @@ macro_rules! store_suite {
         mod proxies;
         #[path = "rotation.rs"]
         mod rotation;
+        #[path = "signing_keys.rs"]
+        mod signing_keys;
         #[path = "tokens.rs"]
         mod tokens;
     };

@@ -31,6 +31,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/static/{file}"),
     ("get", "/openapi.json"),
+    ("get", "/.well-known/jwks.json"),
+    ("get", "/.well-known/openid-configuration"),
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];

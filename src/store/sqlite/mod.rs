@@ -3,7 +3,7 @@
 //! never hands a client a cookie the database has forgotten.
 //!
 //! The SQL is in one file per concern: `users.rs`, `sessions.rs` (rotations
-//! through `group_commit.rs`), `audit.rs`, `throttle.rs`.
+//! through `group_commit.rs`), `audit.rs`, `throttle.rs`, `signing_keys.rs`.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -33,6 +33,7 @@ macro_rules! session_columns {
 mod audit;
 mod group_commit;
 mod sessions;
+mod signing_keys;
 mod throttle;
 mod users;
 

@@ -1,0 +1,114 @@
+//! `GET /.well-known/jwks.json` and `GET /.well-known/openid-configuration`:
+//! what a service needs to verify access tokens without a secret (README,
+//! "Verifying tokens in other services"). Public and cacheable for
+//! `JWKS_MAX_AGE`, which is why they sit outside the `no-store` layer.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, HOST};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::Base;
+use crate::auth::error::ErrorBody;
+use crate::auth::{ApiError, Auth, PublicJwk};
+
+pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+pub(crate) fn router() -> OpenApiRouter<Auth> {
+    OpenApiRouter::new()
+        .routes(routes!(jwks))
+        .routes(routes!(openid_configuration))
+}
+
+/// A JSON Web Key Set (RFC 7517 §5).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Jwks {
+    keys: Vec<PublicJwk>,
+}
+
+/// The OpenID Connect Discovery 1.0 §3 metadata that is true of latchkey:
+/// who issues the tokens and where their keys are. latchkey is no OpenID
+/// provider, so nothing else is claimed.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProviderMetadata {
+    /// `iss` of every access token (`JWT_ISSUER`).
+    issuer: String,
+    /// The absolute URL of the key set.
+    jwks_uri: String,
+}
+
+/// The public keys access tokens are signed with.
+///
+/// Every key a verifier may meet: the one signing, the next one (published
+/// at least `JWKS_MAX_AGE` before it signs) and retired ones whose tokens
+/// may not have expired. Empty with `HS256`, whose key is a secret. A
+/// verifier refetches it when a token names a `kid` it does not know.
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "tokens",
+    responses(
+        (status = 200, description = "The key set", body = Jwks,
+            headers(("cache-control" = String,
+                description = "`public, max-age=<JWKS_MAX_AGE>` (300 s unless configured)"))),
+        (status = 503, description = "`unavailable`: the store does not answer and no key is known", body = ErrorBody),
+    )
+)]
+async fn jwks(State(auth): State<Auth>) -> Result<Response, ApiError> {
+    let keys = auth.jwks().await?;
+    Ok(cacheable(&auth, Json(Jwks { keys })))
+}
+
+/// Where verifiers find the issuer's keys.
+///
+/// For resource-server libraries that discover the key set from the issuer.
+/// `jwks_uri` is built from `PUBLIC_ORIGIN` when it is set, else from the
+/// request's `Host`.
+#[utoipa::path(
+    get, path = "/.well-known/openid-configuration", tag = "tokens",
+    responses(
+        (status = 200, description = "`issuer` and `jwks_uri`", body = ProviderMetadata,
+            headers(("cache-control" = String,
+                description = "`public, max-age=<JWKS_MAX_AGE>` (300 s unless configured)"))),
+    )
+)]
+async fn openid_configuration(
+    State(auth): State<Auth>,
+    base: Base,
+    headers: HeaderMap,
+) -> Response {
+    let config = auth.config();
+    let origin = match &config.origins.public_origin {
+        Some(origin) => origin.clone(),
+        None => {
+            let scheme = if config.cookies.secure {
+                "https"
+            } else {
+                "http"
+            };
+            let host = headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("{scheme}://{host}")
+        }
+    };
+    let metadata = ProviderMetadata {
+        issuer: config.tokens.issuer.clone(),
+        jwks_uri: format!("{origin}{}", base.to(JWKS_PATH)),
+    };
+    cacheable(&auth, Json(metadata))
+}
+
+/// `body` with the cache lifetime verifiers are promised.
+fn cacheable(auth: &Auth, body: impl IntoResponse) -> Response {
+    let max_age = auth.config().tokens.jwks_max_age.as_secs();
+    let mut response = body.into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        response.headers_mut().insert(CACHE_CONTROL, value);
+    }
+    response
+}

@@ -1,0 +1,61 @@
+//! Signing keys on PostgreSQL.
+
+use async_trait::async_trait;
+
+use super::PostgresStore;
+use crate::store::{OrDatabase, SigningKeys, StoreResult, StoredKey};
+
+#[async_trait]
+impl SigningKeys for PostgresStore {
+    async fn signing_keys(&self, algorithm: &str) -> StoreResult<Vec<StoredKey>> {
+        let rows: Vec<(String, i64, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT algorithm, seq, kid, public_key, created_at, signs_from \
+             FROM signing_keys WHERE algorithm = $1 ORDER BY seq",
+        )
+        .bind(algorithm)
+        .fetch_all(&self.pool)
+        .await
+        .db()?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(algorithm, seq, kid, public_key, created_at, signs_from)| StoredKey {
+                    algorithm,
+                    seq,
+                    kid,
+                    public_key,
+                    created_at,
+                    signs_from,
+                },
+            )
+            .collect())
+    }
+
+    async fn add_signing_key(&self, key: &StoredKey) -> StoreResult<bool> {
+        let added = sqlx::query(
+            "INSERT INTO signing_keys \
+                 (algorithm, seq, kid, public_key, created_at, signs_from) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(&key.algorithm)
+        .bind(key.seq)
+        .bind(&key.kid)
+        .bind(&key.public_key)
+        .bind(key.created_at)
+        .bind(key.signs_from)
+        .execute(&self.pool)
+        .await
+        .db()?;
+        Ok(added.rows_affected() == 1)
+    }
+
+    async fn delete_signing_keys_before(&self, algorithm: &str, seq: i64) -> StoreResult<u64> {
+        let deleted = sqlx::query("DELETE FROM signing_keys WHERE algorithm = $1 AND seq < $2")
+            .bind(algorithm)
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(deleted.rows_affected())
+    }
+}
