@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::StatusCode;
 use latchkey::clock::ManualClock;
-use latchkey::config::{AppEnv, ConfigError, Database, SameSite};
+use latchkey::config::{AccessAlgorithm, AppEnv, ConfigError, Database, SameSite};
 use latchkey::store::SqliteStore;
 use latchkey::{Auth, router};
 use tempfile::TempDir;
@@ -275,6 +275,102 @@ fn the_defaults_are_those_of_the_contract() {
     assert!(config.origins.cors_allowed.is_empty());
     assert_eq!(config.accounts.bcrypt_cost, 12);
     assert!(!config.tokens.generated_secrets);
+    assert_eq!(config.tokens.algorithm, AccessAlgorithm::Hs256);
+    assert_eq!(config.tokens.issuer, "latchkey");
+    assert_eq!(secs(config.tokens.jwks_max_age), 300);
+    assert_eq!(
+        config.tokens.key_rotation_interval.map(secs),
+        Some(30 * 86_400)
+    );
+    assert_eq!(config.tokens.previous_access_secret, None);
+    assert_eq!(config.tokens.previous_refresh_secret, None);
+}
+
+#[test]
+fn the_access_token_algorithm_is_one_of_three_names() {
+    for (name, algorithm) in [
+        ("HS256", AccessAlgorithm::Hs256),
+        ("EdDSA", AccessAlgorithm::EdDsa),
+        ("ES256", AccessAlgorithm::Es256),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_from(&vars(&dir, &[("ACCESS_TOKEN_ALGORITHM", name)], &[])).unwrap();
+        assert_eq!(config.tokens.algorithm, algorithm);
+        assert_eq!(algorithm.name(), name);
+    }
+    // Never `none`, never RSA, never a family left to the token to choose.
+    for bad in ["none", "RS256", "HS512", "eddsa", "ES384"] {
+        assert_refused(
+            &[("ACCESS_TOKEN_ALGORITHM", bad)],
+            &[],
+            "ACCESS_TOKEN_ALGORITHM",
+        );
+    }
+}
+
+#[test]
+fn the_issuer_defaults_to_the_public_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = ("PUBLIC_ORIGIN", "https://auth.example.com");
+    let config = config_from(&vars(&dir, &[origin], &[])).unwrap();
+    assert_eq!(config.tokens.issuer, "https://auth.example.com");
+    let named = config_from(&vars(&dir, &[origin, ("JWT_ISSUER", "someone")], &[])).unwrap();
+    assert_eq!(named.tokens.issuer, "someone", "JWT_ISSUER wins");
+}
+
+#[test]
+fn asymmetric_tokens_in_production_need_an_https_issuer_and_no_jwt_secret() {
+    let eddsa = ("ACCESS_TOKEN_ALGORITHM", "EdDSA");
+    assert_refused(&[PRODUCTION, eddsa], &[], "JWT_ISSUER");
+    assert_refused(
+        &[PRODUCTION, eddsa, ("JWT_ISSUER", "http://auth.example.com")],
+        &[],
+        "JWT_ISSUER",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_from(&vars(
+        &dir,
+        &[
+            PRODUCTION,
+            eddsa,
+            ("PUBLIC_ORIGIN", "https://auth.example.com"),
+        ],
+        &["JWT_SECRET"],
+    ))
+    .unwrap();
+    assert_eq!(config.tokens.access_secret, None, "not needed to sign");
+    // The refresh secret still is: refresh tokens, and the signing keys'
+    // root.
+    assert_refused(
+        &[
+            PRODUCTION,
+            eddsa,
+            ("PUBLIC_ORIGIN", "https://auth.example.com"),
+        ],
+        &SECRETS,
+        "JWT_REFRESH_SECRET",
+    );
+}
+
+#[test]
+fn a_rotation_interval_must_leave_time_to_publish() {
+    for interval in ["300", "360"] {
+        assert_refused(
+            &[("KEY_ROTATION_INTERVAL", interval), ("JWKS_MAX_AGE", "300")],
+            &[],
+            "KEY_ROTATION_INTERVAL",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manual = config_from(&vars(&dir, &[("KEY_ROTATION_INTERVAL", "0")], &[])).unwrap();
+    assert_eq!(manual.tokens.key_rotation_interval, None, "0: by hand only");
+}
+
+#[test]
+fn previous_secrets_are_held_to_the_same_length() {
+    for name in ["JWT_SECRET_PREVIOUS", "JWT_REFRESH_SECRET_PREVIOUS"] {
+        assert_refused(&[(name, "short")], &[], name);
+    }
 }
 
 #[test]
@@ -298,13 +394,29 @@ fn empty_values_count_as_unset() {
 #[test]
 fn the_secrets_never_show_in_debug_output() {
     let dir = tempfile::tempdir().unwrap();
-    let vars = vars(&dir, &[], &[]);
+    let vars = vars(
+        &dir,
+        &[
+            (
+                "JWT_SECRET_PREVIOUS",
+                "previous-access-secret-0123456789abcdef",
+            ),
+            (
+                "JWT_REFRESH_SECRET_PREVIOUS",
+                "previous-refresh-secret-0123456789abcde",
+            ),
+        ],
+        &[],
+    );
     let config = config_from(&vars).unwrap();
 
     let debug = format!("{config:?}");
 
-    for key in SECRETS {
-        assert!(!debug.contains(vars[key].as_str()), "{key} in {debug}");
+    for key in SECRETS
+        .iter()
+        .chain(&["JWT_SECRET_PREVIOUS", "JWT_REFRESH_SECRET_PREVIOUS"])
+    {
+        assert!(!debug.contains(vars[*key].as_str()), "{key} in {debug}");
     }
 }
 

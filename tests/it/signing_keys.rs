@@ -631,3 +631,35 @@ async fn the_keys_commands_list_and_rotate() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("JWT_SECRET_PREVIOUS"));
 }
 
+
+#[tokio::test]
+async fn with_the_store_down_the_known_keys_keep_signing_and_verifying() {
+    let app = test_app!(&[("ACCESS_TOKEN_ALGORITHM", "EdDSA")]);
+    let access = app.signed_in_ann().await.access_token();
+    let before = jwks(&app.router).await;
+    app.store.close().await;
+    // Past the reload: the store is asked, does not answer, and the keys
+    // already known stand (asked again only after the next period).
+    app.advance(120);
+    assert_eq!(protected(&app.router, &access).await, StatusCode::OK);
+    assert_eq!(kids(&jwks(&app.router).await), kids(&before));
+}
+
+#[tokio::test]
+async fn instances_starting_at_once_make_one_first_key() {
+    let Some(pair) = Pair::start(super::STORE, &[("ACCESS_TOKEN_ALGORITHM", "ES256")]).await
+    else {
+        return;
+    };
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let router = pair.apps[i % 2].1.clone();
+        requests.spawn(async move { kids(&jwks(&router).await) });
+    }
+    let answers = requests.join_all().await;
+    let stored = pair.apps[0].0.signing_keys().await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    for answer in answers {
+        assert_eq!(answer, HashSet::from([stored[0].kid.clone()]));
+    }
+}
