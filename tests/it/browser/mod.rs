@@ -157,13 +157,16 @@ pub struct Latchkey {
     pub server: TestServer,
     pub auth: Auth,
     pub store: Arc<dyn latchkey::store::Store>,
+    /// Its settings, for the `latchkey` binary to run against its database.
+    pub vars: std::collections::HashMap<String, String>,
     _dir: TempDir,
 }
 
 impl Latchkey {
     pub async fn start(overrides: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = config_from(&test_vars(&dir, overrides)).expect("config");
+        let vars = test_vars(&dir, overrides);
+        let config = config_from(&vars).expect("config");
         let path = config.database.sqlite_path().expect("sqlite").to_owned();
         let store = Arc::new(SqliteStore::open(&path).await.expect("store"));
         let auth = Auth::new(config, store.clone()).expect("secrets set");
@@ -172,6 +175,7 @@ impl Latchkey {
             server,
             auth,
             store,
+            vars,
             _dir: dir,
         }
     }

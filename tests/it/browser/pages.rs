@@ -233,6 +233,72 @@ async fn app_stays_signed_in_for_fifteen_seconds_by_refreshing_a_three_second_to
 }
 
 #[tokio::test]
+async fn app_stays_signed_in_across_a_signing_key_rotation() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    // A one-second JWKS lifetime: the new key signs two seconds after
+    // `keys rotate` (README, "Signing keys"); three-second tokens.
+    let app = Latchkey::start(&[
+        ("ACCESS_TOKEN_ALGORITHM", "EdDSA"),
+        ("JWKS_MAX_AGE", "1"),
+        ("JWT_EXPIRATION", "3"),
+    ])
+    .await;
+    app.add_user("ann", PW).await;
+    let client = browser.context().await;
+    sign_in(&client, &app, "ann", PW).await;
+    let sid = session_of(&app, "ann").await;
+
+    let rotated = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["keys", "rotate"])
+        .env_clear()
+        .envs(&app.vars)
+        .output()
+        .unwrap();
+    assert!(rotated.status.success(), "{rotated:?}");
+    let keys = app.auth.signing_keys().await.unwrap();
+    let new_key = keys.last().unwrap();
+    let signs_from = new_key.signs_from.unwrap();
+
+    // Past the switch, and long enough for tokens of both keys to be used.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert!(
+        signed_in_as(&client, "ann").await,
+        "still on /app, signed in"
+    );
+    let session = app.store.session(&sid).await.unwrap().unwrap();
+    assert!(session.revoked_at.is_none(), "no sign-out");
+    assert!(
+        session.rotated_at >= signs_from + 1,
+        "the page took a token signed by the new key ({} < {})",
+        session.rotated_at,
+        signs_from
+    );
+    let keys = app.auth.signing_keys().await.unwrap();
+    assert_eq!(keys.last().unwrap().state, latchkey::KeyState::Signing);
+    client
+        .find(Locator::Id("call"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(3),
+        "a /protected answer with the new key's token",
+        || async {
+            text(&client, "protected-at")
+                .await
+                .starts_with("Status 200")
+        },
+    )
+    .await;
+    assert!(console_problems(&client).await.is_empty());
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn reloading_app_keeps_the_session() {
     let Some(browser) = Browser::launch().await else {
         return;
