@@ -3,7 +3,7 @@
 
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
-use super::{AuditEvent, Rotated, Session, User};
+use super::{AuditEvent, Rotated, Session, StoredKey, User};
 
 impl<'r, R> FromRow<'r, R> for User
 where
@@ -21,6 +21,25 @@ where
             created_at: row.try_get("created_at")?,
             disabled_at: row.try_get("disabled_at")?,
             credentials_version: row.try_get("credentials_version")?,
+        })
+    }
+}
+
+impl<'r, R> FromRow<'r, R> for StoredKey
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> sqlx::Result<Self> {
+        Ok(Self {
+            algorithm: row.try_get("algorithm")?,
+            seq: row.try_get("seq")?,
+            kid: row.try_get("kid")?,
+            public_key: row.try_get("public_key")?,
+            created_at: row.try_get("created_at")?,
+            signs_from: row.try_get("signs_from")?,
         })
     }
 }

@@ -8,27 +8,14 @@ use crate::store::{OrDatabase, SigningKeys, StoreResult, StoredKey};
 #[async_trait]
 impl SigningKeys for PostgresStore {
     async fn signing_keys(&self, algorithm: &str) -> StoreResult<Vec<StoredKey>> {
-        let rows: Vec<(String, i64, String, String, i64, i64)> = sqlx::query_as(
+        sqlx::query_as(
             "SELECT algorithm, seq, kid, public_key, created_at, signs_from \
              FROM signing_keys WHERE algorithm = $1 ORDER BY seq",
         )
         .bind(algorithm)
         .fetch_all(&self.pool)
         .await
-        .db()?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(algorithm, seq, kid, public_key, created_at, signs_from)| StoredKey {
-                    algorithm,
-                    seq,
-                    kid,
-                    public_key,
-                    created_at,
-                    signs_from,
-                },
-            )
-            .collect())
+        .db()
     }
 
     async fn add_signing_key(&self, key: &StoredKey) -> StoreResult<bool> {

@@ -307,3 +307,20 @@ pub async fn signed_in_as(client: &Client, username: &str) -> bool {
             .await
             .contains(&format!("Hello, {username}"))
 }
+
+/// Clicks /app's "call /protected" button and waits for a `200` answer, the
+/// page still signed in as `username`.
+pub async fn call_protected(client: &Client, username: &str, limit: Duration) {
+    client
+        .find(Locator::Id("call"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(limit, "a fresh /protected answer", || async {
+        text(client, "protected-at").await.starts_with("Status 200")
+            && signed_in_as(client, username).await
+    })
+    .await;
+}

@@ -50,24 +50,7 @@ async fn two_tabs_refreshing_at_the_same_moment_repeatedly_both_stay_signed_in()
 
     for window in [first, second] {
         client.switch_to_window(window).await.unwrap();
-        client
-            .find(Locator::Id("call"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        wait_until(
-            Duration::from_secs(5),
-            "a fresh /protected answer",
-            || async {
-                text(&client, "protected-at")
-                    .await
-                    .starts_with("Status 200")
-                    && signed_in_as(&client, "ann").await
-            },
-        )
-        .await;
+        call_protected(&client, "ann", Duration::from_secs(5)).await;
     }
     let session = app.store.session(&sid).await.unwrap().unwrap();
     assert!(
