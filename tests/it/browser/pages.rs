@@ -261,7 +261,7 @@ async fn app_stays_signed_in_across_a_signing_key_rotation() {
     );
     let keys = app.auth.signing_keys().await.unwrap();
     assert_eq!(keys.last().unwrap().state, latchkey::KeyState::Signing);
-    call_protected(&client, "ann", Duration::from_secs(3)).await;
+    call_protected(&client, "ann", Duration::from_secs(5)).await;
     assert!(console_problems(&client).await.is_empty());
     client.close().await.unwrap();
 }
