@@ -359,13 +359,25 @@ impl Auth {
 
 impl Ring {
     /// The keys as loaded, reloading first when `reload_every` has passed
-    /// since the last load (or the clock went back).
+    /// since the last load (or the clock went back). One request reloads;
+    /// the others wait for it only when the keys they have could be missing
+    /// one that signs.
     async fn current(&self, store: &dyn Store, now: i64) -> Result<Arc<KeySet>, ApiError> {
-        if let Some(keys) = self.fresh(now) {
+        if let Some(keys) = self.fresh(now, self.reload_every) {
             return Ok(keys);
         }
-        let _one_at_a_time = self.reloading.lock().await;
-        if let Some(keys) = self.fresh(now) {
+        let _one_at_a_time = match self.reloading.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => match self.fresh(now, self.lead()) {
+                // While another request reloads, the others go on with the
+                // keys known: a key added since they were loaded cannot sign
+                // before `lead` has passed since then. So a slow store holds
+                // up one request per period, not all of them.
+                Some(keys) => return Ok(keys),
+                None => self.reloading.lock().await,
+            },
+        };
+        if let Some(keys) = self.fresh(now, self.reload_every) {
             return Ok(keys);
         }
         if let Some(signs_from) = self.due(now) {
@@ -393,10 +405,11 @@ impl Ring {
         }
     }
 
-    fn fresh(&self, now: i64) -> Option<Arc<KeySet>> {
+    /// The keys, if loaded less than `within` ago.
+    fn fresh(&self, now: i64, within: i64) -> Option<Arc<KeySet>> {
         let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
         let loaded = loaded.as_ref()?;
-        (loaded.at <= now && now < loaded.at + self.reload_every).then(|| loaded.keys.clone())
+        (loaded.at <= now && now < loaded.at + within).then(|| loaded.keys.clone())
     }
 
     fn stored(&self) -> Vec<StoredKey> {
