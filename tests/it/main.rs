@@ -51,6 +51,10 @@ mod layout;
 mod logs;
 mod openapi;
 
+// Another service checking latchkey's access tokens against its published
+// keys; no store.
+mod resource_server;
+
 // Several instances on one database, and SIGKILL in mid-rotation (both stores).
 mod connections;
 mod crash;
