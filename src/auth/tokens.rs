@@ -143,10 +143,17 @@ impl KeySet {
     }
 
     /// The key that signs at `now`: the newest that has begun to, falling
-    /// back to an older one when this instance cannot derive it.
+    /// back to an older one when this instance cannot derive it. Before the
+    /// first key's time it is the first key: a request that read the clock
+    /// just before the first key was made still gets a token.
     pub(crate) fn signer(&self, now: i64) -> Option<(&str, &EncodingKey)> {
-        let in_use = self.keys.iter().rposition(|k| k.signs_from <= now)?;
-        self.keys[..=in_use]
+        let in_use = self
+            .keys
+            .iter()
+            .rposition(|k| k.signs_from <= now)
+            .unwrap_or(0);
+        self.keys
+            .get(..=in_use)?
             .iter()
             .rev()
             .find_map(|k| Some((k.kid.as_str(), k.encoding.as_ref()?)))

@@ -18,7 +18,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, get_current_timestamp};
+use latchkey::{Auth, KeyRotation};
 use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, StoreKind, TestApp, TestServer, config_from};
 
 #[path = "../../examples/resource_server.rs"]
 #[allow(dead_code)]
@@ -485,4 +488,77 @@ async fn the_example_refuses_other_algorithms_and_other_schemes() {
         .is_err()
     );
     assert!(example::Verifier::new("not a url", ISSUER, AUDIENCE, Algorithm::EdDSA).is_err());
+}
+
+// --- The example against latchkey itself ------------------------------------
+
+/// An access token from latchkey at `server`, by logging in over HTTP.
+async fn log_in(server: &TestServer) -> String {
+    let response = reqwest::Client::new()
+        .post(server.url("/login"))
+        .json(&json!({ "username": "ann", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+fn kid_of(token: &str) -> String {
+    let header = token.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+/// latchkey's EdDSA and ES256 tokens pass the example's every check, from
+/// the key set latchkey serves, and across a rotation of latchkey's keys.
+async fn the_example_verifies_latchkeys_tokens(kind: StoreKind) {
+    for (name, algorithm) in [("EdDSA", Algorithm::EdDSA), ("ES256", Algorithm::ES256)] {
+        // JWKS_MAX_AGE 1: a new key signs two seconds after a rotation.
+        let overrides = [("ACCESS_TOKEN_ALGORITHM", name), ("JWKS_MAX_AGE", "1")];
+        let Some(app) = TestApp::on(kind, &overrides).await else {
+            return;
+        };
+        // On the system clock: the example checks `exp` against it.
+        let auth = Auth::new(config_from(&app.vars).unwrap(), app.store.shared()).unwrap();
+        let latchkey = TestServer::start(auth.clone()).await;
+        let user = auth.create_user("ann", PASSWORD, "user").await.unwrap();
+        let expected = json!({ "sub": user.id.to_string(), "username": "ann", "role": "user" });
+        let first = log_in(&latchkey).await;
+
+        let verifier = example::Verifier::new(
+            &latchkey.url("/.well-known/jwks.json"),
+            "latchkey",
+            "latchkey",
+            algorithm,
+        )
+        .unwrap()
+        .min_refetch_interval(Duration::from_millis(200));
+        verifier.prefetch().await;
+        let base = serve(example::router(verifier)).await;
+        assert_checks_tokens(&base, &first, &expected).await;
+
+        let KeyRotation::Added { kid, signs_from } = auth.rotate_keys().await.unwrap() else {
+            panic!("a key is added");
+        };
+        // The new key signs at a known second; wait for it on the clock.
+        let wait = signs_from - get_current_timestamp().cast_signed() + 1;
+        tokio::time::sleep(Duration::from_secs(wait.max(0).unsigned_abs())).await;
+        let second = log_in(&latchkey).await;
+        assert_eq!(kid_of(&second), kid, "{name}: the new key signs");
+        assert_accepted(&base, &second, &expected).await;
+        assert_accepted(&base, &first, &expected).await;
+        latchkey.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_example_verifies_latchkeys_tokens_on_sqlite() {
+    the_example_verifies_latchkeys_tokens(StoreKind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_example_verifies_latchkeys_tokens_on_postgres() {
+    the_example_verifies_latchkeys_tokens(StoreKind::Postgres).await;
 }

@@ -710,3 +710,18 @@ async fn a_stalled_key_reload_holds_up_one_request_not_all() {
     tx.rollback().await.unwrap();
     assert_eq!(stalled.await.unwrap(), StatusCode::OK);
 }
+
+/// A request reads the clock before the first key exists and signs after it
+/// was made (with the real clock, the second can turn in between): it gets
+/// a token from that key, not a `500`.
+#[tokio::test]
+async fn a_token_issued_at_a_time_before_the_first_key_is_signed_by_it() {
+    let app = test_app!(&[("ACCESS_TOKEN_ALGORITHM", "ES256")]);
+    app.add_user("ann", PASSWORD).await;
+    app.advance(5);
+    let first = kids(&jwks(&app.router).await);
+    app.advance(-5);
+    let login = app.login("ann", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text());
+    assert_eq!(HashSet::from([kid_of(&login.access_token())]), first);
+}
