@@ -258,6 +258,10 @@ pub struct ServerSettings {
     /// How long in-flight requests may take to finish after a shutdown
     /// signal (`SHUTDOWN_TIMEOUT`).
     pub shutdown_timeout: Duration,
+    /// How long, after a shutdown signal, latchkey goes on serving while
+    /// `/readyz` answers `503`, so a load balancer stops sending before the
+    /// listener closes (`SHUTDOWN_DELAY`).
+    pub shutdown_delay: Duration,
 }
 
 /// The connection limits `server.rs` enforces; [`ServeLimits::default`] holds the
@@ -695,6 +699,7 @@ fn server(get: &impl Fn(&str) -> Option<String>) -> Result<ServerSettings, Confi
         limits,
         request_timeout: seconds(get, "REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, 1)?,
         shutdown_timeout: seconds(get, "SHUTDOWN_TIMEOUT", Duration::from_secs(10), 0)?,
+        shutdown_delay: seconds(get, "SHUTDOWN_DELAY", Duration::ZERO, 0)?,
     })
 }
 

@@ -76,8 +76,20 @@ pub async fn run_on(
     let audit_counts = tokio::spawn(auth::audit::run_flusher(auth.clone(), stopped.clone()));
     let signal = {
         let stop = stop.clone();
+        let auth = auth.clone();
         async move {
             shutdown.await;
+            // Load balancers see `/readyz` fail, and stop sending, while
+            // the listener is still open (README, "Health checks").
+            auth.begin_draining();
+            let delay = auth.config().server.shutdown_delay;
+            if !delay.is_zero() {
+                tracing::info!(
+                    ?delay,
+                    "draining: /readyz answers 503 until the listener closes"
+                );
+                tokio::time::sleep(delay).await;
+            }
             let _ = stop.send(true);
         }
     };

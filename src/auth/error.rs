@@ -108,6 +108,8 @@ api_errors! {
     /// The body, or the answer, took longer than `REQUEST_TIMEOUT`.
     RequestTimeout => REQUEST_TIMEOUT, "request_timeout", "the request took too long";
     Unavailable => SERVICE_UNAVAILABLE, "unavailable", "the store is unavailable";
+    /// A shutdown has begun: `/readyz` asks load balancers to stop sending.
+    ShuttingDown => SERVICE_UNAVAILABLE, "shutting_down", "the service is shutting down";
     /// Too much password checking in flight (README, "Limits under attack").
     ServerBusy {
         /// Seconds to wait before trying again (`Retry-After`).

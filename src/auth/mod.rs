@@ -37,6 +37,7 @@ pub(crate) mod throttle;
 pub(crate) mod tokens;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
@@ -75,6 +76,8 @@ struct Inner {
     admission: Admission,
     /// Counts of repeated rejections not yet written to the audit trail.
     audit: Aggregator,
+    /// A shutdown has begun ([`Auth::begin_draining`]).
+    draining: AtomicBool,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 }
@@ -129,6 +132,7 @@ impl Auth {
                 admission: Admission::new(hasher.threads()),
                 hasher,
                 audit: Aggregator::default(),
+                draining: AtomicBool::new(false),
                 config,
                 store,
                 clock,
@@ -195,6 +199,23 @@ impl Auth {
             tracing::warn!(error = %e, "health check failed");
             ApiError::Unavailable
         })
+    }
+
+    /// Ready for traffic (`GET /readyz`): no shutdown has begun, and the
+    /// store answers.
+    pub async fn ready(&self) -> Result<(), ApiError> {
+        if self.inner.draining.load(Ordering::Relaxed) {
+            return Err(ApiError::ShuttingDown);
+        }
+        self.ping().await
+    }
+
+    /// Marks the start of a shutdown: from now on [`Auth::ready`] refuses,
+    /// while every other request is still served. [`run_on`](crate::run_on)
+    /// calls it on the shutdown signal; an embedding app with a server of
+    /// its own calls it when its shutdown begins.
+    pub fn begin_draining(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
     }
 
     /// Warms the dummy hash unknown usernames are checked against, so the

@@ -29,6 +29,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("delete", "/sessions"),
     ("delete", "/sessions/{id}"),
     ("get", "/healthz"),
+    ("get", "/livez"),
+    ("get", "/readyz"),
     ("get", "/static/{file}"),
     ("get", "/openapi.json"),
     ("get", "/.well-known/jwks.json"),

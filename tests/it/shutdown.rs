@@ -14,12 +14,17 @@ use crate::helpers::process::ChildServer;
 use crate::helpers::{PASSWORD, test_vars};
 
 fn vars(dir: &TempDir, shutdown_timeout: &str) -> HashMap<String, String> {
+    with_delay(dir, shutdown_timeout, "0")
+}
+
+fn with_delay(dir: &TempDir, shutdown_timeout: &str, delay: &str) -> HashMap<String, String> {
     test_vars(
         dir,
         &[
             ("BIND", "127.0.0.1:0"),
             ("RUST_LOG", "latchkey=info"),
             ("SHUTDOWN_TIMEOUT", shutdown_timeout),
+            ("SHUTDOWN_DELAY", delay),
         ],
     )
 }
@@ -100,6 +105,58 @@ async fn sigterm_lets_an_in_flight_refresh_finish_and_refuses_new_connections() 
     let status = server
         .wait_exit(Duration::from_secs(10))
         .expect("exits after draining");
+    assert!(status.success(), "{status}\n{}", server.stderr());
+}
+
+/// With `SHUTDOWN_DELAY`, SIGTERM first turns `/readyz` to `503` while the
+/// listener stays open and a request in flight finishes; then the listener
+/// closes and the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_readyz_unavailable_while_requests_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ChildServer::start(&with_delay(&dir, "10", "2"), dir.path());
+    let http = reqwest::Client::new();
+    let cookie = signed_in(&http, &server).await;
+    assert_eq!(
+        http.get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let mut lock = hold_write_lock(&dir.path().join("latchkey.db")).await;
+    let in_flight = tokio::spawn({
+        let http = http.clone();
+        let url = server.url("/token");
+        async move { http.post(url).header("cookie", cookie).send().await }
+    });
+    server.terminate();
+
+    // A fresh client (new connections) sees readiness fail, liveness hold.
+    let mut not_ready = None;
+    for _ in 0..200 {
+        let probe = reqwest::Client::new();
+        let ready = probe.get(server.url("/readyz")).send().await.unwrap();
+        if ready.status() == 503 {
+            not_ready = Some(ready.json::<serde_json::Value>().await.unwrap());
+            let live = probe.get(server.url("/livez")).send().await.unwrap();
+            assert_eq!(live.status(), 200);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let body = not_ready.expect("/readyz turned 503 after SIGTERM");
+    assert_eq!(body["error"], "shutting_down");
+    assert!(!in_flight.is_finished(), "the refresh waits on the lock");
+
+    conn_commit(&mut lock).await;
+    let response = in_flight.await.unwrap().expect("answered");
+    assert_eq!(response.status(), 200);
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after the delay and the drain");
     assert!(status.success(), "{status}\n{}", server.stderr());
 }
 
