@@ -5,7 +5,12 @@
 //!
 //! - `protected`: `GET /protected` with a valid Bearer token on 64 keep-alive
 //!   connections, against latchkey and against the ceiling (`examples/ceiling.rs`,
-//!   the same HS256 check in a bare axum route);
+//!   the same token check in a bare axum route), once per access-token
+//!   algorithm (`--algorithms`): latchkey started with that
+//!   `ACCESS_TOKEN_ALGORITHM`, the ceiling checking the same one (with
+//!   `EdDSA` and `ES256`, with the keys that latchkey publishes);
+//! - the cost of one access-token check per algorithm, alone, in this
+//!   process (`verify.rs`);
 //! - `refresh`: 64 signed-in clients, each looping `POST /token` with its own
 //!   latest cookie, on SQLite (durable: `synchronous=FULL`) and PostgreSQL;
 //! - `login`: `POST /login` in a loop, against one core's bcrypt verifications
@@ -17,6 +22,9 @@
 //! - start-up to listening on an existing database;
 //! - `login flood`: the owner's login while another address floods wrong
 //!   guesses, against the owner's login alone (`login_flood.rs`).
+//!
+//! Every scenario but `protected`'s other algorithms runs on latchkey's
+//! default, `HS256`.
 //!
 //! Run it with `bash bench/run.sh`: it builds everything in release mode and
 //! pins the servers to CPU 0 and this load generator to CPU 1 (`taskset`);
@@ -30,16 +38,19 @@ mod server;
 mod setup;
 mod slow;
 mod stats;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use clap::Parser;
+use hyper::header::HeaderValue;
+use latchkey::config::AccessAlgorithm;
 
 use load::{Outcome, Window, Work};
-use report::{Row, Target};
+use report::{Check, Checks, Row, Target};
 use server::{Launch, Server};
 use stats::{Figures, millis};
 
@@ -123,11 +134,37 @@ struct Args {
     /// Run this scenario alone (a partial run: printed, never written to `--out`).
     #[arg(long, value_enum)]
     only: Option<Only>,
+    /// The access-token algorithms `protected` and the check costs are
+    /// measured with, comma-separated. HS256 is needed for a whole run: the
+    /// other scenarios run on it and `mixed` is judged against its
+    /// `protected`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = algorithm,
+        default_value = "HS256,EdDSA,ES256"
+    )]
+    algorithms: Vec<AccessAlgorithm>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Only {
+    /// The owner's login during a login flood.
     LoginFlood,
+    /// `protected` with each of `--algorithms`, and the check costs.
+    Protected,
+}
+
+/// An `ACCESS_TOKEN_ALGORITHM` value, spelt as latchkey reads it.
+fn algorithm(name: &str) -> Result<AccessAlgorithm, String> {
+    [
+        AccessAlgorithm::Hs256,
+        AccessAlgorithm::EdDsa,
+        AccessAlgorithm::Es256,
+    ]
+    .into_iter()
+    .find(|a| a.name() == name.trim())
+    .ok_or_else(|| "expected HS256, EdDSA or ES256".to_owned())
 }
 
 impl Args {
@@ -137,6 +174,17 @@ impl Args {
             every: Duration::from_secs_f64(self.slow_every),
             ramp: Duration::from_secs_f64(self.slow_ramp),
         }
+    }
+
+    /// `--algorithms` in the order given, each once.
+    fn algorithms(&self) -> Vec<AccessAlgorithm> {
+        let mut algorithms: Vec<AccessAlgorithm> = Vec::new();
+        for a in &self.algorithms {
+            if !algorithms.contains(a) {
+                algorithms.push(*a);
+            }
+        }
+        algorithms
     }
 
     fn window(&self) -> Window {
@@ -170,6 +218,14 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
+    let algorithms = args.algorithms();
+    ensure!(
+        args.only.is_some()
+            || args.slow_clients_only
+            || algorithms.contains(&AccessAlgorithm::Hs256),
+        "--algorithms must include HS256 for a whole run: the other scenarios run on it \
+         and `mixed` is judged against its `protected` (--only protected measures any of them)"
+    );
     let here = std::env::current_exe()?;
     let examples = here.parent().context("no directory")?;
     let latchkey = args
@@ -215,10 +271,10 @@ async fn run(args: Args) -> Result<()> {
             &flood(bcrypt_per_second),
         )
         .await?;
-        let machine = machine(&args, dir.path(), bcrypt_per_second)?;
+        let machine = machine(&args, dir.path(), Some(bcrypt_per_second))?;
         println!(
             "{}",
-            report::render(&machine, &flooded.rows(), &flooded.targets())
+            report::render(&machine, &flooded.rows(), None, &flooded.targets())
         );
         if let Some(out) = &args.out {
             eprintln!("--only: a partial run, not written to {}", out.display());
@@ -229,6 +285,24 @@ async fn run(args: Args) -> Result<()> {
     eprintln!("preparing: one account, {} stored sessions", args.sessions);
     setup::add_user(&latchkey, &sqlite_env).await?;
     setup::seed_sessions(&sqlite_url, args.sessions).await?;
+    let programs = [latchkey.as_path(), ceiling.as_path()];
+
+    if args.only == Some(Only::Protected) {
+        let mut measured = Vec::with_capacity(algorithms.len());
+        for &algorithm in &algorithms {
+            measured.push(protected_with(&args, algorithm, programs, &sqlite_env, &launch).await?);
+        }
+        eprintln!("checks: one access-token check per algorithm, in this process");
+        let checks = check_costs(&measured).await?;
+        let machine = machine(&args, dir.path(), None)?;
+        let rows = protected_rows(&measured);
+        println!("{}", report::render(&machine, &rows, Some(&checks), &[]));
+        if let Some(out) = &args.out {
+            eprintln!("--only: a partial run, not written to {}", out.display());
+        }
+        return Ok(());
+    }
+
     let latchkey_sqlite = launch(&latchkey, sqlite_env.clone(), "latchkey-sqlite");
     let (ceiling_server, _) = launch(&ceiling, secrets.to_vec(), "ceiling")
         .start()
@@ -237,21 +311,14 @@ async fn run(args: Args) -> Result<()> {
     eprintln!("signing in {} clients", args.connections);
     let clients = setup::sign_in(server.addr, args.connections).await?;
     let bearer = clients[0].bearer.clone();
-    let protected = |n: usize| -> Vec<Work> {
-        (0..n)
-            .map(|_| Work::Protected {
-                path: "/protected",
-                bearer: bearer.clone(),
-            })
-            .collect()
-    };
+    let protected = |n: usize| protected_work(&bearer, n);
     if args.slow_clients_only {
         eprintln!("slow clients only: protected alone and with slow clients, alternating");
         let slow = measure_slow_clients(&args, &server, protected(args.connections)).await?;
         server.stop().await?;
         ceiling_server.stop().await?;
         let (rows, target) = slow.report(&args);
-        let table = report::render(&[], &rows, &[target]);
+        let table = report::render(&[], &rows, None, &[target]);
         println!("{table}");
         return Ok(());
     }
@@ -270,7 +337,7 @@ async fn run(args: Args) -> Result<()> {
     let bcrypt_per_second = bcrypt_rate(args.bcrypt_cost)?;
 
     eprintln!(
-        "protected: ceiling and latchkey, {} alternating rounds",
+        "protected (HS256): ceiling and latchkey, {} alternating rounds",
         args.rounds
     );
     let [ceiling_protected, latchkey_protected] = measure_alternating(
@@ -279,6 +346,20 @@ async fn run(args: Args) -> Result<()> {
         [protected(args.connections), protected(args.connections)],
     )
     .await?;
+    let mut measured = vec![Protected {
+        algorithm: AccessAlgorithm::Hs256,
+        ceiling: ceiling_protected.clone(),
+        latchkey: latchkey_protected.clone(),
+        bearer: bearer.clone(),
+        env: sqlite_env.clone(),
+    }];
+    // Each with a latchkey and a ceiling of its own; the two above stay
+    // idle meanwhile.
+    for &algorithm in algorithms.iter().filter(|a| a.is_asymmetric()) {
+        measured.push(protected_with(&args, algorithm, programs, &sqlite_env, &launch).await?);
+    }
+    eprintln!("checks: one access-token check per algorithm, in this process");
+    let checks = check_costs(&measured).await?;
     eprintln!("refresh: latchkey on SQLite, alternating with the ceiling");
     let refresh_work = |clients: &[setup::SignedIn]| -> Vec<Work> {
         clients
@@ -354,26 +435,13 @@ async fn run(args: Args) -> Result<()> {
     let ratio_to =
         |f: &Figures, ceiling: &Figures| f.requests_per_second / ceiling.requests_per_second;
     let of_ceiling = |f: &Figures, ceiling: &Figures| Some((ratio_to(f, ceiling), "of ceiling"));
-    let mut rows = vec![
-        Row {
-            scenario: "protected",
-            server: "ceiling".into(),
-            figures: ceiling_protected.clone(),
-            ratio: None,
-        },
-        Row {
-            scenario: "protected",
-            server: "latchkey".into(),
-            ratio: of_ceiling(&latchkey_protected, &ceiling_protected),
-            figures: latchkey_protected.clone(),
-        },
-        Row {
-            scenario: "refresh",
-            server: "latchkey, SQLite".into(),
-            ratio: of_ceiling(&refresh_sqlite, &ceiling_refresh),
-            figures: refresh_sqlite.clone(),
-        },
-    ];
+    let mut rows = protected_rows(&measured);
+    rows.push(Row {
+        scenario: "refresh",
+        server: "latchkey, SQLite".into(),
+        ratio: of_ceiling(&refresh_sqlite, &ceiling_refresh),
+        figures: refresh_sqlite.clone(),
+    });
     if let Some([ceiling, pg]) = &refresh_postgres {
         rows.push(Row {
             scenario: "refresh",
@@ -421,13 +489,13 @@ async fn run(args: Args) -> Result<()> {
         .unwrap_or_default();
     let mut targets = vec![
         Target {
-            what: "protected throughput",
+            what: "protected (HS256) throughput",
             goal: "≥ 90% of ceiling".into(),
             measured: percent(protected_ratio),
             met: Some(protected_ratio >= 0.90),
         },
         Target {
-            what: "protected p99",
+            what: "protected (HS256) p99",
             goal: "≤ 1.5× ceiling's".into(),
             measured: format!(
                 "{:.2}× ({} vs {})",
@@ -511,14 +579,168 @@ async fn run(args: Args) -> Result<()> {
     ]);
     targets.extend(flooded.targets());
 
-    let machine = machine(&args, dir.path(), bcrypt_per_second)?;
-    let table = report::render(&machine, &rows, &targets);
+    let machine = machine(&args, dir.path(), Some(bcrypt_per_second))?;
+    let table = report::render(&machine, &rows, Some(&checks), &targets);
     println!("{table}");
     if let Some(out) = &args.out {
         std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("written to {}", out.display());
     }
     Ok(())
+}
+
+/// `GET /protected` with `bearer` on `n` connections.
+fn protected_work(bearer: &HeaderValue, n: usize) -> Vec<Work> {
+    (0..n)
+        .map(|_| Work::Protected {
+            path: "/protected",
+            bearer: bearer.clone(),
+        })
+        .collect()
+}
+
+/// `protected` with one access-token algorithm.
+struct Protected {
+    algorithm: AccessAlgorithm,
+    ceiling: Figures,
+    latchkey: Figures,
+    /// The token it was measured with.
+    bearer: HeaderValue,
+    /// The environment of the latchkey that issued it.
+    env: Vec<(String, String)>,
+}
+
+/// `protected` with `algorithm`: `latchkey` started on the benchmark's
+/// database with that `ACCESS_TOKEN_ALGORITHM`, and the `ceiling` checking
+/// the same algorithm, in alternating rounds.
+/// With `EdDSA` and `ES256` the ceiling reads that latchkey's JWKS, as a
+/// service holding no secret would.
+async fn protected_with(
+    args: &Args,
+    algorithm: AccessAlgorithm,
+    [latchkey, ceiling]: [&Path; 2],
+    database_env: &[(String, String)],
+    launch: &impl Fn(&Path, Vec<(String, String)>, &str) -> Launch,
+) -> Result<Protected> {
+    let name = algorithm.name();
+    eprintln!(
+        "protected ({name}): ceiling and latchkey, {} alternating rounds",
+        args.rounds
+    );
+    let env = with(database_env, "ACCESS_TOKEN_ALGORITHM", name);
+    let (server, _) = launch(latchkey, env.clone(), &format!("latchkey-{name}"))
+        .start()
+        .await?;
+    // The first token latchkey signs makes the first key (README, "Signing
+    // keys"), so it is published before the ceiling reads the set.
+    let bearer = setup::sign_in(server.addr, 1)
+        .await?
+        .into_iter()
+        .next()
+        .context("no client signed in")?
+        .bearer;
+    let ceiling_env = if algorithm.is_asymmetric() {
+        let jwks = format!("http://{}/.well-known/jwks.json", server.addr);
+        with(&env, "JWKS_URL", &jwks)
+    } else {
+        env.clone()
+    };
+    let (ceiling, _) = launch(ceiling, ceiling_env, &format!("ceiling-{name}"))
+        .start()
+        .await?;
+    let [ceiling_figures, latchkey_figures] = measure_alternating(
+        args,
+        [&ceiling, &server],
+        [
+            protected_work(&bearer, args.connections),
+            protected_work(&bearer, args.connections),
+        ],
+    )
+    .await?;
+    ceiling.stop().await?;
+    server.stop().await?;
+    Ok(Protected {
+        algorithm,
+        ceiling: ceiling_figures,
+        latchkey: latchkey_figures,
+        bearer,
+        env,
+    })
+}
+
+/// The rows of `protected`, two per algorithm.
+fn protected_rows(measured: &[Protected]) -> Vec<Row> {
+    let mut rows = Vec::with_capacity(measured.len() * 2);
+    for m in measured {
+        let scenario = match m.algorithm {
+            AccessAlgorithm::Hs256 => "protected (HS256)",
+            AccessAlgorithm::EdDsa => "protected (EdDSA)",
+            AccessAlgorithm::Es256 => "protected (ES256)",
+        };
+        let ratio = m.latchkey.requests_per_second / m.ceiling.requests_per_second;
+        rows.push(Row {
+            scenario,
+            server: "ceiling".into(),
+            figures: m.ceiling.clone(),
+            ratio: None,
+        });
+        rows.push(Row {
+            scenario,
+            server: "latchkey".into(),
+            figures: m.latchkey.clone(),
+            ratio: Some((ratio, "of ceiling")),
+        });
+    }
+    rows
+}
+
+/// One access-token check per algorithm of `measured`, in this process
+/// (`verify.rs`), beside the CPU each server spent per `/protected` answer.
+async fn check_costs(measured: &[Protected]) -> Result<Checks> {
+    let mut verifiers = Vec::with_capacity(measured.len());
+    for m in measured {
+        let token = m
+            .bearer
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .context("the bearer is no Bearer token")?;
+        verifiers.push(verify::Verifier::open(m.algorithm, &m.env, token).await?);
+    }
+    let costs = verify::costs(&verifiers).await;
+    for v in verifiers {
+        v.close().await;
+    }
+    let rows = measured
+        .iter()
+        .zip(costs?)
+        .map(|(m, cost)| Check {
+            algorithm: m.algorithm.name(),
+            check: cost,
+            latchkey_cpu: cpu_per_answer(&m.latchkey),
+            ceiling_cpu: cpu_per_answer(&m.ceiling),
+        })
+        .collect();
+    Ok(Checks {
+        how: format!(
+            "One access-token check (latchkey's `Auth::verify_access`: key by `kid`, signature, \
+             claims), alone, in the load generator's process on its CPU: {} checks per algorithm \
+             in {} rounds taking turns, the median round's mean. Beside it, the CPU each server \
+             spent per answer in the `protected` rounds above (its CPU share over its req/s).",
+            verify::CHECKS,
+            verify::ROUNDS
+        ),
+        rows,
+    })
+}
+
+/// The CPU time a server spent per answer in `f`'s window.
+fn cpu_per_answer(f: &Figures) -> Duration {
+    if f.requests_per_second > 0.0 {
+        Duration::from_secs_f64(f.server_cpu / f.requests_per_second)
+    } else {
+        Duration::ZERO
+    }
 }
 
 /// The PostgreSQL `refresh` scenario, on a database of its own.
@@ -793,7 +1015,7 @@ fn bcrypt_rate(cost: u32) -> Result<f64> {
 }
 
 /// What the figures were measured on.
-fn machine(args: &Args, dir: &Path, bcrypt: f64) -> Result<Vec<(String, String)>> {
+fn machine(args: &Args, dir: &Path, bcrypt: Option<f64>) -> Result<Vec<(String, String)>> {
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");
     let model = cpuinfo
@@ -855,13 +1077,21 @@ fn machine(args: &Args, dir: &Path, bcrypt: f64) -> Result<Vec<(String, String)>
         (
             "load".into(),
             format!(
-                "{} keep-alive connections ({} for logins), {} s warm-up, {} s measured per scenario (`protected` and each `refresh` in {} rounds alternating with the ceiling, `slow clients` in as many alternating with `protected` alone); BCRYPT_COST {} ({bcrypt:.2} verifications/s on one core); {} stored sessions; {} slow clients, a header line every {} s, opened over {} s",
+                "{} keep-alive connections ({} for logins), {} s warm-up, {} s measured per scenario (`protected` with each of {} and each `refresh` in {} rounds alternating with the ceiling, which checks the same algorithm; `slow clients` in as many alternating with `protected` alone; every other scenario on HS256); BCRYPT_COST {}{}; {} stored sessions; {} slow clients, a header line every {} s, opened over {} s",
                 args.connections,
                 args.login_connections,
                 args.warmup,
                 args.duration,
+                args.algorithms()
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 args.rounds,
                 args.bcrypt_cost,
+                bcrypt.map_or_else(String::new, |rate| format!(
+                    " ({rate:.2} verifications/s on one core)"
+                )),
                 args.sessions,
                 args.slow_connections,
                 args.slow_every,

@@ -1,8 +1,9 @@
-//! The results as Markdown: the machine, one row of figures per scenario and
-//! one row per target (README, "The benchmark"), each with the ratio it is
-//! judged by.
+//! The results as Markdown: the machine, one row of figures per scenario,
+//! the cost of an access-token check per algorithm, and one row per target
+//! (README, "The benchmark"), each with the ratio it is judged by.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use crate::stats::{Figures, millis};
 
@@ -22,7 +23,27 @@ pub struct Target {
     pub met: Option<bool>,
 }
 
-pub fn render(machine: &[(String, String)], rows: &[Row], targets: &[Target]) -> String {
+/// One access-token algorithm: what a check costs alone, and what a
+/// `/protected` answer cost each server with it.
+pub struct Check {
+    pub algorithm: &'static str,
+    pub check: Duration,
+    pub latchkey_cpu: Duration,
+    pub ceiling_cpu: Duration,
+}
+
+/// The per-algorithm table, with a line saying how it was measured.
+pub struct Checks {
+    pub how: String,
+    pub rows: Vec<Check>,
+}
+
+pub fn render(
+    machine: &[(String, String)],
+    rows: &[Row],
+    checks: Option<&Checks>,
+    targets: &[Target],
+) -> String {
     let mut out = String::new();
     for (key, value) in machine {
         let _ = writeln!(out, "- {key}: {value}");
@@ -51,6 +72,12 @@ pub fn render(machine: &[(String, String)], rows: &[Row], targets: &[Target]) ->
             f.peak_rss_mib,
         );
     }
+    if let Some(checks) = checks {
+        render_checks(&mut out, checks);
+    }
+    if targets.is_empty() {
+        return out;
+    }
     out.push_str("\n| target | goal | measured | met |\n|---|---|---|---|\n");
     for t in targets {
         let met = match t.met {
@@ -61,4 +88,36 @@ pub fn render(machine: &[(String, String)], rows: &[Row], targets: &[Target]) ->
         let _ = writeln!(out, "| {} | {} | {} | {met} |", t.what, t.goal, t.measured);
     }
     out
+}
+
+fn render_checks(out: &mut String, checks: &Checks) {
+    let _ = writeln!(out, "\n{}\n", checks.how);
+    out.push_str(
+        "| algorithm | one check | × HS256 | latchkey CPU per `/protected` | ceiling CPU per `/protected` |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    let hs256 = checks
+        .rows
+        .iter()
+        .find(|c| c.algorithm == "HS256")
+        .map(|c| c.check.as_secs_f64());
+    for c in &checks.rows {
+        let times = hs256
+            .filter(|&base| base > 0.0)
+            .map_or_else(String::new, |base| {
+                format!("{:.1}×", c.check.as_secs_f64() / base)
+            });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {times} | {} | {} |",
+            c.algorithm,
+            micros(c.check),
+            micros(c.latchkey_cpu),
+            micros(c.ceiling_cpu),
+        );
+    }
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
