@@ -13,8 +13,8 @@
 //!
 //! And what the flows share: `credentials.rs` (one password check, admitted
 //! and throttled, for logins and password changes alike), `throttle.rs`,
-//! `admission.rs`, `audit.rs`, `tokens.rs`, `cookies.rs`, `password.rs`,
-//! `password_policy.rs` and `error.rs`.
+//! `admission.rs`, `audit.rs`, `metrics.rs`, `tokens.rs`, `cookies.rs`,
+//! `password.rs`, `password_policy.rs` and `error.rs`.
 
 mod accounts;
 pub(crate) mod admission;
@@ -26,6 +26,7 @@ mod hash_pool;
 pub(crate) mod housekeeping;
 mod login;
 mod logout;
+pub(crate) mod metrics;
 pub(crate) mod password;
 mod password_change;
 pub(crate) mod password_policy;
@@ -44,6 +45,7 @@ use crate::store::Store;
 use admission::Admission;
 use audit::Aggregator;
 use cookies::CookiePolicy;
+use metrics::Metrics;
 use password::Hasher;
 use signing_keys::AccessKeys;
 use tokens::TokenKeys;
@@ -75,6 +77,7 @@ struct Inner {
     admission: Admission,
     /// Counts of repeated rejections not yet written to the audit trail.
     audit: Aggregator,
+    metrics: Metrics,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 }
@@ -121,6 +124,8 @@ impl Auth {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
         let hasher = Hasher::new(config.accounts.bcrypt_cost);
+        let metrics = Metrics::new(&hasher);
+        store.observe_commits(metrics.commit_observer());
         Ok(Self {
             inner: Arc::new(Inner {
                 access_keys: AccessKeys::new(&config.tokens)?,
@@ -129,6 +134,7 @@ impl Auth {
                 admission: Admission::new(hasher.threads()),
                 hasher,
                 audit: Aggregator::default(),
+                metrics,
                 config,
                 store,
                 clock,
@@ -210,6 +216,13 @@ impl Auth {
         self.store().close().await;
     }
 
+    /// Every metric of this service in Prometheus' text format (version
+    /// 0.0.4; README, "Metrics"), as [`metrics_router`](crate::metrics_router)
+    /// serves it. Its `Content-Type` is [`METRICS_CONTENT_TYPE`](crate::METRICS_CONTENT_TYPE).
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.text(self.store(), self.hasher())
+    }
+
     pub(crate) fn now(&self) -> i64 {
         self.inner.clock.now()
     }
@@ -224,6 +237,10 @@ impl Auth {
 
     pub(crate) fn hasher(&self) -> &Hasher {
         &self.inner.hasher
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     pub(crate) fn admission(&self) -> &Admission {

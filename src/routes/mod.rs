@@ -28,6 +28,7 @@ mod limits;
 mod login;
 mod logout;
 mod me;
+pub(crate) mod metrics;
 pub(crate) mod openapi;
 pub(crate) mod origin;
 pub(crate) mod pages;
@@ -148,6 +149,9 @@ pub fn router(auth: Auth) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .layer(
             ServiceBuilder::new()
+                // Outermost, so that the time counted covers every layer below
+                // and the status counted is the one the client gets.
+                .layer(metrics::HttpMetricsLayer(auth.clone()))
                 // A client's id stands only if it is safe to log; otherwise it
                 // goes here, and the next layer makes one.
                 .map_request(request_id::drop_unacceptable)
