@@ -373,7 +373,7 @@ async fn scripted_traffic_reads_back_as_exact_counts_from_the_metrics_listener()
     assert_eq!(
         value(
             &scrape,
-            "latchkey_http_request_duration_seconds_bucket{route=\"/token\",le=\"+Inf\"}"
+            "latchkey_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/token\"}"
         ),
         6.0
     );
