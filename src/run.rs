@@ -13,7 +13,7 @@ use crate::auth::{self, Auth};
 use crate::config::{self, Config, ServeLimits};
 use crate::dev_secrets;
 use crate::routes::metrics::metrics_router;
-use crate::routes::router;
+use crate::routes::router_counting;
 use crate::server;
 
 /// The metrics listener's connections: a scraper or two keep one each, so a
@@ -36,7 +36,7 @@ pub async fn serve(
 
 /// As [`serve`], within `limits`
 /// ([`config.server.limits`](crate::config::ServerSettings::limits) holds the
-/// configured ones). `REQUEST_TIMEOUT` is not among them: [`router`]
+/// configured ones). `REQUEST_TIMEOUT` is not among them: [`router`](crate::router)
 /// enforces it, from its service's configuration.
 pub async fn serve_with_limits(
     listener: TcpListener,
@@ -107,11 +107,12 @@ pub async fn run_on(
             let _ = stop.send(true);
         }
     };
+    let app = router_counting(auth.clone(), metrics.is_some());
     let drain = auth.config().server.shutdown_timeout;
     let limits = auth.config().server.limits;
     let mut deadline = stopped;
     let result = tokio::select! {
-        result = serve_with_limits(listener, router(auth.clone()), limits, signal) => result,
+        result = serve_with_limits(listener, app, limits, signal) => result,
         () = async move {
             let _ = deadline.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(drain).await;
