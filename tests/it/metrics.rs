@@ -201,6 +201,8 @@ async fn scripted_traffic_reads_back_as_exact_counts_from_the_metrics_listener()
     wait_for_hash_queue(&app.auth, capacity).await;
     let busy = app.login("cat", PASSWORD).await;
     assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE, "{}", busy.text());
+    // The audit trail says so too: the two agree on every refusal.
+    assert!(app.event_kinds().await.contains(&"login_busy".to_owned()));
     drop(hold);
     for filler in fillers {
         filler.await.unwrap().unwrap();
