@@ -26,7 +26,8 @@ use prometheus_client::registry::Registry;
 use crate::auth::password::Hasher;
 use crate::store::{CommitObserver, RevokeReason, Store};
 
-/// The `Content-Type` of [`Metrics::text`]: Prometheus' text format.
+/// The `Content-Type` of [`Auth::metrics_text`](crate::Auth::metrics_text): Prometheus'
+/// text format, version 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The `route` of requests that no route matched: one value for all of them,
