@@ -262,6 +262,9 @@ pub struct ServerSettings {
     /// `/readyz` answers `503`, so a load balancer stops sending before the
     /// listener closes (`SHUTDOWN_DELAY`).
     pub shutdown_delay: Duration,
+    /// Where `GET /metrics` is served, on a listener of its own; `None`: not
+    /// served (`METRICS_BIND`; README, "Metrics").
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// The connection limits `server.rs` enforces; [`ServeLimits::default`] holds the
@@ -675,6 +678,21 @@ fn server(get: &impl Fn(&str) -> Option<String>) -> Result<ServerSettings, Confi
             .parse()
             .map_err(|_| invalid("BIND", "must be an address such as 127.0.0.1:3000"))?,
     };
+    let metrics_bind =
+        match get("METRICS_BIND") {
+            None => None,
+            Some(v) => Some(v.parse::<SocketAddr>().map_err(|_| {
+                invalid("METRICS_BIND", "must be an address such as 127.0.0.1:9464")
+            })?),
+        };
+    // The metrics tell an operator what no client should see: never on the
+    // public listener. (Port 0 asks for any free port, so two of them differ.)
+    if metrics_bind.is_some_and(|m| m == bind && m.port() != 0) {
+        return Err(invalid(
+            "METRICS_BIND",
+            "must differ from BIND: the metrics are never served on the public listener",
+        ));
+    }
     let defaults = ServeLimits::DEFAULT;
     // A zero timeout would close everything at once: at least one second.
     let limits = ServeLimits {
@@ -700,6 +718,7 @@ fn server(get: &impl Fn(&str) -> Option<String>) -> Result<ServerSettings, Confi
         request_timeout: seconds(get, "REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, 1)?,
         shutdown_timeout: seconds(get, "SHUTDOWN_TIMEOUT", Duration::from_secs(10), 0)?,
         shutdown_delay: seconds(get, "SHUTDOWN_DELAY", Duration::ZERO, 0)?,
+        metrics_bind,
     })
 }
 

@@ -5,7 +5,8 @@
 //! The public API is small (README, "Public API"):
 //! - [`Config`] reads the settings; [`Auth`] is the service, with every flow
 //!   as a method; [`router`] serves it over HTTP, nestable under any prefix;
-//!   [`run`] and [`run_on`] do everything the `latchkey` binary does.
+//!   [`metrics_router`] serves its metrics; [`run`] and [`run_on`] do
+//!   everything the `latchkey` binary does.
 //! - [`Authenticated`], `Option<Authenticated>` and [`LiveSession`] protect an
 //!   application's own routes, with any state that gives an [`Auth`] through
 //!   `FromRef` (README, "Embedding").
@@ -25,6 +26,7 @@ mod run;
 mod server;
 pub mod store;
 
+pub use auth::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use auth::{
     AccessClaims, ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, KeyInfo,
     KeyRotation, KeyState, Presented, PublicJwk, Refused, SetCookies, Weakness,
@@ -32,6 +34,7 @@ pub use auth::{
 pub use config::Config;
 pub use config::ServeLimits;
 pub use routes::extract::{Authenticated, LiveSession};
+pub use routes::metrics::metrics_router;
 pub use routes::router;
 pub use run::{run, run_on, serve, serve_with_limits};
 

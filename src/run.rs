@@ -1,6 +1,6 @@
 //! Serving: the connection-limited server around latchkey's router, and
 //! everything the `latchkey` binary does beside it (housekeeping, audit
-//! counts, graceful shutdown).
+//! counts, the metrics listener, graceful shutdown).
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,8 +12,16 @@ use tokio::sync::watch;
 use crate::auth::{self, Auth};
 use crate::config::{self, Config, ServeLimits};
 use crate::dev_secrets;
-use crate::routes::router;
+use crate::routes::metrics::metrics_router;
+use crate::routes::router_counting;
 use crate::server;
+
+/// The metrics listener's connections: a scraper or two keep one each, so a
+/// few are plenty, and nobody who reaches the port can hold many files.
+const METRICS_LIMITS: ServeLimits = ServeLimits {
+    max_connections: 16,
+    ..ServeLimits::DEFAULT
+};
 
 /// Serves `app` on `listener` within the default connection limits
 /// ([`ServeLimits::default`]) until `shutdown` resolves, then lets in-flight
@@ -28,7 +36,7 @@ pub async fn serve(
 
 /// As [`serve`], within `limits`
 /// ([`config.server.limits`](crate::config::ServerSettings::limits) holds the
-/// configured ones). `REQUEST_TIMEOUT` is not among them: [`router`]
+/// configured ones). `REQUEST_TIMEOUT` is not among them: [`router`](crate::router)
 /// enforces it, from its service's configuration.
 pub async fn serve_with_limits(
     listener: TcpListener,
@@ -59,16 +67,34 @@ pub async fn run(
 }
 
 /// Serves `auth` on `listener` within the configured connection limits,
-/// with housekeeping and the audit counts in the background, until
-/// `shutdown` resolves; then stops accepting, gives in-flight requests
-/// `SHUTDOWN_TIMEOUT` to finish, stops the background tasks and closes the
-/// store.
+/// with housekeeping and the audit counts in the background, and its
+/// metrics on `METRICS_BIND` when set, until `shutdown` resolves; then stops
+/// accepting, gives in-flight requests `SHUTDOWN_TIMEOUT` to finish, stops
+/// the background tasks and the metrics listener (last, so that the drain
+/// can be watched) and closes the store.
 pub async fn run_on(
     listener: TcpListener,
     auth: Auth,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     warn_about(auth.config());
+    let (metrics_stop, metrics_stopped) = watch::channel(false);
+    let metrics = match auth.config().server.metrics_bind {
+        Some(address) => {
+            let listener = TcpListener::bind(address).await?;
+            tracing::info!(address = %listener.local_addr()?, "metrics listening");
+            let mut stopped = metrics_stopped;
+            Some(tokio::spawn(server::serve(
+                listener,
+                metrics_router(auth.clone()),
+                METRICS_LIMITS,
+                async move {
+                    let _ = stopped.wait_for(|stopped| *stopped).await;
+                },
+            )))
+        }
+        None => None,
+    };
     let warm = auth.clone();
     tokio::spawn(async move { warm.warm_up().await });
     let (stop, stopped) = watch::channel(false);
@@ -93,11 +119,12 @@ pub async fn run_on(
             let _ = stop.send(true);
         }
     };
+    let app = router_counting(auth.clone(), metrics.is_some());
     let drain = auth.config().server.shutdown_timeout;
     let limits = auth.config().server.limits;
     let mut deadline = stopped;
     let result = tokio::select! {
-        result = serve_with_limits(listener, router(auth.clone()), limits, signal) => result,
+        result = serve_with_limits(listener, app, limits, signal) => result,
         () = async move {
             let _ = deadline.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(drain).await;
@@ -107,6 +134,14 @@ pub async fn run_on(
         }
     };
     let _ = stop.send(true);
+    let _ = metrics_stop.send(true);
+    if let Some(metrics) = metrics {
+        match metrics.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "metrics listener failed"),
+            Err(e) => tracing::warn!(error = %e, "metrics listener task failed"),
+        }
+    }
     if let Err(e) = housekeeping.await {
         tracing::warn!(error = %e, "housekeeping task failed");
     }

@@ -3,7 +3,7 @@
 
 use crate::auth::credentials::normalize_username;
 use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
-use crate::store::User;
+use crate::store::{RevokeReason, User};
 
 impl Auth {
     /// The user of that name (compared as stored: trimmed, lower-cased).
@@ -23,6 +23,8 @@ impl Auth {
             .disable_user(user.id, self.now())
             .await?
             .ok_or(ApiError::NotFound)?;
+        self.metrics()
+            .sessions_revoked(RevokeReason::UserDisabled, ended);
         self.record(
             Event::new(AuditKind::UserDisabled, &ClientInfo::default())
                 .user(user.id, &user.username)

@@ -82,7 +82,8 @@ impl Auth {
         reserve(self, &counters, client, &name).await?;
 
         let usable = user.as_ref().filter(|u| u.disabled_at.is_none());
-        let verified = match check(self, password, usable.map(|u| u.password_hash.as_str())).await {
+        let hash = usable.map(|u| u.password_hash.as_str());
+        let verified = match check(self, password, hash, client, &name).await {
             Ok(v) => v,
             Err(e) => {
                 // Not checked, so not an attempt: the reservation is given back.
@@ -132,7 +133,8 @@ impl Auth {
         );
         let _admitted = admit(self, client, &user.username, device.as_deref()).await?;
         reserve(self, &counters, client, &user.username).await?;
-        let verified = match check(self, password, Some(&user.password_hash)).await {
+        let hash = Some(user.password_hash.as_str());
+        let verified = match check(self, password, hash, client, &user.username).await {
             Ok(v) => v,
             Err(e) => {
                 self.release_attempt(&counters).await?;
@@ -197,14 +199,28 @@ async fn reserve(
     }
 }
 
-async fn check(auth: &Auth, password: &str, hash: Option<&str>) -> Result<bool, ApiError> {
+/// The bcrypt check, refused at once when the hashing queue is full: a
+/// `login_busy` like a refusal at admission (README, "Limits under attack").
+async fn check(
+    auth: &Auth,
+    password: &str,
+    hash: Option<&str>,
+    client: &ClientInfo,
+    username: &str,
+) -> Result<bool, ApiError> {
     if !password_policy::within_max_length(password) {
         return Ok(false);
     }
-    auth.hasher()
+    let checked = auth
+        .hasher()
         .verify(password, hash)
         .await
-        .map_err(ApiError::from_hashing)
+        .map_err(ApiError::from_hashing);
+    if let Err(ApiError::ServerBusy { .. }) = checked {
+        auth.record(Event::new(AuditKind::LoginBusy, client).username(username))
+            .await;
+    }
+    checked
 }
 
 /// Re-hashes at the configured cost when the stored hash is cheaper, only

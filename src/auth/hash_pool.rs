@@ -12,7 +12,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 
 /// How much hashing yields to the async workers: at nice +5 a hashing thread
@@ -39,6 +41,8 @@ pub(crate) struct HashPool {
     threads: usize,
     capacity: usize,
     held: Arc<Hold>,
+    /// How long each job ran (`latchkey_password_hash_duration_seconds`).
+    durations: Histogram,
 }
 
 /// While held, hashing threads start no new job (see [`HashPool::hold`]).
@@ -76,8 +80,9 @@ impl Drop for HoldGuard {
 }
 
 impl HashPool {
-    /// Starts `threads` hashing threads; they end when the last handle is dropped.
-    pub(crate) fn new(threads: usize) -> Self {
+    /// Starts `threads` hashing threads, which record each job's time in
+    /// `durations`; they end when the last handle is dropped.
+    pub(crate) fn new(threads: usize, durations: Histogram) -> Self {
         let threads = threads.max(1);
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
@@ -114,7 +119,13 @@ impl HashPool {
             threads,
             capacity: threads * QUEUE_PER_THREAD,
             held,
+            durations,
         }
+    }
+
+    /// The histogram of job times.
+    pub(crate) fn durations(&self) -> Histogram {
+        self.durations.clone()
     }
 
     /// Holds the hashing threads at a chosen point: jobs queue up, none
@@ -155,11 +166,15 @@ impl HashPool {
             return Err(Busy.into());
         }
         let pending = PendingSlot(self.pending.clone());
+        let durations = self.durations.clone();
         let (done, answer) = oneshot::channel();
         let job: Job = Box::new(move || {
             let _pending = pending;
             if !done.is_closed() {
-                let _ = done.send(work());
+                let started = Instant::now();
+                let result = work();
+                durations.observe(started.elapsed().as_secs_f64());
+                let _ = done.send(result);
             }
         });
         self.jobs

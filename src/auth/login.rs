@@ -2,6 +2,7 @@
 //! its refresh cookie and device cookie (README, "Endpoints": `POST /login`).
 
 use crate::auth::credentials::Verified;
+use crate::auth::metrics::LoginOutcome;
 use crate::auth::{ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued};
 use crate::clock::seconds;
 use crate::random;
@@ -14,6 +15,18 @@ impl Auth {
     /// replace it. Every refusal of the password itself is
     /// `InvalidCredentials`, whatever the reason.
     pub async fn log_in(
+        &self,
+        username: &str,
+        password: &str,
+        cookies: &BrowserCookies,
+        client: &ClientInfo,
+    ) -> Result<Issued, ApiError> {
+        let result = self.sign_in(username, password, cookies, client).await;
+        self.metrics().login(outcome(&result));
+        result
+    }
+
+    async fn sign_in(
         &self,
         username: &str,
         password: &str,
@@ -80,6 +93,8 @@ impl Auth {
                 .session(&session.id),
         )
         .await;
+        self.metrics()
+            .sessions_revoked(RevokeReason::SessionEvicted, created.evicted.len() as u64);
         for evicted in &created.evicted {
             self.record(
                 Event::new(AuditKind::SessionEvicted, client)
@@ -102,5 +117,17 @@ impl Auth {
             .0
             .push(self.cookie_policy().device(device_token));
         Ok(issued)
+    }
+}
+
+/// What a login came to, for `latchkey_logins_total` (README, "Metrics").
+fn outcome(result: &Result<Issued, ApiError>) -> LoginOutcome {
+    match result {
+        Ok(_) => LoginOutcome::Succeeded,
+        Err(ApiError::InvalidCredentials) => LoginOutcome::Failed,
+        Err(ApiError::TooManyAttempts { .. }) => LoginOutcome::Throttled,
+        Err(ApiError::ServerBusy { .. }) => LoginOutcome::Busy,
+        Err(ApiError::InvalidRequest(_)) => LoginOutcome::Invalid,
+        Err(_) => LoginOutcome::Error,
     }
 }

@@ -37,6 +37,7 @@ impl Auth {
             .revoke_session(&claims.sid, None, reason, self.now())
             .await?
         {
+            self.metrics().sessions_revoked(reason, 1);
             let mut event =
                 Event::new(crate::auth::sessions::audit_kind(reason), client).session(&claims.sid);
             if let Ok(id) = claims.sub.parse() {

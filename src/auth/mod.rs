@@ -13,8 +13,8 @@
 //!
 //! And what the flows share: `credentials.rs` (one password check, admitted
 //! and throttled, for logins and password changes alike), `throttle.rs`,
-//! `admission.rs`, `audit.rs`, `tokens.rs`, `cookies.rs`, `password.rs`,
-//! `password_policy.rs` and `error.rs`.
+//! `admission.rs`, `audit.rs`, `metrics.rs`, `tokens.rs`, `cookies.rs`,
+//! `password.rs`, `password_policy.rs` and `error.rs`.
 
 mod accounts;
 pub(crate) mod admission;
@@ -26,6 +26,7 @@ mod hash_pool;
 pub(crate) mod housekeeping;
 mod login;
 mod logout;
+pub(crate) mod metrics;
 pub(crate) mod password;
 mod password_change;
 pub(crate) mod password_policy;
@@ -45,6 +46,7 @@ use crate::store::Store;
 use admission::Admission;
 use audit::Aggregator;
 use cookies::CookiePolicy;
+use metrics::Metrics;
 use password::Hasher;
 use signing_keys::AccessKeys;
 use tokens::TokenKeys;
@@ -78,6 +80,7 @@ struct Inner {
     audit: Aggregator,
     /// A shutdown has begun ([`Auth::begin_draining`]).
     draining: AtomicBool,
+    metrics: Metrics,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 }
@@ -124,6 +127,8 @@ impl Auth {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
         let hasher = Hasher::new(config.accounts.bcrypt_cost);
+        let metrics = Metrics::new(&hasher);
+        store.observe_commits(metrics.commit_observer());
         Ok(Self {
             inner: Arc::new(Inner {
                 access_keys: AccessKeys::new(&config.tokens)?,
@@ -133,6 +138,7 @@ impl Auth {
                 hasher,
                 audit: Aggregator::default(),
                 draining: AtomicBool::new(false),
+                metrics,
                 config,
                 store,
                 clock,
@@ -231,6 +237,13 @@ impl Auth {
         self.store().close().await;
     }
 
+    /// Every metric of this service in Prometheus' text format (version
+    /// 0.0.4; README, "Metrics"), as [`metrics_router`](crate::metrics_router)
+    /// serves it. Its `Content-Type` is [`METRICS_CONTENT_TYPE`](crate::METRICS_CONTENT_TYPE).
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.text(self.store(), self.hasher())
+    }
+
     pub(crate) fn now(&self) -> i64 {
         self.inner.clock.now()
     }
@@ -245,6 +258,10 @@ impl Auth {
 
     pub(crate) fn hasher(&self) -> &Hasher {
         &self.inner.hasher
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     pub(crate) fn admission(&self) -> &Admission {

@@ -58,7 +58,7 @@ impl Hasher {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             cost,
-            threads: HashPool::new(cores),
+            threads: HashPool::new(cores, crate::auth::metrics::hash_durations()),
             dummy: Arc::new(OnceCell::new()),
             verified: Arc::new(AtomicU64::new(0)),
         }
@@ -88,6 +88,11 @@ impl Hasher {
     /// Hash jobs queued or running now.
     pub fn pending(&self) -> usize {
         self.threads.pending()
+    }
+
+    /// How long each hash and verification took on its thread.
+    pub(crate) fn durations(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.threads.durations()
     }
 
     /// Hashes `password` in the current format. The length rules are the

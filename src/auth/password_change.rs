@@ -3,7 +3,7 @@
 //! the change stays signed in.
 
 use crate::auth::{AccessClaims, ApiError, AuditKind, Auth, ClientInfo, Event};
-use crate::store::PasswordChange;
+use crate::store::{PasswordChange, RevokeReason};
 
 impl Auth {
     /// Changes the password of the token's user. The current password is
@@ -48,6 +48,8 @@ impl Auth {
             })
             .await?
             .ok_or(ApiError::WrongCurrentPassword)?;
+        self.metrics()
+            .sessions_revoked(RevokeReason::PasswordChanged, ended);
         self.record(
             Event::new(AuditKind::PasswordChanged, client)
                 .user(user.id, &user.username)

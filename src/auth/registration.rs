@@ -3,6 +3,7 @@
 //! `latchkey user add`.
 
 use crate::auth::credentials::normalize_username;
+use crate::auth::metrics::RegistrationOutcome;
 use crate::auth::throttle;
 use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
 use crate::store::{NewUser, User};
@@ -12,6 +13,17 @@ impl Auth {
     /// address before the password is hashed, so sign-ups sent at the same
     /// instant cannot create more accounts than the allowance.
     pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<User, ApiError> {
+        let result = self.sign_up(username, password, client).await;
+        self.metrics().registration(outcome(&result));
+        result
+    }
+
+    async fn sign_up(
         &self,
         username: &str,
         password: &str,
@@ -58,5 +70,19 @@ impl Auth {
             )
             .await?;
         Ok(user)
+    }
+}
+
+/// What a sign-up came to, for `latchkey_registrations_total` (README, "Metrics").
+fn outcome(result: &Result<User, ApiError>) -> RegistrationOutcome {
+    match result {
+        Ok(_) => RegistrationOutcome::Succeeded,
+        Err(ApiError::TooManyAttempts { .. }) => RegistrationOutcome::Throttled,
+        Err(ApiError::RegistrationClosed) => RegistrationOutcome::Closed,
+        Err(ApiError::UsernameTaken) => RegistrationOutcome::UsernameTaken,
+        Err(ApiError::WeakPassword(_)) => RegistrationOutcome::WeakPassword,
+        Err(ApiError::InvalidRequest(_)) => RegistrationOutcome::Invalid,
+        Err(ApiError::ServerBusy { .. }) => RegistrationOutcome::Busy,
+        Err(_) => RegistrationOutcome::Error,
     }
 }

@@ -2,12 +2,13 @@
 //! (README, "Rotation rules"). The single source of truth is the session
 //! row; see `Sessions::rotate_session` in the store.
 
+use crate::auth::metrics::RefreshOutcome;
 use crate::auth::{
     ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, Presented, SetCookies,
 };
 use crate::clock::seconds;
 use crate::store::RevokeReason;
-use crate::store::{Rotated, Session, User};
+use crate::store::{Rotated, Session, StoreError, User};
 
 /// A refused refresh: the error, and the cookies to send with it (the
 /// clearing cookie when the presented one can never work again).
@@ -28,6 +29,40 @@ impl From<ApiError> for Refused {
     }
 }
 
+/// A refusal inside the rotation, with the outcome it counts as. Most
+/// outcomes follow from the error; `expired` is said where it is known.
+struct Refusal {
+    error: ApiError,
+    outcome: RefreshOutcome,
+}
+
+impl Refusal {
+    fn expired() -> Self {
+        Self {
+            error: ApiError::InvalidRefreshToken,
+            outcome: RefreshOutcome::Expired,
+        }
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        let outcome = match error {
+            ApiError::InvalidRefreshToken => RefreshOutcome::Invalid,
+            ApiError::RefreshTokenReused => RefreshOutcome::Reused,
+            ApiError::MissingRefreshToken => RefreshOutcome::Missing,
+            _ => RefreshOutcome::Error,
+        };
+        Self { error, outcome }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(error: StoreError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
 impl Auth {
     /// Trades the refresh cookie for a new access token and a rotated
     /// cookie. Any refusal but a missing cookie or a failing store also
@@ -37,18 +72,26 @@ impl Auth {
         cookies: &BrowserCookies,
         client: &ClientInfo,
     ) -> Result<Issued, Refused> {
-        let token = match &cookies.refresh {
-            Presented::None => return Err(ApiError::MissingRefreshToken.into()),
+        let rotated = match &cookies.refresh {
+            Presented::None => Err(ApiError::MissingRefreshToken.into()),
             // No telling which of several is genuine, so none is trusted.
-            Presented::Ambiguous(_) => return Err(self.clearing(ApiError::InvalidRefreshToken)),
-            Presented::One(token) => token,
+            Presented::Ambiguous(_) => Err(ApiError::InvalidRefreshToken.into()),
+            Presented::One(token) => self.rotate(token, client).await,
         };
-        match self.rotate(token, client).await {
-            Ok(issued) => Ok(issued),
-            Err(e @ (ApiError::InvalidRefreshToken | ApiError::RefreshTokenReused)) => {
-                Err(self.clearing(e))
+        match rotated {
+            Ok((issued, outcome)) => {
+                self.metrics().refresh(outcome);
+                Ok(issued)
             }
-            Err(e) => Err(e.into()),
+            Err(Refusal { error, outcome }) => {
+                self.metrics().refresh(outcome);
+                Err(match error {
+                    e @ (ApiError::InvalidRefreshToken | ApiError::RefreshTokenReused) => {
+                        self.clearing(e)
+                    }
+                    e => e.into(),
+                })
+            }
         }
     }
 
@@ -59,8 +102,12 @@ impl Auth {
         }
     }
 
-    /// Rotation rules 1–4 (README, "Rotation rules").
-    async fn rotate(&self, token: &str, client: &ClientInfo) -> Result<Issued, ApiError> {
+    /// Rotation rules 1–4 (README, "Rotation rules"), and which it was.
+    async fn rotate(
+        &self,
+        token: &str,
+        client: &ClientInfo,
+    ) -> Result<(Issued, RefreshOutcome), Refusal> {
         let now = self.now();
         let claims = self
             .keys()
@@ -80,27 +127,35 @@ impl Auth {
                 .await?
         {
             if user.disabled_at.is_some() {
-                return Err(ApiError::InvalidRefreshToken);
+                return Err(ApiError::InvalidRefreshToken.into());
             }
-            return self.issue(&session, &user, now).await;
+            let issued = self.issue(&session, &user, now).await?;
+            return Ok((issued, RefreshOutcome::Rotated));
         }
 
         // The compare-and-set lost: find out why from the session as it is now.
         let Some(session) = self.store().session(&claims.sid).await? else {
-            return Err(ApiError::InvalidRefreshToken);
+            return Err(ApiError::InvalidRefreshToken.into());
         };
-        if !session.is_live(now) || claims.generation > session.generation {
-            return Err(ApiError::InvalidRefreshToken);
+        if !session.is_live(now) {
+            return Err(match session.revoked_at {
+                None => Refusal::expired(),
+                Some(_) => ApiError::InvalidRefreshToken.into(),
+            });
+        }
+        if claims.generation > session.generation {
+            return Err(ApiError::InvalidRefreshToken.into());
         }
         let previous = claims.generation + 1 == session.generation;
         let in_grace = now - session.rotated_at < seconds(self.config().tokens.reuse_grace);
         if previous && in_grace && !unexpired {
-            return Err(ApiError::InvalidRefreshToken);
+            return Err(Refusal::expired());
         }
         if previous && in_grace {
             // Rule 2 (and rule 4's losers): hand back the current token unchanged.
             let user = self.live_user(&session).await?;
-            return self.issue(&session, &user, now).await;
+            let issued = self.issue(&session, &user, now).await?;
+            return Ok((issued, RefreshOutcome::Grace));
         }
         if claims.generation < session.generation {
             // Rule 3: an old token came back, so someone kept a copy. End it
@@ -112,8 +167,9 @@ impl Auth {
                 .revoke_session(&session.id, None, reason, now)
                 .await?;
             if !revoked {
-                return Err(ApiError::RefreshTokenReused);
+                return Err(ApiError::RefreshTokenReused.into());
             }
+            self.metrics().sessions_revoked(reason, 1);
             self.record(
                 Event::new(AuditKind::RefreshTokenReused, client)
                     .user_id(session.user_id)
@@ -124,10 +180,15 @@ impl Auth {
                     )),
             )
             .await;
-            return Err(ApiError::RefreshTokenReused);
+            return Err(ApiError::RefreshTokenReused.into());
         }
-        // Same generation but the update did not apply: the session ended meanwhile.
-        Err(ApiError::InvalidRefreshToken)
+        // The current generation, but the update did not apply: the token ran
+        // out, or the session ended or its credentials changed meanwhile.
+        if unexpired {
+            Err(ApiError::InvalidRefreshToken.into())
+        } else {
+            Err(Refusal::expired())
+        }
     }
 
     async fn live_user(&self, session: &Session) -> Result<User, ApiError> {

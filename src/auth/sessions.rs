@@ -47,6 +47,7 @@ impl Auth {
         if !revoked {
             return Err(ApiError::NotFound);
         }
+        self.metrics().sessions_revoked(reason, 1);
         self.record(
             Event::new(audit_kind(reason), client)
                 .user(user_id, &token.username)
@@ -69,6 +70,7 @@ impl Auth {
             .store()
             .revoke_user_sessions(user_id, None, reason, self.now())
             .await?;
+        self.metrics().sessions_revoked(reason, count);
         self.record(
             Event::new(audit_kind(reason), client)
                 .user(user_id, &token.username)
@@ -111,6 +113,7 @@ impl Auth {
                     .await?
             }
         };
+        self.metrics().sessions_revoked(reason, ended);
         self.record(
             Event::new(audit_kind(reason), &ClientInfo::default())
                 .user(user.id, &user.username)

@@ -28,6 +28,7 @@ mod limits;
 mod login;
 mod logout;
 mod me;
+pub(crate) mod metrics;
 pub(crate) mod openapi;
 pub(crate) mod origin;
 pub(crate) mod pages;
@@ -102,8 +103,16 @@ pub(crate) static SECURITY_HEADERS: [LayerHeader; 4] = [
 /// latchkey's routes over `auth`, with the layers every response passes
 /// through. It can be nested under any prefix (`Router::nest("/auth", …)`):
 /// links and redirects follow the prefix; the cookies keep `Path=/`, as
-/// `__Host-` requires.
+/// `__Host-` requires. Every answer is counted in the HTTP metrics, which
+/// [`Auth::metrics_text`] reports.
 pub fn router(auth: Auth) -> Router {
+    router_counting(auth, true)
+}
+
+/// As [`router`], with the HTTP metrics' layer only when `count_requests`:
+/// the binary leaves it out when it serves no metrics (`METRICS_BIND`
+/// unset), since nothing could read them.
+pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
     // Everything but what `assets` holds below: tokens and personal data, never cached.
     let (dynamic, mut api) = openapi::root()
         .merge(pages::router())
@@ -148,6 +157,9 @@ pub fn router(auth: Auth) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .layer(
             ServiceBuilder::new()
+                // Outermost, so that the time counted covers every layer below
+                // and the status counted is the one the client gets.
+                .option_layer(count_requests.then(|| metrics::HttpMetricsLayer(auth.clone())))
                 // A client's id stands only if it is safe to log; otherwise it
                 // goes here, and the next layer makes one.
                 .map_request(request_id::drop_unacceptable)

@@ -1,9 +1,20 @@
 //! What sqlx hands back, read into the store's types: rows (for both
-//! backends, by column name) and unique violations.
+//! backends, by column name), unique violations and a pool's connections.
 
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
-use super::{AuditEvent, Rotated, Session, StoredKey, User};
+use super::{AuditEvent, Connections, Rotated, Session, StoredKey, User};
+
+/// A pool's connections now, from its own counts (no query).
+pub(super) fn connections<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Connections {
+    let open = pool.size();
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(open);
+    Connections {
+        in_use: open - idle,
+        idle,
+        max: pool.options().get_max_connections(),
+    }
+}
 
 impl<'r, R> FromRow<'r, R> for User
 where

@@ -6,7 +6,8 @@
 //! All SQL lives below this module; callers see only these types and
 //! [`StoreError`], which names no database library.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use crate::config::Database;
 
@@ -52,6 +53,36 @@ pub trait Pool: Send + Sync {
 
     /// Closes the connection pool; in-flight queries finish first.
     async fn close(&self);
+
+    /// The pool's connections at this moment, for the metrics (README,
+    /// "Metrics"). Cheap: no query.
+    fn connections(&self) -> Connections;
+
+    /// Tells `observer` of every group commit from now on, for as long as it
+    /// lives. Several observers may listen (one per service over the store);
+    /// a store that commits rotations one by one has nothing to tell.
+    fn observe_commits(&self, observer: Weak<dyn CommitObserver>) {
+        let _ = observer;
+    }
+}
+
+/// A pool's connections at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Connections {
+    /// Lent to a query or a transaction.
+    pub in_use: u32,
+    /// Open, waiting to be lent.
+    pub idle: u32,
+    /// The most the pool opens at once.
+    pub max: u32,
+}
+
+/// Hears of each group commit: several rotations applied in one transaction
+/// (README, "Durability").
+pub trait CommitObserver: Send + Sync {
+    /// A batch of `rotations` took `took`, from the start of its statement to
+    /// the end of its `COMMIT` (or of its failure).
+    fn committed(&self, rotations: usize, took: Duration);
 }
 
 /// Everything latchkey keeps: what the application holds (`Arc<dyn Store>`).

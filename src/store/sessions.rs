@@ -97,49 +97,53 @@ pub struct Created {
     pub evicted: Vec<String>,
 }
 
-/// Why a session ended, as the store keeps it in `revoked_reason`. Every
-/// reason is declared here once; the audit trail names the same events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RevokeReason {
-    /// Its refresh cookie was sent to `POST /logout`.
-    Logout,
-    /// The browser signed in again with its cookie.
-    ReplacedByLogin,
-    /// An old refresh token of it came back (README, "Rotation rules").
-    RefreshTokenReused,
-    /// Its user revoked it from the sessions list.
-    RevokedByUser,
-    /// Its user logged out everywhere.
-    RevokedEverywhere,
-    /// An operator revoked it.
-    RevokedByOperator,
-    /// Its user changed the password from another session.
-    PasswordChanged,
-    /// An operator set a new password.
-    PasswordReset,
-    /// An operator disabled its user.
-    UserDisabled,
-    /// A newer login pushed it out (`MAX_SESSIONS_PER_USER`).
-    SessionEvicted,
+/// Declares every reason a session ends once: its variant and the name the
+/// store keeps (and the metrics use as `reason`).
+macro_rules! revoke_reasons {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal;)+) => {
+        /// Why a session ended, as the store keeps it in `revoked_reason`. Every
+        /// reason is declared here once; the audit trail names the same events.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum RevokeReason {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl RevokeReason {
+            /// Every reason, in declaration order.
+            pub const ALL: &[RevokeReason] = &[$(RevokeReason::$variant,)+];
+
+            /// The name kept in `revoked_reason`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+        }
+    };
 }
 
-impl RevokeReason {
-    /// The name kept in `revoked_reason`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Logout => "logout",
-            Self::ReplacedByLogin => "replaced_by_login",
-            Self::RefreshTokenReused => "refresh_token_reused",
-            Self::RevokedByUser => "revoked_by_user",
-            Self::RevokedEverywhere => "revoked_everywhere",
-            Self::RevokedByOperator => "revoked_by_operator",
-            Self::PasswordChanged => "password_changed",
-            Self::PasswordReset => "password_reset",
-            Self::UserDisabled => "user_disabled",
-            Self::SessionEvicted => "session_evicted",
-        }
-    }
+revoke_reasons! {
+    /// Its refresh cookie was sent to `POST /logout`.
+    Logout = "logout";
+    /// The browser signed in again with its cookie.
+    ReplacedByLogin = "replaced_by_login";
+    /// An old refresh token of it came back (README, "Rotation rules").
+    RefreshTokenReused = "refresh_token_reused";
+    /// Its user revoked it from the sessions list.
+    RevokedByUser = "revoked_by_user";
+    /// Its user logged out everywhere.
+    RevokedEverywhere = "revoked_everywhere";
+    /// An operator revoked it.
+    RevokedByOperator = "revoked_by_operator";
+    /// Its user changed the password from another session.
+    PasswordChanged = "password_changed";
+    /// An operator set a new password.
+    PasswordReset = "password_reset";
+    /// An operator disabled its user.
+    UserDisabled = "user_disabled";
+    /// A newer login pushed it out (`MAX_SESSIONS_PER_USER`).
+    SessionEvicted = "session_evicted";
 }
 
 /// Sessions and their refresh-token chains. A revoked session keeps its row,

@@ -4,7 +4,6 @@
 //! rejected requests, and cookies planted beside the real one.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::{Request, StatusCode, header};
 use jsonwebtoken::{EncodingKey, Header};
@@ -94,21 +93,6 @@ fn set_cookie(response: &TestResponse, name: &str) -> Option<String> {
         .filter_map(|v| cookie::Cookie::parse(v.to_str().ok()?.to_owned()).ok())
         .find(|c| c.name() == name)
         .map(|c| c.value().to_owned())
-}
-
-/// Polls until the hashing queue holds `jobs` (the hasher is held, so it
-/// only grows); fails after a generous bound rather than hanging.
-async fn wait_for_hash_queue(auth: &Auth, jobs: usize) {
-    for _ in 0..2000 {
-        if auth.hashing().pending() >= jobs {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!(
-        "the hashing queue never reached {jobs} jobs (it has {})",
-        auth.hashing().pending()
-    );
 }
 
 // ---------------------------------------------------------------------------

@@ -255,6 +255,34 @@ fn an_invalid_bind_address_or_samesite_is_refused() {
 }
 
 #[test]
+fn the_metrics_address_is_an_address_other_than_the_public_one() {
+    assert_refused(&[("METRICS_BIND", "localhost:9464")], &[], "METRICS_BIND");
+    assert_refused(&[("METRICS_BIND", "9464")], &[], "METRICS_BIND");
+    assert_refused(
+        &[
+            ("BIND", "127.0.0.1:3000"),
+            ("METRICS_BIND", "127.0.0.1:3000"),
+        ],
+        &[],
+        "METRICS_BIND",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_from(&vars(&dir, &[("METRICS_BIND", "127.0.0.1:9464")], &[])).unwrap();
+    assert_eq!(
+        config.server.metrics_bind,
+        Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+    );
+    // Port 0 on both: two free ports, which always differ.
+    let config = config_from(&vars(
+        &dir,
+        &[("BIND", "127.0.0.1:0"), ("METRICS_BIND", "127.0.0.1:0")],
+        &[],
+    ))
+    .unwrap();
+    assert!(config.server.metrics_bind.is_some());
+}
+
+#[test]
 fn the_defaults_are_those_of_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     // Only the secrets: everything else from the defaults.
@@ -270,6 +298,7 @@ fn the_defaults_are_those_of_the_contract() {
     assert_eq!(secs(config.tokens.reuse_grace), 10);
     assert_eq!(config.database, Database::SqliteFile("latchkey.db".into()));
     assert_eq!(config.server.bind, SocketAddr::from(([127, 0, 0, 1], 3000)));
+    assert_eq!(config.server.metrics_bind, None, "metrics off");
     assert!(config.cookies.secure);
     assert_eq!(config.cookies.same_site, SameSite::Strict);
     assert!(config.origins.cors_allowed.is_empty());

@@ -465,6 +465,21 @@ impl TestServer {
     }
 }
 
+/// Polls until the hashing queue holds `jobs` (the hasher is held, so it
+/// only grows); fails after a generous bound rather than hanging.
+pub async fn wait_for_hash_queue(auth: &Auth, jobs: usize) {
+    for _ in 0..2000 {
+        if auth.hashing().pending() >= jobs {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!(
+        "the hashing queue never reached {jobs} jobs (it has {})",
+        auth.hashing().pending()
+    );
+}
+
 /// A configured duration in whole seconds, as the settings are written.
 pub fn secs(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_secs()).expect("a sane duration")

@@ -24,6 +24,8 @@ macro_rules! store_suite {
         mod housekeeping;
         #[path = "login.rs"]
         mod login;
+        #[path = "metrics.rs"]
+        mod metrics;
         #[path = "model.rs"]
         mod model;
         #[path = "passwords.rs"]

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::{OrDatabase, Pool, StoreResult};
+use super::{Connections, OrDatabase, Pool, StoreResult};
 
 // Applied at every start. Several instances starting at once on an empty
 // database is safe: sqlx's PostgreSQL migrator (sqlx-postgres 0.9,
@@ -88,5 +88,9 @@ impl Pool for PostgresStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn connections(&self) -> Connections {
+        super::from_sqlx::connections(&self.pool)
     }
 }

@@ -18,13 +18,15 @@
 //! client keeps the cookie it has, which is still the current one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::fmt;
+use std::sync::{Arc, LazyLock, RwLock, Weak};
+use std::time::Instant;
 
 use sqlx::{AssertSqlSafe, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::from_sqlx::RotatedRow;
-use crate::store::{OrDatabase, Rotated, StoreResult};
+use crate::store::{CommitObserver, OrDatabase, Rotated, StoreResult};
 
 /// Most rotations in one statement: bounds the time the write lock is held
 /// (and stays far below SQLite's 32766 bound parameters, at 4 a rotation).
@@ -87,13 +89,47 @@ struct Rotation {
 #[derive(Debug, Clone)]
 pub(super) struct Rotations {
     queue: mpsc::Sender<Rotation>,
+    observers: Arc<Observers>,
+}
+
+/// Who hears of each batch (`Pool::observe_commits`): held weakly, so that a
+/// service dropped while the store lives on stops listening.
+#[derive(Default)]
+struct Observers(RwLock<Vec<Weak<dyn CommitObserver>>>);
+
+impl fmt::Debug for Observers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Observers")
+    }
+}
+
+impl Observers {
+    fn add(&self, observer: Weak<dyn CommitObserver>) {
+        if let Ok(mut observers) = self.0.write() {
+            observers.retain(|o| o.strong_count() > 0);
+            observers.push(observer);
+        }
+    }
+
+    fn committed(&self, rotations: usize, took: std::time::Duration) {
+        if let Ok(observers) = self.0.read() {
+            for observer in observers.iter().filter_map(Weak::upgrade) {
+                observer.committed(rotations, took);
+            }
+        }
+    }
 }
 
 impl Rotations {
     pub(super) fn start(pool: SqlitePool) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(pool, waiting));
-        Self { queue }
+        let observers = Arc::new(Observers::default());
+        tokio::spawn(writer(pool, waiting, observers.clone()));
+        Self { queue, observers }
+    }
+
+    pub(super) fn observe(&self, observer: Weak<dyn CommitObserver>) {
+        self.observers.add(observer);
     }
 
     pub(super) async fn rotate(
@@ -120,10 +156,17 @@ impl Rotations {
     }
 }
 
-async fn writer(pool: SqlitePool, mut waiting: mpsc::Receiver<Rotation>) {
+async fn writer(
+    pool: SqlitePool,
+    mut waiting: mpsc::Receiver<Rotation>,
+    observers: Arc<Observers>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match apply(&pool, &batch).await {
+        let started = Instant::now();
+        let applied = apply(&pool, &batch).await;
+        observers.committed(batch.len(), started.elapsed());
+        match applied {
             Ok(sessions) => {
                 for (rotation, session) in batch.drain(..).zip(sessions) {
                     // A caller that went away (its client hung up) still

@@ -7,13 +7,14 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Weak;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{OrDatabase, Pool, StoreResult};
+use super::{CommitObserver, Connections, OrDatabase, Pool, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -128,5 +129,13 @@ impl Pool for SqliteStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn connections(&self) -> Connections {
+        super::from_sqlx::connections(&self.pool)
+    }
+
+    fn observe_commits(&self, observer: Weak<dyn CommitObserver>) {
+        self.rotations.observe(observer);
     }
 }

@@ -89,11 +89,18 @@ async fn the_login_form_works_with_javascript_disabled() {
         .click()
         .await
         .unwrap();
-    assert!(
-        text(&client, "form-error")
-            .await
-            .contains("Wrong username or password")
-    );
+    // The form posts and a new page loads: wait for it rather than read
+    // the old one.
+    wait_until(
+        Duration::from_secs(5),
+        "the login page again, with its error",
+        || async {
+            text(&client, "form-error")
+                .await
+                .contains("Wrong username or password")
+        },
+    )
+    .await;
 
     client
         .find(Locator::Id("password"))
