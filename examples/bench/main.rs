@@ -153,6 +153,8 @@ enum Only {
     LoginFlood,
     /// `protected` with each of `--algorithms`, and the check costs.
     Protected,
+    /// `protected` with metrics on (`METRICS_BIND`) and off, alternating.
+    Metrics,
 }
 
 /// An `ACCESS_TOKEN_ALGORITHM` value, spelt as latchkey reads it.
@@ -312,6 +314,14 @@ async fn run(args: Args) -> Result<()> {
     let clients = setup::sign_in(server.addr, args.connections).await?;
     let bearer = clients[0].bearer.clone();
     let protected = |n: usize| protected_work(&bearer, n);
+    if args.only == Some(Only::Metrics) {
+        let metrics = measure_metrics(&args, &latchkey, &sqlite_env, &launch, &server, &bearer).await?;
+        server.stop().await?;
+        ceiling_server.stop().await?;
+        let (rows, target) = metrics.report();
+        println!("{}", report::render(&[], &rows, None, &[target]));
+        return Ok(());
+    }
     if args.slow_clients_only {
         eprintln!("slow clients only: protected alone and with slow clients, alternating");
         let slow = measure_slow_clients(&args, &server, protected(args.connections)).await?;
@@ -353,6 +363,7 @@ async fn run(args: Args) -> Result<()> {
         bearer: bearer.clone(),
         env: sqlite_env.clone(),
     }];
+    let metrics = measure_metrics(&args, &latchkey, &sqlite_env, &launch, &server, &bearer).await?;
     // Each with a latchkey and a ceiling of its own; the two above stay
     // idle meanwhile.
     for &algorithm in algorithms.iter().filter(|a| a.is_asymmetric()) {
@@ -477,6 +488,8 @@ async fn run(args: Args) -> Result<()> {
     rows.extend(flooded.rows());
     let (slow_rows, slow_target) = slow.report(&args);
     rows.extend(slow_rows);
+    let (metrics_rows, metrics_target) = metrics.report();
+    rows.extend(metrics_rows);
 
     let protected_ratio = ratio_to(&latchkey_protected, &ceiling_protected);
     let p99_ratio = latchkey_protected.p99.as_secs_f64() / ceiling_protected.p99.as_secs_f64();
@@ -559,6 +572,7 @@ async fn run(args: Args) -> Result<()> {
             met: Some(mixed_protected.p99 < Duration::from_millis(20)),
         },
         slow_target,
+        metrics_target,
         Target {
             what: "memory during refresh",
             goal: format!("< 40 MB resident with {} stored sessions", args.sessions),
@@ -587,6 +601,74 @@ async fn run(args: Args) -> Result<()> {
         eprintln!("written to {}", out.display());
     }
     Ok(())
+}
+
+/// `protected` on latchkey with metrics on and off.
+struct MetricsCost {
+    on: Figures,
+    off: Figures,
+}
+
+/// `protected` on a second latchkey over the same database with
+/// `METRICS_BIND` set (the HTTP layer counting every answer; README,
+/// "Metrics"), alternating with `server`, which runs without it.
+async fn measure_metrics(
+    args: &Args,
+    latchkey: &Path,
+    env: &[(String, String)],
+    launch: &impl Fn(&Path, Vec<(String, String)>, &str) -> Launch,
+    server: &Server,
+    bearer: &HeaderValue,
+) -> Result<MetricsCost> {
+    eprintln!(
+        "metrics: protected with METRICS_BIND set and unset, {} alternating rounds",
+        args.rounds
+    );
+    let on_env = with(env, "METRICS_BIND", "127.0.0.1:0");
+    let (metered, _) = launch(latchkey, on_env, "latchkey-metrics").start().await?;
+    let [on, off] = measure_alternating(
+        args,
+        [&metered, server],
+        [
+            protected_work(bearer, args.connections),
+            protected_work(bearer, args.connections),
+        ],
+    )
+    .await?;
+    metered.stop().await?;
+    Ok(MetricsCost { on, off })
+}
+
+impl MetricsCost {
+    fn report(self) -> (Vec<Row>, Target) {
+        let ratio = self.on.requests_per_second / self.off.requests_per_second;
+        let target = Target {
+            what: "metrics on: protected throughput",
+            goal: "≥ 97% of metrics off".into(),
+            measured: format!(
+                "{} ({:.0} vs {:.0} req/s, in alternating rounds)",
+                percent(ratio),
+                self.on.requests_per_second,
+                self.off.requests_per_second
+            ),
+            met: Some(ratio >= 0.97),
+        };
+        let rows = vec![
+            Row {
+                scenario: "metrics: protected",
+                server: "latchkey, metrics off".into(),
+                figures: self.off,
+                ratio: None,
+            },
+            Row {
+                scenario: "metrics: protected",
+                server: "latchkey, metrics on".into(),
+                figures: self.on,
+                ratio: Some((ratio, "of off")),
+            },
+        ];
+        (rows, target)
+    }
 }
 
 /// `GET /protected` with `bearer` on `n` connections.
