@@ -24,6 +24,7 @@ mod routes;
 mod run;
 mod server;
 pub mod store;
+mod tls;
 
 pub use auth::{
     AccessClaims, ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, KeyInfo,
@@ -33,7 +34,8 @@ pub use config::Config;
 pub use config::ServeLimits;
 pub use routes::extract::{Authenticated, LiveSession};
 pub use routes::router;
-pub use run::{run, run_on, serve, serve_with_limits};
+pub use run::{run, run_on, serve, serve_tls, serve_with_limits};
+pub use tls::{Tls, TlsError};
 
 /// Hooks for latchkey's own tests and benchmarks; not part of the API.
 #[doc(hidden)]
