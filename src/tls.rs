@@ -22,7 +22,7 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ServerConfig, version};
+use rustls::{InconsistentKeys, ServerConfig, version};
 
 use crate::config::TlsSettings;
 
@@ -59,8 +59,12 @@ pub enum TlsError {
         /// What the PEM parser said.
         source: pem::Error,
     },
-    /// rustls refused the pair: a key of a kind it cannot sign with, a
-    /// certificate it cannot parse, or a key that is not the certificate's.
+    /// The key is not the certificate's: its public half is not the
+    /// certificate's subject public key.
+    #[error("TLS_KEY_FILE is not the key of the certificate in TLS_CERT_FILE")]
+    KeyMismatch,
+    /// rustls refused the pair otherwise: a key of a kind it cannot sign
+    /// with, or a certificate it cannot parse.
     #[error("TLS_CERT_FILE and TLS_KEY_FILE do not make a usable pair: {0}")]
     Pair(rustls::Error),
 }
@@ -279,9 +283,11 @@ fn read_pair(
         what: "private key",
         source,
     })?;
-    // Also checks that the key is the certificate's (its public half is the
-    // certificate's subject public key).
-    CertifiedKey::from_der(chain, key, provider).map_err(TlsError::Pair)
+    // Also checks that the key is the certificate's.
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => TlsError::KeyMismatch,
+        e => TlsError::Pair(e),
+    })
 }
 
 /// What `stat` says of the two files: enough to tell that one was written

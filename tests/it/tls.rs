@@ -605,7 +605,7 @@ async fn a_reloaded_certificate_reaches_new_connections_while_open_ones_keep_wor
     let half = &third.cert_pem[..third.cert_pem.len() / 2];
     for (cert_pem, key_pem, refusal) in [
         // Another certificate's key.
-        (third.cert_pem.as_str(), second.key_pem.as_str(), "pair"),
+        (third.cert_pem.as_str(), second.key_pem.as_str(), "mismatch"),
         // Not PEM at all.
         ("not a certificate", &third.key_pem, "TLS_CERT_FILE"),
         // A certificate cut short.
@@ -616,7 +616,7 @@ async fn a_reloaded_certificate_reaches_new_connections_while_open_ones_keep_wor
         files.put(cert_pem, key_pem);
         let refused = tls.reload().unwrap_err();
         match (&refused, refusal) {
-            (TlsError::Pair(_), "pair") => {}
+            (TlsError::KeyMismatch, "mismatch") => {}
             (TlsError::Pem { variable, .. }, _) if *variable == refusal => {}
             _ => panic!("{refusal}: {refused:?}"),
         }
