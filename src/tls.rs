@@ -131,13 +131,8 @@ impl Tls {
         Ok(())
     }
 
-    /// The chain being served, server's certificate first.
-    pub fn certificate_chain(&self) -> Vec<CertificateDer<'static>> {
-        self.current.pair().cert.clone()
-    }
-
     /// The rustls configuration connections are accepted with.
-    pub fn server_config(&self) -> Arc<ServerConfig> {
+    pub(crate) fn server_config(&self) -> Arc<ServerConfig> {
         self.config.clone()
     }
 
