@@ -32,7 +32,7 @@ const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// How often the files are looked at for a change: two `stat` calls, so
 /// nearly free; a renewed certificate is served within two periods.
-pub const WATCH_PERIOD: Duration = Duration::from_secs(10);
+pub(crate) const WATCH_PERIOD: Duration = Duration::from_secs(10);
 
 /// Why a certificate and key could not be loaded.
 #[derive(Debug, thiserror::Error)]
