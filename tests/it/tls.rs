@@ -415,6 +415,13 @@ async fn http2_and_http1_are_chosen_by_alpn_and_every_answer_carries_hsts() {
             );
         }
         assert_eq!(client.get("/healthz").await.status, StatusCode::OK);
+        // Named by `Host` over HTTP/1.1 and by `:authority` over HTTP/2.
+        let discovery = client.get("/.well-known/openid-configuration").await;
+        assert_eq!(
+            discovery.json()["jwks_uri"],
+            format!("https://{}/.well-known/jwks.json", client.authority),
+            "{expected_version:?}"
+        );
     }
 }
 
