@@ -484,6 +484,40 @@ async fn the_cookie_flow_works_end_to_end_over_http2_and_http1() {
 }
 
 #[tokio::test]
+async fn headers_over_the_limits_get_the_json_431_over_http2_as_over_http1() {
+    let first = pair();
+    let server = Server::start(&first, &[]).await;
+    for offer in [H2_OR_H1, H1_ONLY] {
+        let client = Client::connect(
+            server.addr,
+            &connector(&[&first.cert], offer, BOTH_VERSIONS),
+        )
+        .await;
+        // One header over 16 KiB; five of 14 KiB, over 64 KiB in all.
+        let one = vec![("x-big-0", "a".repeat(17 * 1024))];
+        let five: Vec<_> = ["x-big-1", "x-big-2", "x-big-3", "x-big-4", "x-big-5"]
+            .into_iter()
+            .map(|name| (name, "b".repeat(14 * 1024)))
+            .collect();
+        for headers in [one, five] {
+            let mut request = client.request(Method::GET, "/healthz");
+            for (name, value) in &headers {
+                request = request.header(*name, value);
+            }
+            let answer = client.send(request.body(Full::default()).unwrap()).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "{:?}",
+                answer.version
+            );
+            assert_eq!(answer.json()["error"], "headers_too_large");
+        }
+        assert_eq!(client.get("/healthz").await.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
 async fn tls_1_3_and_1_2_are_served_and_older_versions_refused() {
     let first = pair();
     let server = Server::start(&first, &[]).await;
