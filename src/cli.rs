@@ -16,6 +16,7 @@ use crate::auth::{ApiError, Auth, KeyRotation};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{Config, LogFormat};
 use crate::store::User;
+use crate::tls::TlsError;
 
 /// The `latchkey` command line.
 #[derive(Debug, Parser)]
@@ -124,6 +125,13 @@ pub fn main(cli: Cli) -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The files TLS_CERT_FILE and TLS_KEY_FILE name are configuration
+        // too, read once parsing is done: the same exit code (README,
+        // Configuration).
+        Err(e) if e.downcast_ref::<TlsError>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -245,10 +245,13 @@ pub struct AccountSettings {
 
 /// The listening socket and what each connection may take (README,
 /// "Limits under attack").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
     /// `BIND`.
     pub bind: SocketAddr,
+    /// HTTPS on `BIND` (`TLS_CERT_FILE`, `TLS_KEY_FILE`); `None` serves
+    /// plain HTTP.
+    pub tls: Option<TlsSettings>,
     /// The connection limits (`HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`,
     /// `MAX_CONNECTIONS`).
     pub limits: ServeLimits,
@@ -266,6 +269,24 @@ pub struct ServerSettings {
     /// served (`METRICS_BIND`; README, "Metrics").
     pub metrics_bind: Option<SocketAddr>,
 }
+
+/// HTTPS on `BIND` (README, "TLS"). The files are named here and read when
+/// serving starts (and again on `SIGHUP`), not while parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The certificate chain in PEM, the server's own certificate first
+    /// (`TLS_CERT_FILE`).
+    pub cert_file: PathBuf,
+    /// Its private key in PEM: PKCS#8, PKCS#1 (RSA) or SEC1 (EC) (`TLS_KEY_FILE`).
+    pub key_file: PathBuf,
+    /// How long browsers are told to reach this host over HTTPS only, in the
+    /// `Strict-Transport-Security` header of every response (`HSTS_MAX_AGE`).
+    pub hsts_max_age: Duration,
+}
+
+/// `HSTS_MAX_AGE` unless configured: two years, what hstspreload.org
+/// recommends (its list takes no site with less than one).
+pub const DEFAULT_HSTS_MAX_AGE: Duration = Duration::from_secs(63_072_000);
 
 /// The connection limits `server.rs` enforces; [`ServeLimits::default`] holds the
 /// defaults of `HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT` and `MAX_CONNECTIONS`.
@@ -714,12 +735,37 @@ fn server(get: &impl Fn(&str) -> Option<String>) -> Result<ServerSettings, Confi
     };
     Ok(ServerSettings {
         bind,
+        tls: tls(get)?,
         limits,
         request_timeout: seconds(get, "REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, 1)?,
         shutdown_timeout: seconds(get, "SHUTDOWN_TIMEOUT", Duration::from_secs(10), 0)?,
         shutdown_delay: seconds(get, "SHUTDOWN_DELAY", Duration::ZERO, 0)?,
         metrics_bind,
     })
+}
+
+/// `TLS_CERT_FILE` and `TLS_KEY_FILE`: both or neither. `HSTS_MAX_AGE` is
+/// checked either way, and used only with TLS (browsers ignore the header
+/// over plain HTTP: RFC 6797 §8.1).
+fn tls(get: &impl Fn(&str) -> Option<String>) -> Result<Option<TlsSettings>, ConfigError> {
+    // 0 is meaningful: it tells browsers to forget the policy (RFC 6797 §6.1.1).
+    let hsts_max_age = seconds(get, "HSTS_MAX_AGE", DEFAULT_HSTS_MAX_AGE, 0)?;
+    match (get("TLS_CERT_FILE"), get("TLS_KEY_FILE")) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsSettings {
+            cert_file: PathBuf::from(cert),
+            key_file: PathBuf::from(key),
+            hsts_max_age,
+        })),
+        (Some(_), None) => Err(invalid(
+            "TLS_KEY_FILE",
+            "must be set with TLS_CERT_FILE (the certificate's private key, PEM)",
+        )),
+        (None, Some(_)) => Err(invalid(
+            "TLS_CERT_FILE",
+            "must be set with TLS_KEY_FILE (the certificate chain, PEM)",
+        )),
+    }
 }
 
 /// A whole number from `min` up to ten years' worth of seconds (seconds or counts).

@@ -25,6 +25,7 @@ mod routes;
 mod run;
 mod server;
 pub mod store;
+mod tls;
 
 pub use auth::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use auth::{
@@ -36,7 +37,8 @@ pub use config::ServeLimits;
 pub use routes::extract::{Authenticated, LiveSession};
 pub use routes::metrics::metrics_router;
 pub use routes::router;
-pub use run::{run, run_on, serve, serve_with_limits};
+pub use run::{run, run_on, serve, serve_tls, serve_with_limits};
+pub use tls::{Tls, TlsError};
 
 /// Hooks for latchkey's own tests and benchmarks; not part of the API.
 #[doc(hidden)]

@@ -1,6 +1,6 @@
 //! Serving: the connection-limited server around latchkey's router, and
 //! everything the `latchkey` binary does beside it (housekeeping, audit
-//! counts, the metrics listener, graceful shutdown).
+//! counts, the metrics listener, TLS certificate reloads, graceful shutdown).
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use crate::dev_secrets;
 use crate::routes::metrics::metrics_router;
 use crate::routes::router_counting;
 use crate::server;
+use crate::tls::{self, Tls};
 
 /// The metrics listener's connections: a scraper or two keep one each, so a
 /// few are plenty, and nobody who reaches the port can hold many files.
@@ -44,37 +45,72 @@ pub async fn serve_with_limits(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::serve(listener, app, limits, shutdown).await
+    server::serve(listener, app, limits, None, shutdown).await
+}
+
+/// As [`serve_with_limits`], over TLS with `tls`'s certificate: HTTP/2 or
+/// HTTP/1.1 by ALPN, the handshake bounded by the header-read timeout
+/// (README, "TLS"). A [`Tls::reload`] reaches the connections made after it.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    tls: &Tls,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    server::serve(listener, app, limits, Some(tls), shutdown).await
 }
 
 /// Runs latchkey as the `latchkey` binary does: fits the open-file limit to
-/// `MAX_CONNECTIONS`, opens the store, binds `BIND` and serves (as
-/// [`run_on`]) until `shutdown` resolves.
+/// `MAX_CONNECTIONS`, loads the TLS certificate if one is configured, opens
+/// the store, binds `BIND` and serves (as [`run_on`]) until `shutdown`
+/// resolves.
 pub async fn run(
     mut config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    // Before anything opens files: the connection cap, not the kernel's
-    // limit on open files, must be what stops new connections.
+    // First: a certificate that does not load stops the start before
+    // anything else happens (its files are closed again once read).
+    let tls = config.server.tls.as_ref().map(Tls::load).transpose()?;
+    // Before anything holds files open: the connection cap, not the
+    // kernel's limit on open files, must be what stops new connections.
     let limits = &mut config.server.limits;
     limits.max_connections = server::fit_open_file_limit(limits.max_connections);
     let listener = TcpListener::bind(config.server.bind).await?;
     let auth = Auth::open(config).await?;
-    tracing::info!(address = %listener.local_addr()?, "latchkey listening");
-    run_on(listener, auth, shutdown).await?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        scheme = if tls.is_some() { "https" } else { "http" },
+        "latchkey listening"
+    );
+    serve_auth(listener, auth, tls, shutdown).await?;
     tracing::info!("latchkey stopped");
     Ok(())
 }
 
-/// Serves `auth` on `listener` within the configured connection limits,
-/// with housekeeping and the audit counts in the background, and its
-/// metrics on `METRICS_BIND` when set, until `shutdown` resolves; then stops
-/// accepting, gives in-flight requests `SHUTDOWN_TIMEOUT` to finish, stops
-/// the background tasks and the metrics listener (last, so that the drain
-/// can be watched) and closes the store.
+/// Serves `auth` on `listener` within the configured connection limits
+/// (over TLS when `TLS_CERT_FILE` is set, the certificate reloaded on
+/// `SIGHUP` and when its files change), with housekeeping and the audit
+/// counts in the background, and its metrics on `METRICS_BIND` when set,
+/// until `shutdown` resolves; then stops accepting, gives in-flight requests
+/// `SHUTDOWN_TIMEOUT` to finish, stops the background tasks and the metrics
+/// listener (last, so that the drain can be watched) and closes the store.
 pub async fn run_on(
     listener: TcpListener,
     auth: Auth,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = match &auth.config().server.tls {
+        Some(settings) => Some(Tls::load(settings).map_err(std::io::Error::other)?),
+        None => None,
+    };
+    serve_auth(listener, auth, tls, shutdown).await
+}
+
+async fn serve_auth(
+    listener: TcpListener,
+    auth: Auth,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     warn_about(auth.config());
@@ -88,6 +124,7 @@ pub async fn run_on(
                 listener,
                 metrics_router(auth.clone()),
                 METRICS_LIMITS,
+                None,
                 async move {
                     let _ = stopped.wait_for(|stopped| *stopped).await;
                 },
@@ -95,6 +132,16 @@ pub async fn run_on(
         }
         None => None,
     };
+    // Aborted when serving ends (dropping a JoinHandle would not stop them).
+    let reloads = tls
+        .iter()
+        .flat_map(|tls| {
+            [
+                tokio::spawn(tls.clone().reload_on_hangup()),
+                tokio::spawn(tls.clone().watch(tls::WATCH_PERIOD)),
+            ]
+        })
+        .collect::<Vec<_>>();
     let warm = auth.clone();
     tokio::spawn(async move { warm.warm_up().await });
     let (stop, stopped) = watch::channel(false);
@@ -123,8 +170,9 @@ pub async fn run_on(
     let drain = auth.config().server.shutdown_timeout;
     let limits = auth.config().server.limits;
     let mut deadline = stopped;
+    let serving = server::serve(listener, app, limits, tls.as_ref(), signal);
     let result = tokio::select! {
-        result = serve_with_limits(listener, app, limits, signal) => result,
+        result = serving => result,
         () = async move {
             let _ = deadline.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(drain).await;
@@ -141,6 +189,9 @@ pub async fn run_on(
             Ok(Err(e)) => tracing::warn!(error = %e, "metrics listener failed"),
             Err(e) => tracing::warn!(error = %e, "metrics listener task failed"),
         }
+    }
+    for task in reloads {
+        task.abort();
     }
     if let Err(e) = housekeeping.await {
         tracing::warn!(error = %e, "housekeeping task failed");

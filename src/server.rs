@@ -1,8 +1,15 @@
-//! Serving HTTP/1.1 connections within bounds (README, Security model): how
-//! long a request head may take to arrive, how long a keep-alive connection
-//! may sit idle, and how many connections may be open at once, shedding the
-//! oldest idle ones to make room. (How long a body and its answer may take is
+//! Serving connections within bounds (README, Security model): how long a
+//! request head may take to arrive, how long a keep-alive connection may sit
+//! idle, and how many connections may be open at once, shedding the oldest
+//! idle ones to make room. (How long a body and its answer may take is
 //! `REQUEST_TIMEOUT`, a layer of the router: `routes/timeout.rs`.)
+//!
+//! Plain connections speak HTTP/1.1. With TLS (README, "TLS"), the
+//! handshake counts against the header-read deadline like the bytes of a
+//! head, so a client that never finishes it is closed as a slowloris is;
+//! after it, the connection speaks HTTP/2 or HTTP/1.1 as ALPN settled. The
+//! same limits hold for both: an HTTP/2 connection is busy while any of its
+//! streams is, idle when none is.
 //!
 //! hyper's own `header_read_timeout` starts whenever it begins waiting for a
 //! head, which on a keep-alive connection is as soon as the previous answer
@@ -18,7 +25,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -27,28 +34,33 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response};
 use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming, SizeHint};
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, Id, JoinError, JoinSet};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
 use tower::Service as _;
 
 use crate::config::ServeLimits;
+use crate::tls::Tls;
 
 /// Serves `app` on `listener` within `limits` until `shutdown` resolves;
 /// then stops accepting, closes the connections with no request in flight,
-/// and waits for the answers in flight. Handlers see the client's address as
+/// and waits for the answers in flight. With `tls`, each connection begins
+/// with a TLS handshake. Handlers see the client's address as
 /// `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServeLimits,
+    tls: Option<&Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let acceptor = tls.map(|tls| TlsAcceptor::from(tls.server_config()));
     let epoch = Instant::now();
     let max = limits.max_connections.max(1);
     let mut open = Connections::default();
@@ -90,6 +102,7 @@ pub async fn serve(
             app.clone(),
             tracker.clone(),
             limits,
+            acceptor.clone(),
             stopping.clone(),
         );
         open.spawn(tracker, task);
@@ -152,22 +165,96 @@ async fn connection(
     app: Router,
     tracker: Arc<Tracker>,
     limits: ServeLimits,
+    tls: Option<TlsAcceptor>,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let io = TokioIo::new(TrackedStream {
+    let stream = TrackedStream {
         stream,
         tracker: tracker.clone(),
-    });
+    };
     let service = ConnectionService {
         app,
         tracker: tracker.clone(),
         remote,
     };
+    // Armed from the connection's opening: the handshake, then the first
+    // request head, must arrive within the header-read timeout.
+    let mut watchdog = Watchdog::new(tracker.clone(), limits);
+    let Some(tls) = tls else {
+        let conn = Served::H1 {
+            conn: http1_builder().serve_connection(TokioIo::new(stream), service),
+        };
+        return drive(conn, &tracker, watchdog, stopping, remote).await;
+    };
+    let handshake = tokio::select! {
+        biased;
+        done = tls.accept(stream) => done,
+        () = &mut watchdog => {
+            tracing::debug!(%remote, "connection closed: no TLS handshake in time");
+            return;
+        }
+        // No request can be in flight yet.
+        _ = stopping.wait_for(|stop| *stop) => return,
+    };
+    let stream = match handshake {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!(error = %e, %remote, "TLS handshake failed");
+            return;
+        }
+    };
+    let conn = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        tracker.multiplexed();
+        Served::H2 {
+            conn: http2_builder().serve_connection(TokioIo::new(stream), service),
+        }
+    } else {
+        Served::H1 {
+            conn: http1_builder().serve_connection(TokioIo::new(stream), service),
+        }
+    };
+    drive(conn, &tracker, watchdog, stopping, remote).await;
+}
+
+fn http1_builder() -> http1::Builder {
     let mut builder = http1::Builder::new();
     // Off: the watchdog keeps that deadline (see the top of this file).
     builder.header_read_timeout(None);
-    let mut conn = pin!(builder.serve_connection(io, service));
-    let mut watchdog = Watchdog::new(tracker.clone(), limits);
+    builder
+}
+
+/// The HTTP/2 settings (RFC 9113 §6.5.2) that keep one connection's share
+/// of the server near an HTTP/1.1 connection's.
+fn http2_builder() -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        // RFC 9113 §6.5.2 asks for no fewer than 100; each stream is a
+        // request in flight, bounded by `REQUEST_TIMEOUT`.
+        .max_concurrent_streams(100)
+        // Request bodies are at most 4 KiB (`BODY_LIMIT`): hyper's 1 MiB
+        // windows would let each connection park a MiB of unread data.
+        .initial_stream_window_size(64 * 1024)
+        .initial_connection_window_size(256 * 1024)
+        // Above the 64 KiB `routes::limits` allows (plus HPACK's 32 bytes a
+        // field), so that a request over it gets that layer's JSON `431`, as
+        // over HTTP/1.1, rather than a stream reset.
+        .max_header_list_size(128 * 1024);
+    builder
+}
+
+/// Serves one connection's requests until it ends, its deadline passes, or
+/// shutdown finds it with nothing in flight (then it finishes what it has
+/// in flight, and closes).
+async fn drive<T>(
+    conn: Served<T>,
+    tracker: &Tracker,
+    mut watchdog: Watchdog,
+    mut stopping: watch::Receiver<bool>,
+    remote: SocketAddr,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut conn = pin!(conn);
     let mut draining = false;
     loop {
         tokio::select! {
@@ -186,10 +273,46 @@ async fn connection(
                 if !tracker.busy_now() {
                     return;
                 }
-                // Answers the request in flight, then closes.
+                // Answers what is in flight, then closes (over HTTP/2, after
+                // a GOAWAY that tells the client to open no more streams).
                 conn.as_mut().graceful_shutdown();
                 draining = true;
             }
+        }
+    }
+}
+
+pin_project! {
+    /// A connection served as HTTP/1.1 or as HTTP/2.
+    #[project = ServedProjection]
+    enum Served<T> {
+        H1 { #[pin] conn: http1::Connection<TokioIo<T>, ConnectionService> },
+        H2 { #[pin] conn: http2::Connection<TokioIo<T>, ConnectionService, TokioExecutor> },
+    }
+}
+
+impl<T> Served<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        match self.project() {
+            ServedProjection::H1 { conn } => conn.graceful_shutdown(),
+            ServedProjection::H2 { conn } => conn.graceful_shutdown(),
+        }
+    }
+}
+
+impl<T> Future for Served<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ServedProjection::H1 { conn } => conn.poll(cx),
+            ServedProjection::H2 { conn } => conn.poll(cx),
         }
     }
 }
@@ -317,10 +440,16 @@ impl Throttled {
 
 /// What one connection is doing, in one word that its task writes and the
 /// accept loop reads: the phase in the low two bits, above them the
-/// microsecond (since the server started) the phase began.
+/// microsecond (since the server started) the phase began, or while busy the
+/// number of requests in flight. Over HTTP/2 answers end on the tasks hyper
+/// spawns for streams, so every change is one atomic update of the word.
 struct Tracker {
     word: AtomicU64,
     epoch: Instant,
+    /// HTTP/2: bytes arriving on an idle connection begin no request head
+    /// (they may be a ping or a window update), so they keep the idle
+    /// deadline.
+    multiplexed: AtomicBool,
 }
 
 /// Waiting for a complete request head, since the connection opened or
@@ -328,40 +457,74 @@ struct Tracker {
 const HEAD: u64 = 0;
 /// Kept alive between requests: nothing in flight, nothing received.
 const IDLE: u64 = 1;
-/// A request in flight: from its complete head until its answer is written.
+/// Requests in flight: each from its complete head until its answer is
+/// written (or dropped).
 const BUSY: u64 = 2;
 const PHASE: u64 = 0b11;
+/// One request in flight, in a busy word.
+const ONE: u64 = 1 << 2;
 
 impl Tracker {
     fn new(epoch: Instant) -> Self {
         let tracker = Self {
             word: AtomicU64::new(0),
             epoch,
+            multiplexed: AtomicBool::new(false),
         };
-        tracker.enter(HEAD);
+        tracker.word.store(tracker.now(HEAD), Ordering::Relaxed);
         tracker
     }
 
-    fn enter(&self, phase: u64) {
+    /// The word for `phase` beginning now.
+    fn now(&self, phase: u64) -> u64 {
         let micros = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX >> 2);
-        self.word.store((micros << 2) | phase, Ordering::Relaxed);
+        (micros << 2) | phase
+    }
+
+    /// The connection speaks HTTP/2.
+    fn multiplexed(&self) {
+        self.multiplexed.store(true, Ordering::Relaxed);
     }
 
     /// A request head is complete (its time is of no use: a request in
     /// flight has no deadline here).
     fn request(&self) {
-        self.word.store(BUSY, Ordering::Relaxed);
+        let _ = self
+            .word
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
+                Some(if word & PHASE == BUSY {
+                    word + ONE
+                } else {
+                    ONE | BUSY
+                })
+            });
     }
 
-    /// The answer has been handed to the connection whole.
+    /// An answer has been handed to the connection whole, or dropped.
     fn answered(&self) {
-        self.enter(IDLE);
+        let idle = self.now(IDLE);
+        let _ = self
+            .word
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
+                Some(if word & PHASE == BUSY && word >> 2 > 1 {
+                    word - ONE
+                } else {
+                    idle
+                })
+            });
     }
 
     /// Bytes arrived: after an idle spell, the next head has begun.
     fn received(&self) {
-        if self.word.load(Ordering::Relaxed) & PHASE == IDLE {
-            self.enter(HEAD);
+        let word = self.word.load(Ordering::Relaxed);
+        if word & PHASE == IDLE && !self.multiplexed.load(Ordering::Relaxed) {
+            // Lost only to a request or an answer, which set the phase anew.
+            let _ = self.word.compare_exchange(
+                word,
+                self.now(HEAD),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -508,13 +671,25 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         self.tracker.request();
+        let in_flight = InFlight(self.tracker.clone());
         request.extensions_mut().insert(ConnectInfo(self.remote));
         // A router is always ready (`poll_ready` is a no-op), as `axum::serve`
         // relies on too.
         TrackedAnswer {
             answer: self.app.clone().call(request),
-            tracker: Some(self.tracker.clone()),
+            in_flight: Some(in_flight),
         }
+    }
+}
+
+/// One request in flight on a connection, until this is dropped: with the
+/// answer's body once hyper is done with it, or with the answer itself if it
+/// never came (an HTTP/2 stream reset by the client drops it half-way).
+struct InFlight(Arc<Tracker>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.answered();
     }
 }
 
@@ -523,7 +698,7 @@ pin_project! {
     struct TrackedAnswer<F> {
         #[pin]
         answer: F,
-        tracker: Option<Arc<Tracker>>,
+        in_flight: Option<InFlight>,
     }
 }
 
@@ -536,16 +711,19 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(response) = ready!(this.answer.poll(cx));
-        let tracker = this.tracker.take();
-        Poll::Ready(Ok(response.map(|body| TrackedBody { body, tracker })))
+        let in_flight = this.in_flight.take();
+        Poll::Ready(Ok(response.map(|body| TrackedBody {
+            body,
+            _in_flight: in_flight,
+        })))
     }
 }
 
 /// An answer's body; when hyper drops it (written whole, or the connection
-/// gone), the connection has no request in flight any more.
+/// or stream gone), its request is no longer in flight.
 struct TrackedBody {
     body: Body,
-    tracker: Option<Arc<Tracker>>,
+    _in_flight: Option<InFlight>,
 }
 
 impl HttpBody for TrackedBody {
@@ -565,14 +743,6 @@ impl HttpBody for TrackedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-impl Drop for TrackedBody {
-    fn drop(&mut self) {
-        if let Some(tracker) = self.tracker.take() {
-            tracker.answered();
-        }
     }
 }
 

@@ -315,7 +315,8 @@ async fn run(args: Args) -> Result<()> {
     let bearer = clients[0].bearer.clone();
     let protected = |n: usize| protected_work(&bearer, n);
     if args.only == Some(Only::Metrics) {
-        let metrics = measure_metrics(&args, &latchkey, &sqlite_env, &launch, &server, &bearer).await?;
+        let metrics =
+            measure_metrics(&args, &latchkey, &sqlite_env, &launch, &server, &bearer).await?;
         server.stop().await?;
         ceiling_server.stop().await?;
         let (rows, target) = metrics.report();

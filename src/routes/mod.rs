@@ -2,6 +2,8 @@
 //! response passes through. Each area documents its handlers for the OpenAPI
 //! description as it routes them (`openapi.rs`).
 
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -10,6 +12,7 @@ use axum::http::{Method, Request};
 use axum::response::Response;
 use axum::{Extension, Router};
 use tower::ServiceBuilder;
+use tower::util::MapResponseLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -100,6 +103,21 @@ pub(crate) static SECURITY_HEADERS: [LayerHeader; 4] = [
     },
 ];
 
+/// With TLS on (README, "TLS"), on every response: a browser that has seen
+/// it reaches this host and its subdomains over HTTPS only, for `max-age`
+/// seconds, and will not let its user click through a certificate warning
+/// (RFC 6797). Over plain HTTP browsers ignore it (RFC 6797 §8.1), so it is
+/// not sent there.
+pub(crate) fn strict_transport_security(config: &Config) -> Option<LayerHeader> {
+    let tls = config.server.tls.as_ref()?;
+    let value = format!("max-age={}; includeSubDomains", tls.hsts_max_age.as_secs());
+    Some(LayerHeader {
+        name: header::STRICT_TRANSPORT_SECURITY,
+        value: HeaderValue::from_str(&value).ok()?,
+        why: "HTTPS only, for this host and its subdomains (`HSTS_MAX_AGE`)",
+    })
+}
+
 /// latchkey's routes over `auth`, with the layers every response passes
 /// through. It can be nested under any prefix (`Router::nest("/auth", …)`):
 /// links and redirects follow the prefix; the cookies keep `Path=/`, as
@@ -132,11 +150,15 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
         .split_for_parts();
     let cached: Vec<String> = assets_api.paths.paths.keys().cloned().collect();
     api.merge(assets_api);
+    // On every response when TLS is on; empty otherwise.
+    let everywhere: Option<Arc<[LayerHeader]>> =
+        strict_transport_security(auth.config()).map(|hsts| Arc::from([hsts]));
     let document = openapi::serve(
         api,
         auth.refresh_cookie_name(),
         auth.config().server.request_timeout,
         &cached,
+        everywhere.as_deref().unwrap_or_default(),
     );
 
     // Each `Router::layer` call wraps every route in one more boxed service,
@@ -146,7 +168,7 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(
             ServiceBuilder::new()
-                .map_response(set_headers(&NO_STORE))
+                .map_response(set_headers(&NO_STORE[..]))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT))
                 .layer(Extension(document)),
         );
@@ -186,9 +208,13 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
                         // Performance). `RUST_LOG=tower_http=debug` brings it back.
                         .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
                 )
+                // Outside every layer that answers by itself, so that no
+                // answer goes without it: not a `431`, a CORS preflight, a
+                // `408` or a `404`.
+                .option_layer(everywhere.map(|headers| MapResponseLayer::new(set_headers(headers))))
                 .layer(axum::middleware::from_fn(limits::header_limits))
                 .option_layer(cors)
-                .map_response(set_headers(&SECURITY_HEADERS))
+                .map_response(set_headers(&SECURITY_HEADERS[..]))
                 // Innermost, so that its `408` passes every layer above (the
                 // request id, CORS, the security headers) like any answer.
                 .layer(timeout::RequestTimeoutLayer(auth.config().server.request_timeout)),
@@ -198,12 +224,13 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
 
 /// Puts each of `headers` on a response that lacks it (a handler's own
 /// value stands).
-fn set_headers(
-    headers: &'static [LayerHeader],
-) -> impl Fn(Response) -> Response + Clone + Send + Sync + 'static {
+fn set_headers<H>(headers: H) -> impl Fn(Response) -> Response + Clone + Send + Sync + 'static
+where
+    H: Deref<Target = [LayerHeader]> + Clone + Send + Sync + 'static,
+{
     move |mut response| {
         let present = response.headers_mut();
-        for header in headers {
+        for header in headers.iter() {
             if !present.contains_key(&header.name) {
                 present.insert(header.name.clone(), header.value.clone());
             }

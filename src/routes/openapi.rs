@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::limits::{MAX_HEADER_BYTES, MAX_HEADERS_BYTES};
-use super::{BODY_LIMIT, NO_STORE, SECURITY_HEADERS};
+use super::{BODY_LIMIT, LayerHeader, NO_STORE, SECURITY_HEADERS};
 use crate::auth::Auth;
 use crate::auth::error::{ApiError, BEARER_CHALLENGE, ErrorBody, MIN_RETRY_AFTER};
 
@@ -96,12 +96,14 @@ async fn openapi_json(Extension(Served(document)): Extension<Served>) -> Respons
 
 /// Completes the collected description: security schemes (the cookie under
 /// its configured name), what `router`'s layers add, and header schemas.
-/// `cached` lists the paths outside the `no-store` layer (the static assets and the published keys).
+/// `cached` lists the paths outside the `no-store` layer (the static assets and the published keys);
+/// `on_every_response` the headers of the outermost layer (`Strict-Transport-Security`, with TLS).
 pub(crate) fn serve(
     mut document: Document,
     cookie_name: &str,
     request_timeout: Duration,
     cached: &[String],
+    on_every_response: &[LayerHeader],
 ) -> Served {
     let components = document.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -144,7 +146,13 @@ pub(crate) fn serve(
             ),
         ),
     ];
-    complete(&mut value, cookie_name, &everywhere, cached);
+    complete(
+        &mut value,
+        cookie_name,
+        &everywhere,
+        cached,
+        on_every_response,
+    );
     Served(Bytes::from(value.to_string()))
 }
 
@@ -169,6 +177,7 @@ fn complete(
     cookie_name: &str,
     everywhere: &[(String, Value)],
     cached: &[String],
+    on_every_response: &[LayerHeader],
 ) {
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
@@ -193,6 +202,13 @@ fn complete(
                 responses.insert(status.clone(), response.clone());
             }
             for response in responses.values_mut() {
+                if !on_every_response.is_empty()
+                    && let Some(headers) = headers_of(response)
+                {
+                    for layer in on_every_response {
+                        insert_constant(headers, layer);
+                    }
+                }
                 header_schemas(response, cookie_name);
             }
         }
@@ -218,9 +234,13 @@ fn layer_headers(response: &mut Value, no_store: bool) {
         return;
     };
     for layer in layers {
-        if let Ok(value) = layer.value.to_str() {
-            headers.insert(layer.name.as_str().into(), constant(value, layer.why));
-        }
+        insert_constant(headers, layer);
+    }
+}
+
+fn insert_constant(headers: &mut Map<String, Value>, layer: &LayerHeader) {
+    if let Ok(value) = layer.value.to_str() {
+        headers.insert(layer.name.as_str().into(), constant(value, layer.why));
     }
 }
 

@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, HOST};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -79,6 +79,7 @@ async fn openid_configuration(
     State(auth): State<Auth>,
     base: Base,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
     let config = auth.config();
     let origin = match &config.origins.public_origin {
@@ -89,9 +90,12 @@ async fn openid_configuration(
             } else {
                 "http"
             };
+            // HTTP/1.1 names the host in `Host`; HTTP/2 in the `:authority`
+            // of the URI (RFC 9113 §8.3.1).
             let host = headers
                 .get(HOST)
                 .and_then(|h| h.to_str().ok())
+                .or_else(|| uri.authority().map(|a| a.as_str()))
                 .unwrap_or("localhost");
             format!("{scheme}://{host}")
         }

@@ -313,6 +313,37 @@ fn the_defaults_are_those_of_the_contract() {
     );
     assert_eq!(config.tokens.previous_access_secret, None);
     assert_eq!(config.tokens.previous_refresh_secret, None);
+    assert_eq!(config.server.tls, None, "plain HTTP");
+}
+
+#[test]
+fn tls_takes_both_files_or_neither_and_a_two_year_hsts_by_default() {
+    assert_refused(&[("TLS_CERT_FILE", "cert.pem")], &[], "TLS_KEY_FILE");
+    assert_refused(&[("TLS_KEY_FILE", "key.pem")], &[], "TLS_CERT_FILE");
+    for bad in ["-1", "two years", "1.5"] {
+        assert_refused(&[("HSTS_MAX_AGE", bad)], &[], "HSTS_MAX_AGE");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let both = [("TLS_CERT_FILE", "cert.pem"), ("TLS_KEY_FILE", "key.pem")];
+    let tls = config_from(&vars(&dir, &both, &[]))
+        .unwrap()
+        .server
+        .tls
+        .expect("TLS on");
+    assert_eq!(tls.cert_file, std::path::Path::new("cert.pem"));
+    assert_eq!(tls.key_file, std::path::Path::new("key.pem"));
+    assert_eq!(secs(tls.hsts_max_age), 63_072_000);
+    // Parsing reads no file: there is none of that name here.
+    assert!(!std::path::Path::new("cert.pem").exists());
+
+    let withdrawn = [both[0], both[1], ("HSTS_MAX_AGE", "0")];
+    let tls = config_from(&vars(&dir, &withdrawn, &[]))
+        .unwrap()
+        .server
+        .tls
+        .expect("TLS on");
+    assert_eq!(secs(tls.hsts_max_age), 0);
 }
 
 #[test]

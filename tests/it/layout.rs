@@ -13,6 +13,7 @@ const LAYERS: &[&str] = &[
     "store",
     "auth",
     "routes",
+    "tls",
     "server",
     "run",
     "cli",

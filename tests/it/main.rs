@@ -62,3 +62,6 @@ mod connections;
 mod crash;
 mod instances;
 mod shutdown;
+
+// HTTPS on BIND: in this process and in the binary (SIGHUP).
+mod tls;

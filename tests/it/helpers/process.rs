@@ -154,6 +154,23 @@ impl ChildServer {
         assert!(status.success(), "kill -TERM failed");
     }
 
+    /// Sends SIGHUP, as `systemctl reload` does (with `ExecReload=kill -HUP $MAINPID`).
+    pub fn hang_up(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
+    /// `host:port` it listens on.
+    pub fn address(&self) -> String {
+        self.base
+            .split_once("://")
+            .map_or(self.base.as_str(), |(_, address)| address)
+            .to_owned()
+    }
+
     /// Kills the process outright (SIGKILL): a crash, as far as it can tell.
     pub fn crash(&mut self) {
         self.child.kill().expect("SIGKILL");
