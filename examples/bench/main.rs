@@ -155,6 +155,8 @@ enum Only {
     Protected,
     /// `protected` with metrics on (`METRICS_BIND`) and off, alternating.
     Metrics,
+    /// `protected` and `refresh` over TLS and over plain HTTP, alternating.
+    Tls,
 }
 
 /// An `ACCESS_TOKEN_ALGORITHM` value, spelt as latchkey reads it.
@@ -314,6 +316,22 @@ async fn run(args: Args) -> Result<()> {
     let clients = setup::sign_in(server.addr, args.connections).await?;
     let bearer = clients[0].bearer.clone();
     let protected = |n: usize| protected_work(&bearer, n);
+    if args.only == Some(Only::Tls) {
+        let tls = measure_tls(
+            &args,
+            &latchkey,
+            &sqlite_env,
+            &launch,
+            &server,
+            &bearer,
+            dir.path(),
+        )
+        .await?;
+        server.stop().await?;
+        ceiling_server.stop().await?;
+        println!("{}", report::render(&[], &tls.rows(), None, &[]));
+        return Ok(());
+    }
     if args.only == Some(Only::Metrics) {
         let metrics =
             measure_metrics(&args, &latchkey, &sqlite_env, &launch, &server, &bearer).await?;
@@ -365,6 +383,16 @@ async fn run(args: Args) -> Result<()> {
         env: sqlite_env.clone(),
     }];
     let metrics = measure_metrics(&args, &latchkey, &sqlite_env, &launch, &server, &bearer).await?;
+    let tls = measure_tls(
+        &args,
+        &latchkey,
+        &sqlite_env,
+        &launch,
+        &server,
+        &bearer,
+        dir.path(),
+    )
+    .await?;
     // Each with a latchkey and a ceiling of its own; the two above stay
     // idle meanwhile.
     for &algorithm in algorithms.iter().filter(|a| a.is_asymmetric()) {
@@ -491,6 +519,7 @@ async fn run(args: Args) -> Result<()> {
     rows.extend(slow_rows);
     let (metrics_rows, metrics_target) = metrics.report();
     rows.extend(metrics_rows);
+    rows.extend(tls.rows());
 
     let protected_ratio = ratio_to(&latchkey_protected, &ceiling_protected);
     let p99_ratio = latchkey_protected.p99.as_secs_f64() / ceiling_protected.p99.as_secs_f64();
@@ -669,6 +698,96 @@ impl MetricsCost {
             },
         ];
         (rows, target)
+    }
+}
+
+/// `protected` and `refresh` over plain HTTP and over TLS.
+struct TlsCost {
+    protected: [Figures; 2],
+    refresh: [Figures; 2],
+}
+
+/// A second latchkey over the same database serving HTTPS (README, "TLS")
+/// with a self-signed certificate the load generator trusts, alternating
+/// rounds with `server` over plain HTTP: `protected` with `bearer`, then
+/// `refresh` with 24 clients signed in on each.
+async fn measure_tls(
+    args: &Args,
+    latchkey: &Path,
+    env: &[(String, String)],
+    launch: &impl Fn(&Path, Vec<(String, String)>, &str) -> Launch,
+    server: &Server,
+    bearer: &HeaderValue,
+    dir: &Path,
+) -> Result<TlsCost> {
+    eprintln!(
+        "tls: protected and refresh over TLS and plain HTTP, {} alternating rounds",
+        args.rounds
+    );
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+    let (cert_file, key_file) = (dir.join("tls-cert.pem"), dir.join("tls-key.pem"));
+    std::fs::write(&cert_file, cert.pem())?;
+    std::fs::write(&key_file, signing_key.serialize_pem())?;
+    let tls_env = with(
+        &with(env, "TLS_CERT_FILE", &cert_file.to_string_lossy()),
+        "TLS_KEY_FILE",
+        &key_file.to_string_lossy(),
+    );
+    let (secure, _) = launch(latchkey, tls_env, "latchkey-tls").start().await?;
+    http::serve_tls_at(secure.addr, cert.der().clone())?;
+    let protected = measure_alternating(
+        args,
+        [server, &secure],
+        [
+            protected_work(bearer, args.connections),
+            protected_work(bearer, args.connections),
+        ],
+    )
+    .await?;
+    let refresh_of = |clients: Vec<setup::SignedIn>| -> Vec<Work> {
+        clients
+            .into_iter()
+            .map(|c| Work::Refresh { cookie: c.cookie })
+            .collect()
+    };
+    // Both sets within MAX_SESSIONS_PER_USER (50): the second set's logins
+    // must not end the first set's sessions.
+    let clients = args.connections.min(24);
+    let plain_clients = setup::sign_in(server.addr, clients).await?;
+    let tls_clients = setup::sign_in(secure.addr, clients).await?;
+    let refresh = measure_alternating(
+        args,
+        [server, &secure],
+        [refresh_of(plain_clients), refresh_of(tls_clients)],
+    )
+    .await?;
+    secure.stop().await?;
+    Ok(TlsCost { protected, refresh })
+}
+
+impl TlsCost {
+    fn rows(self) -> Vec<Row> {
+        let mut rows = Vec::with_capacity(4);
+        for (scenario, [plain, tls]) in [
+            ("TLS: protected", self.protected),
+            ("TLS: refresh", self.refresh),
+        ] {
+            let ratio = tls.requests_per_second / plain.requests_per_second;
+            rows.push(Row {
+                scenario,
+                server: "latchkey, plain HTTP".into(),
+                figures: plain,
+                ratio: None,
+            });
+            rows.push(Row {
+                scenario,
+                server: "latchkey, TLS".into(),
+                figures: tls,
+                ratio: Some((ratio, "of plain")),
+            });
+        }
+        rows
     }
 }
 
