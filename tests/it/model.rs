@@ -58,14 +58,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use latchkey::clock::Clock;
 use latchkey::store::Session;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use crate::helpers::*;
 
@@ -997,21 +995,7 @@ impl Run<'_> {
                 .body(Body::empty())
                 .expect("request");
             calls.spawn(async move {
-                let response = router.oneshot(request).await.expect("infallible router");
-                let status = response.status();
-                let headers = response.headers().clone();
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .expect("body")
-                    .to_bytes()
-                    .to_vec();
-                TestResponse {
-                    status,
-                    headers,
-                    body,
-                }
+                call(&router, request).await
             });
         }
         let responses: Vec<TestResponse> = calls.join_all().await;
