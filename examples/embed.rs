@@ -1,12 +1,13 @@
 //! latchkey inside an application of its own (README, "Embedding"): the app
 //! keeps its own state and routes, mounts latchkey under `/auth`, and
-//! protects one route with the access token alone and another with a live
-//! session. `cargo run --example embed`, then open http://127.0.0.1:3000/auth/.
+//! protects one route with the access token alone, another with a live
+//! session, and a third with a recent password (step-up).
+//! `cargo run --example embed`, then open http://127.0.0.1:3000/auth/.
 
 use axum::extract::{FromRef, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use latchkey::{Auth, Authenticated, Config, LiveSession};
+use latchkey::{Auth, Authenticated, Config, LiveSession, RecentAuthentication};
 use serde_json::{Value, json};
 
 /// The application's own state, with latchkey's service in it.
@@ -32,6 +33,7 @@ pub fn app(auth: Auth) -> Router {
     Router::new()
         .route("/hello", get(hello))
         .route("/account", get(account))
+        .route("/payout", axum::routing::post(payout))
         .with_state(state)
         .nest("/auth", latchkey::router(auth))
 }
@@ -44,7 +46,17 @@ async fn hello(State(state): State<AppState>, Authenticated(token): Authenticate
 /// Sensitive: the token's session must still be live, so a logout or a
 /// revocation takes effect at once, not when the token expires.
 async fn account(LiveSession(token): LiveSession) -> Json<Value> {
-    Json(json!({ "user": token.username, "session": token.sid }))
+    Json(json!({ "user": token.claims().username, "session": token.session().id }))
+}
+
+/// Sensitive enough to want the password entered in the last five minutes:
+/// otherwise `401 insufficient_user_authentication` (RFC 9470), which the
+/// client answers with `POST /auth/reauthenticate` before trying again.
+async fn payout(
+    LiveSession(_): LiveSession,
+    RecentAuthentication(token): RecentAuthentication<300>,
+) -> Json<Value> {
+    Json(json!({ "paid_out_to": token.username }))
 }
 
 #[tokio::main]

@@ -560,7 +560,7 @@ impl Live {
     /// each client gets the cookie of its new generation (untimed), so HTTP
     /// carries on where this left off.
     async fn same_rotations(&mut self, count: usize) -> Result<Vec<Duration>> {
-        let ttl = self.state.config().tokens.refresh_ttl.as_secs() as i64;
+        let ttl = idle(self.state.config());
         let mut took = Vec::with_capacity(count);
         for _ in 0..count {
             let client = self.turn % self.cookies.len();
@@ -585,7 +585,7 @@ impl Live {
 
     /// `rotate_session` on seeded sessions drawn at random (xorshift, fixed seed).
     async fn random_rotations(&mut self, count: usize) -> Result<Vec<Duration>> {
-        let ttl = self.state.config().tokens.refresh_ttl.as_secs() as i64;
+        let ttl = idle(self.state.config());
         let mut took = Vec::with_capacity(count);
         for _ in 0..count {
             self.rng ^= self.rng << 13;
@@ -1235,4 +1235,13 @@ async fn postgres_version(args: &Args) -> String {
     version
         .await
         .unwrap_or_else(|e| format!("version unknown ({e})"))
+}
+
+/// The idle timeouts rotations slide by, as latchkey's own refresh has them.
+fn idle(config: &latchkey::Config) -> latchkey::store::IdleTimeouts {
+    let seconds = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    latchkey::store::IdleTimeouts {
+        remembered: seconds(config.tokens.refresh_ttl),
+        not_remembered: seconds(config.tokens.refresh_ttl_not_remembered),
+    }
 }

@@ -75,6 +75,10 @@ enum UserCommand {
     Disable { name: String },
     /// Re-enable a disabled user.
     Enable { name: String },
+    /// Delete a user, irreversibly (README, "Deleting an account"): the
+    /// account, its sessions and throttle counters, and its name, addresses
+    /// and request ids in the audit trail, whose events keep the user id.
+    Delete { name: String },
     /// List a user's live sessions.
     Sessions { name: String },
     /// Revoke a user's sessions: all of them, or one with --session.
@@ -279,6 +283,18 @@ async fn user_action(
             let user = named(auth, &name).await?;
             auth.enable_user(&user).await?;
             println!("enabled {name}");
+        }
+        UserCommand::Delete { name } => {
+            let user = named(auth, &name).await?;
+            let ended = auth
+                .delete_user(&user)
+                .await
+                .map_err(|_| anyhow::anyhow!("no user named {}", word(&user.username)))?;
+            println!(
+                "deleted {} (id {}); {ended} sessions ended",
+                word(&user.username),
+                user.id
+            );
         }
         UserCommand::Sessions { name } => {
             let user = named(auth, &name).await?;

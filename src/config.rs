@@ -197,6 +197,12 @@ pub struct TokenSettings {
     /// Refresh-token lifetime: a session unused this long ends
     /// (`JWT_REFRESH_EXPIRATION`).
     pub refresh_ttl: Duration,
+    /// The same for a session signed in without "Keep me signed in"
+    /// (`SESSION_IDLE_TIMEOUT_NO_REMEMBER`), never longer than `refresh_ttl`.
+    pub refresh_ttl_not_remembered: Duration,
+    /// How recent a password check an action that asks for one accepts
+    /// (`REAUTH_MAX_AGE`; README, "Step-up: a recent password").
+    pub reauth_max_age: Duration,
     /// Longest life of a session, however much it is used (`SESSION_MAX_LIFETIME`).
     pub session_lifetime: Duration,
     /// How long the previous refresh token is still honoured (`REFRESH_REUSE_GRACE`).
@@ -465,6 +471,15 @@ fn tokens(
         Duration::from_secs(2_592_000),
         1,
     )?;
+    // "Keep me signed in" unticked ends the session sooner, never later.
+    let refresh_ttl_not_remembered = seconds(
+        get,
+        "SESSION_IDLE_TIMEOUT_NO_REMEMBER",
+        Duration::from_secs(12 * 3600),
+        1,
+    )?
+    .min(refresh_ttl);
+    let reauth_max_age = seconds(get, "REAUTH_MAX_AGE", Duration::from_secs(600), 1)?;
     let reuse_grace = seconds(get, "REFRESH_REUSE_GRACE", Duration::from_secs(10), 0)?;
     // The grace window covers two tabs refreshing at once or a response
     // lost on the way: seconds. For as long as it lasts a copied token
@@ -474,7 +489,8 @@ fn tokens(
         return Err(invalid(
             "REFRESH_REUSE_GRACE",
             format!(
-                "must be at most {} seconds (a longer grace lets a copied refresh token                  through unnoticed)",
+                "must be at most {} seconds (a longer grace lets a copied refresh token \
+                 through unnoticed)",
                 MAX_REFRESH_REUSE_GRACE.as_secs()
             ),
         ));
@@ -483,6 +499,12 @@ fn tokens(
         return Err(invalid(
             "REFRESH_REUSE_GRACE",
             "must be shorter than JWT_REFRESH_EXPIRATION",
+        ));
+    }
+    if reuse_grace >= refresh_ttl_not_remembered {
+        return Err(invalid(
+            "REFRESH_REUSE_GRACE",
+            "must be shorter than SESSION_IDLE_TIMEOUT_NO_REMEMBER",
         ));
     }
     let algorithm = match get("ACCESS_TOKEN_ALGORITHM").as_deref() {
@@ -551,6 +573,8 @@ fn tokens(
         generated_secrets: false,
         access_ttl,
         refresh_ttl,
+        refresh_ttl_not_remembered,
+        reauth_max_age,
         session_lifetime,
         reuse_grace,
         issuer,

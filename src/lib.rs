@@ -7,9 +7,9 @@
 //!   as a method; [`router`] serves it over HTTP, nestable under any prefix;
 //!   [`metrics_router`] serves its metrics; [`run`] and [`run_on`] do
 //!   everything the `latchkey` binary does.
-//! - [`Authenticated`], `Option<Authenticated>` and [`LiveSession`] protect an
-//!   application's own routes, with any state that gives an [`Auth`] through
-//!   `FromRef` (README, "Embedding").
+//! - [`Authenticated`], `Option<Authenticated>`, [`LiveSession`] and
+//!   [`RecentAuthentication`] protect an application's own routes, with any
+//!   state that gives an [`Auth`] through `FromRef` (README, "Embedding").
 //! - [`store`] and [`clock`] are the seams: where latchkey keeps its rows,
 //!   and where "now" comes from.
 
@@ -30,11 +30,11 @@ mod tls;
 pub use auth::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use auth::{
     AccessClaims, ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, KeyInfo,
-    KeyRotation, KeyState, Presented, PublicJwk, Refused, SetCookies, Weakness,
+    KeyRotation, KeyState, LiveToken, Presented, PublicJwk, Refused, SetCookies, Weakness,
 };
 pub use config::Config;
 pub use config::ServeLimits;
-pub use routes::extract::{Authenticated, LiveSession};
+pub use routes::extract::{Authenticated, LiveSession, RecentAuthentication};
 pub use routes::metrics::metrics_router;
 pub use routes::router;
 pub use run::{run, run_on, serve, serve_tls, serve_with_limits};

@@ -1,6 +1,8 @@
 // The /app demo, built on the browser client (latchkey.js) that SPAs can use:
 // resume the session from the refresh cookie, call an API with the access
-// token, keep it fresh, list and revoke sessions, and log out.
+// token, keep it fresh, list and revoke sessions, log out, and delete the
+// account, asking for the password again when it was last entered too long
+// ago (step-up).
 
 import { createClient } from './latchkey.js';
 
@@ -16,6 +18,7 @@ const REASONS = {
   refresh_token_reused: 'Your session was ended because an old refresh token was used again.',
   invalid_refresh_token: 'Your session has ended (it expired or was revoked).',
   missing_refresh_token: 'You are not signed in.',
+  account_deleted: 'Your account has been deleted.',
 };
 
 auth.onSessionEnd((reason) => {
@@ -78,7 +81,8 @@ async function loadSessions() {
     }
     const meta = document.createElement('div');
     meta.className = 'hint';
-    meta.textContent = `${s.ip ?? 'unknown address'} · last used ${new Date(s.last_used_at).toLocaleString()}`;
+    const kept = s.remembered ? 'kept signed in' : 'until the browser closes';
+    meta.textContent = `${s.ip ?? 'unknown address'} · last used ${new Date(s.last_used_at).toLocaleString()} · ${kept}`;
     text.append(meta);
     const revoke = document.createElement('button');
     revoke.type = 'button';
@@ -108,6 +112,57 @@ $('logout-form').addEventListener('submit', (event) => {
   auth.logout();
 });
 $('logout-everywhere').addEventListener('click', () => auth.logoutEverywhere());
+
+// Deleting the account: confirm, then delete; when latchkey asks for a recent
+// password (step-up), ask for it, re-authenticate, and delete.
+function showDeleteStep(step) {
+  $('delete-start').hidden = step !== 'start';
+  $('delete-confirm').hidden = step !== 'confirm';
+  $('step-up').hidden = step !== 'step-up';
+  if (step === 'step-up') $('step-up-password').focus();
+}
+
+function showDeleteError(message) {
+  $('delete-error').textContent = message ?? '';
+  $('delete-error').hidden = !message;
+}
+
+async function deleteAccount() {
+  showDeleteError(null);
+  try {
+    await auth.deleteAccount();
+  } catch (error) {
+    if (error.code === 'insufficient_user_authentication') {
+      const minutes = error.maxAge ? Math.round(error.maxAge / 60) : null;
+      $('step-up-reason').textContent = minutes
+        ? `You last entered your password more than ${minutes} minutes ago. Enter it again to delete your account.`
+        : 'Enter your password again to delete your account.';
+      showDeleteStep('step-up');
+    } else {
+      showDeleteError(error.message);
+    }
+  }
+}
+
+$('delete-account').addEventListener('click', () => showDeleteStep('confirm'));
+$('delete-cancel').addEventListener('click', () => showDeleteStep('start'));
+$('step-up-cancel').addEventListener('click', () => {
+  $('step-up-password').value = '';
+  showDeleteStep('start');
+});
+$('delete-for-good').addEventListener('click', () => deleteAccount());
+$('step-up').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const password = $('step-up-password').value;
+  $('step-up-password').value = '';
+  try {
+    await auth.reauthenticate(password);
+  } catch (error) {
+    showDeleteError(error.message);
+    return;
+  }
+  await deleteAccount();
+});
 
 if (await auth.resume()) {
   setInterval(tick, 250);

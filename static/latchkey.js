@@ -22,6 +22,12 @@
 // localStorage, sessionStorage or a readable cookie. The refresh token lives in
 // latchkey's HttpOnly cookie, which this code can neither read nor needs to.
 //
+// Step-up (RFC 9470): an action that needs a recent password answers 401 with
+// `WWW-Authenticate: Bearer error="insufficient_user_authentication",
+// max_age=N`. `auth.fetch` hands that answer back as it is (a refresh would
+// not help), `stepUpChallenge(response)` reads it, and
+// `auth.reauthenticate(password)` answers it; then retry the action.
+//
 // Refreshes are single-flight: within a tab through one shared promise, and
 // across the tabs of an origin through the Web Locks API, with the new access
 // token shared over a BroadcastChannel so the other tabs need not refresh at
@@ -34,6 +40,28 @@ const LOCK = 'latchkey-refresh';
 /** The origin of `url`, resolved against this page as `fetch` resolves it. */
 function originOf(url) {
   return new URL(url, globalThis.location?.href).origin;
+}
+
+/**
+ * The step-up challenge of a response (RFC 9470 §3), or null: `{ maxAge }` in
+ * seconds when the action wants a password checked more recently.
+ */
+export function stepUpChallenge(response) {
+  if (response.status !== 401) return null;
+  const challenge = response.headers.get('WWW-Authenticate') || '';
+  if (!/error="insufficient_user_authentication"/.test(challenge)) return null;
+  const maxAge = /max_age="?(\d+)"?/.exec(challenge);
+  return { maxAge: maxAge ? Number(maxAge[1]) : undefined };
+}
+
+/** An Error for a refusal: `code` is latchkey's error code, `retryAfter` its `Retry-After`. */
+async function refusal(response, what) {
+  const body = await response.json().catch(() => ({}));
+  const error = new Error(body.message || `${what} failed (${response.status})`);
+  error.code = body.error;
+  error.status = response.status;
+  error.retryAfter = Number(response.headers.get('Retry-After')) || undefined;
+  return error;
 }
 
 /** An `apiOrigins` entry as an origin; a path, query or opaque origin is a mistake worth an error. */
@@ -164,24 +192,83 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
     return refresh();
   }
 
+  /**
+   * `fetch` with the Bearer token; on a 401 it refreshes once and retries, except on a step-up
+   * challenge. Only for latchkey's origin and `apiOrigins`: any other URL is fetched as it is,
+   * without the token.
+   */
+  async function authFetch(input, init = {}) {
+    if (!tokenOrigins.has(originOf(input instanceof Request ? input.url : String(input)))) {
+      return fetch(input, init);
+    }
+    const send = async (token) => {
+      const headers = new Headers(init.headers || (input instanceof Request ? input.headers : undefined));
+      if (token) headers.set('Authorization', `Bearer ${token}`);
+      const request = input instanceof Request ? input.clone() : input;
+      return fetch(request, { ...init, headers });
+    };
+    const token = await validToken();
+    const response = await send(token);
+    // A step-up challenge wants the password, which a refresh cannot give.
+    if (response.status !== 401 || !token || stepUpChallenge(response)) return response;
+    const fresh = await refresh();
+    return fresh ? send(fresh) : response;
+  }
+
   return {
-    /** Signs in; resolves to true, or throws an Error whose `code` is latchkey's error code. */
-    async login(username, password) {
+    /**
+     * Signs in; resolves to true, or throws an Error whose `code` is latchkey's error code.
+     * `remember: false` ("Keep me signed in" unticked) makes the refresh cookie last only as long
+     * as the browser, and the session end sooner when unused.
+     */
+    async login(username, password, { remember = true } = {}) {
       const response = await fetch(`${base}/login`, {
         method: 'POST',
         credentials,
         headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ username, password }),
+        body: JSON.stringify({ username, password, remember }),
       });
-      const body = await response.json().catch(() => ({}));
-      if (!response.ok) {
-        const error = new Error(body.message || `login failed (${response.status})`);
-        error.code = body.error;
-        error.retryAfter = Number(response.headers.get('Retry-After')) || undefined;
-        throw error;
-      }
+      if (!response.ok) throw await refusal(response, 'login');
+      const body = await response.json();
       adopt(body.access_token, body.expires_in, Date.now() + body.expires_in * 1000, { announce: true });
       return true;
+    },
+
+    /**
+     * Checks the password again (step-up): the new access token's `auth_time` is now, so actions
+     * that want a recent password go through. Throws like `login` (`invalid_credentials`,
+     * `too_many_attempts`…).
+     */
+    async reauthenticate(password) {
+      const token = await validToken();
+      if (!token) throw Object.assign(new Error('not signed in'), { code: 'unauthenticated' });
+      const response = await fetch(`${base}/reauthenticate`, {
+        method: 'POST',
+        credentials,
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ password }),
+      });
+      if (!response.ok) throw await refusal(response, 'reauthentication');
+      const body = await response.json();
+      adopt(body.access_token, body.expires_in, Date.now() + body.expires_in * 1000, { announce: true });
+      return true;
+    },
+
+    /**
+     * Deletes the account, for good, and ends the session in every tab. Needs a recent password:
+     * otherwise it throws an Error whose `code` is `insufficient_user_authentication` (and
+     * `maxAge` says how recent); `reauthenticate(password)`, then call it again.
+     */
+    async deleteAccount() {
+      const response = await authFetch(`${base}/me`, { method: 'DELETE', credentials });
+      if (response.status === 204) {
+        end('account_deleted', { announce: true });
+        return true;
+      }
+      const challenge = stepUpChallenge(response);
+      const error = await refusal(response, 'account deletion');
+      if (challenge) error.maxAge = challenge.maxAge;
+      throw error;
     },
 
     /** Picks up the session of the refresh cookie, if any; resolves to true when signed in. */
@@ -189,26 +276,7 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
       return (await refresh()) !== null;
     },
 
-    /**
-     * `fetch` with the Bearer token; on a 401 it refreshes once and retries. Only for latchkey's
-     * origin and `apiOrigins`: any other URL is fetched as it is, without the token.
-     */
-    async fetch(input, init = {}) {
-      if (!tokenOrigins.has(originOf(input instanceof Request ? input.url : String(input)))) {
-        return fetch(input, init);
-      }
-      const send = async (token) => {
-        const headers = new Headers(init.headers || (input instanceof Request ? input.headers : undefined));
-        if (token) headers.set('Authorization', `Bearer ${token}`);
-        const request = input instanceof Request ? input.clone() : input;
-        return fetch(request, { ...init, headers });
-      };
-      const token = await validToken();
-      const response = await send(token);
-      if (response.status !== 401 || !token) return response;
-      const fresh = await refresh();
-      return fresh ? send(fresh) : response;
-    },
+    fetch: authFetch,
 
     /** Ends this session (the cookie is cleared) and tells the other tabs. */
     async logout() {
@@ -230,7 +298,10 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
       end('logged_out_everywhere', { announce: true });
     },
 
-    /** Calls `listener(reason)` when the session ends: expired, revoked, reused, logged out. */
+    /**
+     * Calls `listener(reason)` when the session ends: expired, revoked, reused, logged out,
+     * account deleted.
+     */
     onSessionEnd(listener) {
       endListeners.add(listener);
       return () => endListeners.delete(listener);
@@ -242,7 +313,7 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
       return () => tokenListeners.delete(listener);
     },
 
-    /** The current access token's claims (`sub`, `username`, `role`, `sid`, `exp`…), or null. */
+    /** The current access token's claims (`sub`, `username`, `role`, `sid`, `exp`, `auth_time`…), or null. */
     get user() {
       return claims();
     },

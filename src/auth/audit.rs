@@ -85,6 +85,13 @@ audit_kinds! {
     UserDisabled = "user_disabled";
     /// An operator enabled an account again.
     UserEnabled = "user_enabled";
+    /// A user's password was verified again for their session (step-up).
+    Reauthenticated = "reauthenticated";
+    /// A re-authentication with a wrong password.
+    ReauthenticationFailed = "reauthentication_failed";
+    /// An account was deleted, by its user or an operator; the events that
+    /// concern it keep the user id alone (README, "Deleting an account").
+    AccountDeleted = "account_deleted";
 }
 
 impl std::fmt::Display for AuditKind {

@@ -92,11 +92,15 @@ impl CookiePolicy {
         self.name
     }
 
-    /// The cookie carrying `token`, living `max_age` seconds.
-    pub fn set(&self, token: String, max_age: i64) -> Cookie<'static> {
-        self.base(token)
-            .max_age(Duration::seconds(max_age.max(0)))
-            .build()
+    /// The cookie carrying `token`, living `max_age` seconds; without one,
+    /// a session cookie, which the browser forgets when it closes (RFC 6265
+    /// §5.3: no `Max-Age` and no `Expires`).
+    pub fn set(&self, token: String, max_age: Option<i64>) -> Cookie<'static> {
+        let cookie = self.base(token);
+        match max_age {
+            Some(seconds) => cookie.max_age(Duration::seconds(seconds.max(0))).build(),
+            None => cookie.build(),
+        }
     }
 
     /// The cookie that makes the browser forget the refresh token.

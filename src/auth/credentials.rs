@@ -76,7 +76,9 @@ impl Auth {
             &self.config().throttle,
             &name,
             client.ip.as_deref(),
-            device.as_deref(),
+            user.as_ref()
+                .zip(device.as_deref())
+                .map(|(u, id)| throttle::Device { user_id: u.id, id }),
         );
         let _admitted = admit(self, client, &name, device.as_deref()).await?;
         reserve(self, &counters, client, &name).await?;
@@ -114,9 +116,9 @@ impl Auth {
         }
     }
 
-    /// Checks the current password of a signed-in user (a password change):
-    /// admitted, throttled and settled exactly as a login. `Ok(false)` for a
-    /// wrong password, already counted.
+    /// Checks the password of a signed-in user again (a password change, a
+    /// step-up): admitted, throttled and settled exactly as a login.
+    /// `Ok(false)` for a wrong password, already counted.
     pub(crate) async fn recheck(
         &self,
         user: &User,
@@ -129,7 +131,10 @@ impl Auth {
             &self.config().throttle,
             &user.username,
             client.ip.as_deref(),
-            device.as_deref(),
+            device.as_deref().map(|id| throttle::Device {
+                user_id: user.id,
+                id,
+            }),
         );
         let _admitted = admit(self, client, &user.username, device.as_deref()).await?;
         reserve(self, &counters, client, &user.username).await?;

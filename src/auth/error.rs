@@ -92,6 +92,16 @@ api_errors! {
     /// Its code and message are also the challenge's `error` and
     /// `error_description` (RFC 6750 §3).
     InvalidToken => UNAUTHORIZED, "invalid_token", "the access token is invalid or expired";
+    /// The action needs a password checked more recently than the token's
+    /// `auth_time` (RFC 9470 §3): `POST /reauthenticate`, then try again.
+    /// Its code and message are also the challenge's `error` and
+    /// `error_description`.
+    InsufficientUserAuthentication {
+        /// The most seconds since the password check that the action accepts
+        /// (the challenge's `max_age`).
+        max_age: i64
+    } => UNAUTHORIZED, "insufficient_user_authentication",
+        "this action needs your password again: reauthenticate and retry";
     NotFound => NOT_FOUND, "not_found", "not found";
     MethodNotAllowed => METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed";
     UsernameTaken => CONFLICT, "username_taken", "that username is taken";
@@ -167,6 +177,16 @@ impl ApiError {
             Self::InvalidToken => {
                 let challenge = format!(
                     r#"{BEARER_CHALLENGE}, error="{}", error_description="{self}""#,
+                    self.code()
+                );
+                let value = HeaderValue::try_from(challenge).ok()?;
+                Some((header::WWW_AUTHENTICATE, value))
+            }
+            // RFC 9470 §3: `max_age` tells the client how recent the next
+            // password check must be.
+            Self::InsufficientUserAuthentication { max_age } => {
+                let challenge = format!(
+                    r#"{BEARER_CHALLENGE}, error="{}", error_description="{self}", max_age={max_age}"#,
                     self.code()
                 );
                 let value = HeaderValue::try_from(challenge).ok()?;
@@ -287,6 +307,12 @@ mod tests {
             ApiError::InvalidToken.header(),
             challenge(
                 r#"Bearer realm="latchkey", error="invalid_token", error_description="the access token is invalid or expired""#
+            )
+        );
+        assert_eq!(
+            ApiError::InsufficientUserAuthentication { max_age: 600 }.header(),
+            challenge(
+                r#"Bearer realm="latchkey", error="insufficient_user_authentication", error_description="this action needs your password again: reauthenticate and retry", max_age=600"#
             )
         );
     }

@@ -13,15 +13,20 @@ impl Auth {
     /// Signs in with a username and password. Any refresh cookie the
     /// browser sent along loses its session: the browser is about to
     /// replace it. Every refusal of the password itself is
-    /// `InvalidCredentials`, whatever the reason.
+    /// `InvalidCredentials`, whatever the reason. Without `remember` ("Keep
+    /// me signed in" unticked) the refresh cookie is a session cookie and
+    /// the session ends sooner when unused (README, "How sessions work").
     pub async fn log_in(
         &self,
         username: &str,
         password: &str,
+        remember: bool,
         cookies: &BrowserCookies,
         client: &ClientInfo,
     ) -> Result<Issued, ApiError> {
-        let result = self.sign_in(username, password, cookies, client).await;
+        let result = self
+            .sign_in(username, password, remember, cookies, client)
+            .await;
         self.metrics().login(outcome(&result));
         result
     }
@@ -30,6 +35,7 @@ impl Auth {
         &self,
         username: &str,
         password: &str,
+        remember: bool,
         cookies: &BrowserCookies,
         client: &ClientInfo,
     ) -> Result<Issued, ApiError> {
@@ -45,7 +51,7 @@ impl Auth {
             self.end_session(&old, RevokeReason::ReplacedByLogin, client)
                 .await?;
         }
-        self.start_session(verified, client).await
+        self.start_session(verified, remember, client).await
     }
 
     /// Starts a session for credentials just verified. It is created only if
@@ -54,6 +60,7 @@ impl Auth {
     async fn start_session(
         &self,
         verified: Verified,
+        remember: bool,
         client: &ClientInfo,
     ) -> Result<Issued, ApiError> {
         let Verified { user, device } = verified;
@@ -68,19 +75,21 @@ impl Auth {
                     user_id: user.id,
                     credentials_version: user.credentials_version,
                     now,
-                    idle_expires_at: (now + seconds(config.tokens.refresh_ttl))
+                    idle_expires_at: (now + self.idle_timeouts().of(remember))
                         .min(absolute_expires_at),
                     absolute_expires_at,
                     user_agent: client.user_agent.clone(),
                     ip: client.ip.clone(),
+                    remember,
                 },
                 config.accounts.max_sessions_per_user,
             )
             .await?;
         let Some(created) = created else {
+            // By id alone: the change may have been the account's deletion.
             self.record(
                 Event::new(AuditKind::LoginFailed, client)
-                    .user(user.id, &user.username)
+                    .user_id(user.id)
                     .detail("credentials changed during the login"),
             )
             .await;

@@ -8,14 +8,18 @@
 //! - `logout.rs`: ending the cookie's session;
 //! - `password_change.rs` and `registration.rs`;
 //! - `sessions.rs`: listing and revoking sessions, for users and operators;
-//! - `accounts.rs`: an operator's actions on accounts;
+//! - `step_up.rs`: re-authentication, and asking for a recent password;
+//! - `account_deletion.rs`: erasing an account, by its user or an operator;
+//! - `accounts.rs`: an operator's other actions on accounts;
 //! - `housekeeping.rs`: deleting what can never be used again.
 //!
-//! And what the flows share: `credentials.rs` (one password check, admitted
-//! and throttled, for logins and password changes alike), `throttle.rs`,
+//! And what the flows share: `live.rs` (the live-session check of account
+//! actions), `credentials.rs` (one password check, admitted and throttled,
+//! for logins, password changes and step-ups alike), `throttle.rs`,
 //! `admission.rs`, `audit.rs`, `metrics.rs`, `tokens.rs`, `cookies.rs`,
 //! `password.rs`, `password_policy.rs` and `error.rs`.
 
+mod account_deletion;
 mod accounts;
 pub(crate) mod admission;
 pub(crate) mod audit;
@@ -24,6 +28,7 @@ pub(crate) mod credentials;
 pub(crate) mod error;
 mod hash_pool;
 pub(crate) mod housekeeping;
+mod live;
 mod login;
 mod logout;
 pub(crate) mod metrics;
@@ -34,6 +39,7 @@ mod registration;
 mod rotation;
 mod sessions;
 pub(crate) mod signing_keys;
+mod step_up;
 pub(crate) mod throttle;
 pub(crate) mod tokens;
 
@@ -54,6 +60,7 @@ use tokens::TokenKeys;
 pub use audit::{AuditKind, Event};
 pub use cookies::{BrowserCookies, Presented, SetCookies};
 pub use error::ApiError;
+pub use live::LiveToken;
 pub use password_policy::Weakness;
 pub use rotation::Refused;
 pub use signing_keys::{KeyInfo, KeyRotation, KeyState, PublicJwk};
@@ -185,18 +192,6 @@ impl Auth {
             .keys
             .verify_access(&keys, token, self.now())
             .map_err(|_| ApiError::InvalidToken)
-    }
-
-    /// The token's session, if it is still live: not revoked, logged out or
-    /// expired. One primary-key lookup.
-    pub async fn live_session(
-        &self,
-        claims: &AccessClaims,
-    ) -> Result<crate::store::Session, ApiError> {
-        match self.store().session(&claims.sid).await? {
-            Some(session) if session.is_live(self.now()) => Ok(session),
-            _ => Err(ApiError::InvalidToken),
-        }
     }
 
     /// Answers when the store does.

@@ -2,7 +2,7 @@
 //! `POST /password`). Every other session of the user ends; the one making
 //! the change stays signed in.
 
-use crate::auth::{AccessClaims, ApiError, AuditKind, Auth, ClientInfo, Event};
+use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event, LiveToken};
 use crate::store::{PasswordChange, RevokeReason};
 
 impl Auth {
@@ -12,14 +12,13 @@ impl Auth {
     /// the request carried.
     pub async fn change_password(
         &self,
-        token: &AccessClaims,
+        token: &LiveToken,
         current_password: &str,
         new_password: &str,
         devices: &[String],
         client: &ClientInfo,
     ) -> Result<(), ApiError> {
-        let user_id = token.user_id()?;
-        let user = match self.store().user_by_id(user_id).await? {
+        let user = match self.store().user_by_id(token.user_id()).await? {
             Some(u) if u.disabled_at.is_none() => u,
             _ => return Err(ApiError::InvalidToken),
         };
@@ -43,7 +42,7 @@ impl Auth {
                 user_id: user.id,
                 verified_hash: &user.password_hash,
                 new_hash: &hash,
-                keep_session: Some(&token.sid),
+                keep_session: Some(&token.session().id),
                 now: self.now(),
             })
             .await?
@@ -53,7 +52,7 @@ impl Auth {
         self.record(
             Event::new(AuditKind::PasswordChanged, client)
                 .user(user.id, &user.username)
-                .session(&token.sid)
+                .session(&token.session().id)
                 .detail(format!("{ended} other sessions revoked")),
         )
         .await;

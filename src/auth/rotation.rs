@@ -8,7 +8,7 @@ use crate::auth::{
 };
 use crate::clock::seconds;
 use crate::store::RevokeReason;
-use crate::store::{Rotated, Session, StoreError, User};
+use crate::store::{IdleTimeouts, Rotated, Session, StoreError, User};
 
 /// A refused refresh: the error, and the cookies to send with it (the
 /// clearing cookie when the presented one can never work again).
@@ -113,7 +113,7 @@ impl Auth {
             .keys()
             .verify_refresh(token)
             .map_err(|_| ApiError::InvalidRefreshToken)?;
-        let ttl = seconds(self.config().tokens.refresh_ttl);
+        let idle = self.idle_timeouts();
         // A token past its own `exp` is never exchanged (RFC 7519 §4.1.4). It
         // is still read below: an expired *older* token of a live session is
         // a stolen copy like any other, and revokes it.
@@ -123,7 +123,7 @@ impl Auth {
         if unexpired
             && let Some(Rotated { session, user }) = self
                 .store()
-                .rotate_session(&claims.sid, claims.generation, now, ttl)
+                .rotate_session(&claims.sid, claims.generation, now, idle)
                 .await?
         {
             if user.disabled_at.is_some() {
@@ -203,9 +203,38 @@ impl Auth {
         }
     }
 
+    /// How long a session may go unused, remembered or not (README, "How
+    /// sessions work").
+    pub(crate) fn idle_timeouts(&self) -> IdleTimeouts {
+        let tokens = &self.config().tokens;
+        IdleTimeouts {
+            remembered: seconds(tokens.refresh_ttl),
+            not_remembered: seconds(tokens.refresh_ttl_not_remembered),
+        }
+    }
+
     /// The tokens of a session at its current chain position, and its
-    /// refresh cookie, living as long as the session's idle expiry.
+    /// refresh cookie: living as long as the session's idle expiry, or, for
+    /// a session not remembered, as long as the browser runs.
     pub(crate) async fn issue(
+        &self,
+        session: &Session,
+        user: &User,
+        now: i64,
+    ) -> Result<Issued, ApiError> {
+        let mut issued = self.issue_access(session, user, now).await?;
+        let refresh_token = self
+            .keys()
+            .issue_refresh(session)
+            .map_err(ApiError::Internal)?;
+        let max_age = session.remember.then(|| session.idle_expires_at - now);
+        let cookie = self.cookie_policy().set(refresh_token, max_age);
+        issued.cookies = SetCookies(vec![cookie]);
+        Ok(issued)
+    }
+
+    /// A session's access token alone, the refresh cookie unchanged.
+    pub(crate) async fn issue_access(
         &self,
         session: &Session,
         user: &User,
@@ -214,16 +243,12 @@ impl Auth {
         let access_keys = self.access_keys().await?;
         let keys = self.keys();
         let access_token = keys
-            .issue_access(&access_keys, user, &session.id, now)
+            .issue_access(&access_keys, user, session, now)
             .map_err(ApiError::Internal)?;
-        let refresh_token = keys.issue_refresh(session).map_err(ApiError::Internal)?;
-        let cookie = self
-            .cookie_policy()
-            .set(refresh_token, session.idle_expires_at - now);
         Ok(Issued {
             access_token,
             expires_in: keys.access_ttl(),
-            cookies: SetCookies(vec![cookie]),
+            cookies: SetCookies::default(),
         })
     }
 }

@@ -2,7 +2,7 @@
 //! `/sessions`) and, for an operator, anyone's (`latchkey user sessions`,
 //! `latchkey user revoke-sessions`).
 
-use crate::auth::{AccessClaims, ApiError, AuditKind, Auth, ClientInfo, Event};
+use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event, LiveToken};
 use crate::store::{RevokeReason, Session, User};
 
 /// The audit event of a session ended for this reason by the cookie's
@@ -18,6 +18,7 @@ pub(crate) fn audit_kind(reason: RevokeReason) -> AuditKind {
         RevokeReason::PasswordChanged => AuditKind::PasswordChanged,
         RevokeReason::UserDisabled => AuditKind::UserDisabled,
         RevokeReason::SessionEvicted => AuditKind::SessionEvicted,
+        RevokeReason::AccountDeleted => AuditKind::AccountDeleted,
         // Not an event of its own: the operator's reset is.
         RevokeReason::PasswordReset => AuditKind::SessionsRevokedByOperator,
     }
@@ -25,20 +26,22 @@ pub(crate) fn audit_kind(reason: RevokeReason) -> AuditKind {
 
 impl Auth {
     /// The live sessions of the token's user, newest first.
-    pub async fn sessions(&self, token: &AccessClaims) -> Result<Vec<Session>, ApiError> {
-        let user_id = token.user_id()?;
-        Ok(self.store().active_sessions(user_id, self.now()).await?)
+    pub async fn sessions(&self, token: &LiveToken) -> Result<Vec<Session>, ApiError> {
+        Ok(self
+            .store()
+            .active_sessions(token.user_id(), self.now())
+            .await?)
     }
 
     /// Revokes one session of the token's user; `NotFound` when the user
     /// has no live session of that id.
     pub async fn revoke_session(
         &self,
-        token: &AccessClaims,
+        token: &LiveToken,
         session_id: &str,
         client: &ClientInfo,
     ) -> Result<(), ApiError> {
-        let user_id = token.user_id()?;
+        let user_id = token.user_id();
         let reason = RevokeReason::RevokedByUser;
         let revoked = self
             .store()
@@ -50,7 +53,7 @@ impl Auth {
         self.metrics().sessions_revoked(reason, 1);
         self.record(
             Event::new(audit_kind(reason), client)
-                .user(user_id, &token.username)
+                .user(user_id, &token.claims().username)
                 .session(session_id),
         )
         .await;
@@ -61,10 +64,10 @@ impl Auth {
     /// returns how many.
     pub async fn revoke_all_sessions(
         &self,
-        token: &AccessClaims,
+        token: &LiveToken,
         client: &ClientInfo,
     ) -> Result<u64, ApiError> {
-        let user_id = token.user_id()?;
+        let user_id = token.user_id();
         let reason = RevokeReason::RevokedEverywhere;
         let count = self
             .store()
@@ -73,8 +76,8 @@ impl Auth {
         self.metrics().sessions_revoked(reason, count);
         self.record(
             Event::new(audit_kind(reason), client)
-                .user(user_id, &token.username)
-                .session(&token.sid)
+                .user(user_id, &token.claims().username)
+                .session(&token.session().id)
                 .detail(format!("{count} sessions")),
         )
         .await;

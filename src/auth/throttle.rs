@@ -53,19 +53,27 @@ impl Counters {
     }
 }
 
-/// The counters of a login (or of re-entering the password for a change):
-/// the device's own when `device` is a verified device cookie's id for this
-/// account, otherwise the account's, the pair's and the address's.
+/// A device cookie verified for an account: the account's id and the
+/// device's id.
+#[derive(Debug, Clone, Copy)]
+pub struct Device<'a> {
+    pub user_id: i64,
+    pub id: &'a str,
+}
+
+/// The counters of a login (or of re-entering the password for a change or
+/// a step-up): the device's own when `device` is a verified device cookie
+/// for this account, otherwise the account's, the pair's and the address's.
 pub fn login_counters(
     policy: &ThrottlePolicy,
     username: &str,
     ip: Option<&str>,
-    device: Option<&str>,
+    device: Option<Device<'_>>,
 ) -> Counters {
     if let Some(device) = device {
         return Counters::new(vec![Counter {
             allowance: Allowance {
-                key: format!("login-device:{device}"),
+                key: format!("{}{}", device_prefix(device.user_id), device.id),
                 free: policy.login_pair,
             },
             on_success: OnSuccess::Clear,
@@ -73,7 +81,7 @@ pub fn login_counters(
     }
     let mut counters = vec![Counter {
         allowance: Allowance {
-            key: format!("login-user:{username}"),
+            key: account_key(username),
             free: policy.login_account,
         },
         on_success: OnSuccess::Clear,
@@ -81,7 +89,7 @@ pub fn login_counters(
     if let Some(address) = ip.map(address_key) {
         counters.push(Counter {
             allowance: Allowance {
-                key: format!("login-pair:{username}|{address}"),
+                key: format!("{}{address}", pair_prefix(username)),
                 free: policy.login_pair,
             },
             on_success: OnSuccess::Clear,
@@ -95,6 +103,29 @@ pub fn login_counters(
         });
     }
     Counters::new(counters)
+}
+
+// The keys that name an account. Usernames hold no `|` and user ids no `:`,
+// so each prefix below is one account's alone.
+fn account_key(username: &str) -> String {
+    format!("login-user:{username}")
+}
+
+fn pair_prefix(username: &str) -> String {
+    format!("login-pair:{username}|")
+}
+
+fn device_prefix(user_id: i64) -> String {
+    format!("login-device:{user_id}:")
+}
+
+/// The counters that name an account, for its erasure: the exact keys and
+/// the key prefixes (README, "Deleting an account").
+pub fn account_counters(username: &str, user_id: i64) -> (Vec<String>, Vec<String>) {
+    (
+        vec![account_key(username)],
+        vec![pair_prefix(username), device_prefix(user_id)],
+    )
 }
 
 /// Sign-ups from one address: every attempt counts, successful or not, so a

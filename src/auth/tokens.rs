@@ -50,6 +50,12 @@ pub struct AccessClaims {
     pub exp: i64,
     /// A unique id of this token.
     pub jti: String,
+    /// When the password was last verified for this session, Unix seconds
+    /// (RFC 9068 §2.2.1): its login or latest re-authentication, carried
+    /// unchanged by rotation. A token issued before latchkey carried it
+    /// reads as 0, long ago.
+    #[serde(default)]
+    pub auth_time: i64,
 }
 
 impl AccessClaims {
@@ -261,7 +267,7 @@ impl TokenKeys {
         &self,
         keys: &KeySet,
         user: &User,
-        session_id: &str,
+        session: &Session,
         now: i64,
     ) -> anyhow::Result<String> {
         let claims = AccessClaims {
@@ -270,10 +276,11 @@ impl TokenKeys {
             sub: user.id.to_string(),
             username: user.username.clone(),
             role: user.role.clone(),
-            sid: session_id.to_owned(),
+            sid: session.id.clone(),
             iat: now,
             exp: now + self.access_ttl,
             jti: random::token(16),
+            auth_time: session.auth_time,
         };
         sign(ACCESS_TYP, &claims, keys, now)
     }

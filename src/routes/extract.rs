@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, FromRef, FromRequestParts, OptionalFromRequestP
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
 
-use crate::auth::{AccessClaims, ApiError, Auth, BrowserCookies, ClientInfo};
+use crate::auth::{AccessClaims, ApiError, Auth, BrowserCookies, ClientInfo, LiveToken};
 use crate::routes::forwarded;
 use crate::routes::request_id::REQUEST_ID;
 
@@ -23,10 +23,22 @@ use crate::routes::request_id::REQUEST_ID;
 pub struct Authenticated(pub AccessClaims);
 
 /// As [`Authenticated`], and the token's session is still live: not logged
-/// out, revoked or expired. Revocation takes effect at once, at the cost of
-/// one primary-key lookup per request: for sensitive routes.
+/// out, revoked, evicted or expired. Revocation takes effect at once, at the
+/// cost of one primary-key lookup per request: for account actions and
+/// other sensitive routes. Its [`LiveToken`] is what [`Auth`]'s account
+/// actions take.
 #[derive(Debug, Clone)]
-pub struct LiveSession(pub AccessClaims);
+pub struct LiveSession(pub LiveToken);
+
+/// As [`Authenticated`], and the password was checked for the token's
+/// session at most `MAX_AGE` seconds ago (its `auth_time`, RFC 9068): for
+/// actions that want the person at the keyboard, not only a valid token.
+/// Otherwise `401 insufficient_user_authentication` with RFC 9470's
+/// challenge naming `max_age`; the client calls `POST /reauthenticate` and
+/// retries. Stateless like [`Authenticated`]: with [`LiveSession`] as well,
+/// the session must also still be live.
+#[derive(Debug, Clone)]
+pub struct RecentAuthentication<const MAX_AGE: u64>(pub AccessClaims);
 
 impl<S> FromRequestParts<S> for Authenticated
 where
@@ -68,7 +80,22 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Authenticated(claims) =
             <Authenticated as FromRequestParts<S>>::from_request_parts(parts, state).await?;
-        Auth::from_ref(state).live_session(&claims).await?;
+        Ok(Self(Auth::from_ref(state).live_session(claims).await?))
+    }
+}
+
+impl<S, const MAX_AGE: u64> FromRequestParts<S> for RecentAuthentication<MAX_AGE>
+where
+    Auth: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Authenticated(claims) =
+            <Authenticated as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        Auth::from_ref(state)
+            .require_recent_authentication(&claims, std::time::Duration::from_secs(MAX_AGE))?;
         Ok(Self(claims))
     }
 }

@@ -30,6 +30,21 @@ pub(crate) struct Credentials {
     /// Where the HTML form returns to; only same-origin paths are honoured.
     #[schema(examples("/app"))]
     next: Option<String>,
+    /// "Keep me signed in" (default `true`). `false`: the refresh cookie is
+    /// a session cookie, which the browser forgets when it closes, and the
+    /// session ends after `SESSION_IDLE_TIMEOUT_NO_REMEMBER` unused.
+    remember: Option<bool>,
+    /// Sent by the HTML form beside its "Keep me signed in" box, so that
+    /// the unticked box (which sends nothing) reads as `remember=false`.
+    /// API clients leave it out.
+    #[schema(value_type = Option<bool>)]
+    remember_offered: Option<String>,
+}
+
+impl Credentials {
+    fn remember(&self) -> bool {
+        self.remember.unwrap_or(self.remember_offered.is_none())
+    }
 }
 
 /// Signs in. API clients send JSON and get the access token; the HTML form
@@ -78,17 +93,17 @@ async fn login(
 ) -> Response {
     match body {
         JsonOrForm::Json(c) => auth
-            .log_in(&c.username, &c.password, &cookies, &client)
+            .log_in(&c.username, &c.password, c.remember(), &cookies, &client)
             .await
             .into_response(),
         JsonOrForm::Form(c) => {
             let next = safe_next(&base, c.next.as_deref());
             match auth
-                .log_in(&c.username, &c.password, &cookies, &client)
+                .log_in(&c.username, &c.password, c.remember(), &cookies, &client)
                 .await
             {
                 Ok(issued) => (issued.cookies, Redirect::to(&next)).into_response(),
-                Err(e) => pages::login_failed(&auth, &base, &e, &next, &c.username),
+                Err(e) => pages::login_failed(&auth, &base, &e, &next, &c.username, c.remember()),
             }
         }
     }

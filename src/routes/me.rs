@@ -1,20 +1,26 @@
-//! `GET /protected` and `GET /me`: what the access token says about its holder.
-//! Stateless: nothing but the token is consulted.
+//! `GET /protected`, and the account of the access token's holder:
+//! `GET /me`, `DELETE /me`. `/protected` is stateless (nothing but the token
+//! is consulted); the account endpoints check that the token's session is
+//! live (README, "How sessions work").
 
 use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::Auth;
-use crate::routes::extract::Authenticated;
-use crate::routes::openapi::BearerRefusals;
+use crate::auth::error::ErrorBody;
+use crate::auth::{AccessClaims, ApiError, Auth};
+use crate::routes::extract::{Authenticated, LiveSession};
+use crate::routes::openapi::{BearerRefusals, LiveBearerRefusals};
 
 pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new()
         .routes(routes!(protected))
-        .routes(routes!(me))
+        .routes(routes!(me, delete_me))
 }
 
 /// The token's holder, from its claims.
@@ -29,8 +35,8 @@ pub struct UserView {
     pub role: String,
 }
 
-impl From<&Authenticated> for UserView {
-    fn from(Authenticated(claims): &Authenticated) -> Self {
+impl From<&AccessClaims> for UserView {
+    fn from(claims: &AccessClaims) -> Self {
         Self {
             id: claims.sub.clone(),
             username: claims.username.clone(),
@@ -52,7 +58,8 @@ pub struct MeBody {
     pub session_id: String,
 }
 
-/// A greeting that needed a valid access token.
+/// A greeting that needed a valid access token. Stateless: a token of a
+/// session that ended a moment ago still passes until it expires.
 #[utoipa::path(
     get, path = "/protected", tag = "account",
     security(("bearer" = [])),
@@ -61,8 +68,8 @@ pub struct MeBody {
         BearerRefusals,
     )
 )]
-async fn protected(auth: Authenticated) -> Json<ProtectedBody> {
-    let user = UserView::from(&auth);
+async fn protected(Authenticated(claims): Authenticated) -> Json<ProtectedBody> {
+    let user = UserView::from(&claims);
     Json(ProtectedBody {
         message: format!(
             "Hello, {}! This answer needed a valid access token.",
@@ -72,18 +79,46 @@ async fn protected(auth: Authenticated) -> Json<ProtectedBody> {
     })
 }
 
-/// Who the access token belongs to, and its session.
+/// Who the access token belongs to, and its session, which must be live.
 #[utoipa::path(
     get, path = "/me", tag = "account",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The token's holder", body = MeBody),
-        BearerRefusals,
+        LiveBearerRefusals,
     )
 )]
-async fn me(auth: Authenticated) -> Json<MeBody> {
+async fn me(LiveSession(token): LiveSession) -> Json<MeBody> {
     Json(MeBody {
-        user: UserView::from(&auth),
-        session_id: auth.0.sid.clone(),
+        user: UserView::from(token.claims()),
+        session_id: token.session().id.clone(),
     })
+}
+
+/// Deletes the caller's account: the user, every session, and their
+/// personal data in the audit trail (whose events stay, with the user id
+/// alone). Needs a password checked within `REAUTH_MAX_AGE` seconds: the
+/// token's `auth_time`, from its login or from `POST /reauthenticate`.
+#[utoipa::path(
+    delete, path = "/me", tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted; the refresh cookie is cleared",
+            headers(("set-cookie" = String, description = "The clearing cookie"))),
+        (status = 400, description = "`invalid_request`: more than one `Authorization` header",
+            body = ErrorBody),
+        (status = 401, description = "`unauthenticated` (no token), `invalid_token` (bad or \
+            expired, or its session no longer live), or `insufficient_user_authentication`: the \
+            password was last checked more than `REAUTH_MAX_AGE` seconds ago; the challenge \
+            names that maximum age as max_age (RFC 9470 §3), and `POST /reauthenticate` \
+            answers it",
+            body = ErrorBody, headers(("www-authenticate" = String))),
+    )
+)]
+async fn delete_me(
+    State(auth): State<Auth>,
+    LiveSession(token): LiveSession,
+) -> Result<impl IntoResponse, ApiError> {
+    let cookies = auth.delete_account(&token).await?;
+    Ok((cookies, StatusCode::NO_CONTENT))
 }

@@ -36,6 +36,7 @@ pub(crate) mod openapi;
 pub(crate) mod origin;
 pub(crate) mod pages;
 mod password;
+mod reauthenticate;
 mod register;
 pub(crate) mod request_id;
 mod respond;
@@ -138,6 +139,7 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
         .merge(token::router())
         .merge(logout::router())
         .merge(password::router())
+        .merge(reauthenticate::router())
         .merge(register::router())
         .merge(me::router())
         .merge(sessions::router())
@@ -256,6 +258,9 @@ fn cors(config: &Config) -> Option<CorsLayer> {
             .allow_credentials(true)
             .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            // Beyond the CORS-safelisted ones, what `latchkey.js` reads: the
+            // step-up challenge and how long to wait before trying again.
+            .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
             .max_age(CORS_MAX_AGE),
     )
 }

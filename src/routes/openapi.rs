@@ -58,6 +58,20 @@ pub(crate) enum BearerRefusals {
     Unauthorized(ErrorBody),
 }
 
+/// How account actions refuse a token: as [`BearerRefusals`], and also a
+/// token whose session is no longer live (README, "How sessions work").
+#[derive(IntoResponses)]
+#[allow(dead_code)] // described, never built: the extractors return `ApiError`
+pub(crate) enum LiveBearerRefusals {
+    /// `invalid_request`: more than one `Authorization` header.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// `unauthenticated` (no token) or `invalid_token` (bad or expired, or
+    /// its session was logged out, revoked, evicted or has expired).
+    #[response(status = 401, headers(("www-authenticate" = String)))]
+    Unauthorized(ErrorBody),
+}
+
 /// How endpoints that read a body refuse an unreadable one.
 #[derive(IntoResponses)]
 #[allow(dead_code)] // described, never built: the extractors return `ApiError`
@@ -258,7 +272,9 @@ fn header_schemas(response: &mut Value, cookie_name: &str) {
                 Some(pattern(&format!("^{}", literal(BEARER_CHALLENGE)))),
                 Some(
                     "The RFC 6750 challenge; with `error=\"invalid_token\"` and a description \
-                     when the token is bad or expired",
+                     when the token is bad or expired, or (RFC 9470) with \
+                     `error=\"insufficient_user_authentication\"`, a description and \
+                     `max_age` when the action needs a more recent password",
                 ),
             ),
             "retry-after" => (

@@ -34,6 +34,9 @@ struct LoginPage<'a> {
     notice: Option<&'a str>,
     next: &'a str,
     username: &'a str,
+    /// Whether "Keep me signed in" is ticked: by default, and as the
+    /// failed attempt had it.
+    remember: bool,
     registration_open: bool,
 }
 
@@ -118,6 +121,7 @@ pub fn login_failed(
     e: &ApiError,
     next: &str,
     username: &str,
+    remember: bool,
 ) -> Response {
     let page = LoginPage {
         base: &base.0,
@@ -125,6 +129,7 @@ pub fn login_failed(
         notice: None,
         next,
         username,
+        remember,
         registration_open: auth.config().accounts.registration_open,
     };
     refused(render(e.status(), &page), e)
@@ -182,6 +187,7 @@ async fn login(
             notice,
             next: &safe_next(&base, q.get("next").map(String::as_str)),
             username: "",
+            remember: true,
             registration_open: auth.config().accounts.registration_open,
         },
     )

@@ -12,8 +12,8 @@ use utoipa_axum::routes;
 use crate::auth::error::ErrorBody;
 use crate::auth::password_policy::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo};
-use crate::routes::extract::Authenticated;
-use crate::routes::openapi::{BearerRefusals, BodyRefusals};
+use crate::routes::extract::LiveSession;
+use crate::routes::openapi::{BodyRefusals, LiveBearerRefusals};
 
 pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new().routes(routes!(change_password))
@@ -39,7 +39,7 @@ pub(crate) struct PasswordChange {
     request_body(content = PasswordChange, content_type = "application/json"),
     responses(
         (status = 204, description = "Changed; the other sessions are revoked"),
-        BearerRefusals,
+        LiveBearerRefusals,
         (status = 403, description = "`wrong_current_password`", body = ErrorBody),
         BodyRefusals,
         (status = 422, description = format!("`weak_password`: the new password is under \
@@ -56,7 +56,7 @@ pub(crate) struct PasswordChange {
 )]
 async fn change_password(
     State(auth): State<Auth>,
-    Authenticated(token): Authenticated,
+    LiveSession(token): LiveSession,
     client: ClientInfo,
     cookies: BrowserCookies,
     body: Result<Json<PasswordChange>, axum::extract::rejection::JsonRejection>,

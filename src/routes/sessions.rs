@@ -12,8 +12,8 @@ use utoipa_axum::routes;
 use crate::auth::error::ErrorBody;
 use crate::auth::{ApiError, Auth, ClientInfo};
 use crate::clock::rfc3339;
-use crate::routes::extract::Authenticated;
-use crate::routes::openapi::BearerRefusals;
+use crate::routes::extract::LiveSession;
+use crate::routes::openapi::LiveBearerRefusals;
 use crate::store::Session;
 
 pub(crate) fn router() -> OpenApiRouter<Auth> {
@@ -41,6 +41,10 @@ pub(crate) struct SessionView {
     ip: Option<String>,
     /// True for the session of the access token making this request.
     current: bool,
+    /// Signed in with "Keep me signed in": the refresh cookie outlives the
+    /// browser. False: it is a session cookie, and the session ends after
+    /// `SESSION_IDLE_TIMEOUT_NO_REMEMBER` unused.
+    remembered: bool,
 }
 
 impl SessionView {
@@ -51,6 +55,7 @@ impl SessionView {
             last_used_at: rfc3339(s.last_used_at),
             // The session ends at whichever comes first.
             expires_at: rfc3339(s.idle_expires_at.min(s.absolute_expires_at)),
+            remembered: s.remember,
             id: s.id,
             user_agent: s.user_agent,
             ip: s.ip,
@@ -69,18 +74,18 @@ impl SessionView {
                 parameters(("id" = "$response.body#/0/id")),
                 description = "Revoke the first session listed",
             )))),
-        BearerRefusals,
+        LiveBearerRefusals,
     )
 )]
 async fn list(
     State(auth): State<Auth>,
-    Authenticated(token): Authenticated,
+    LiveSession(token): LiveSession,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
     let sessions = auth.sessions(&token).await?;
     Ok(Json(
         sessions
             .into_iter()
-            .map(|s| SessionView::new(s, &token.sid))
+            .map(|s| SessionView::new(s, &token.session().id))
             .collect(),
     ))
 }
@@ -92,13 +97,13 @@ async fn list(
     params(("id" = String, Path, description = "A session id from `GET /sessions`", min_length = 1)),
     responses(
         (status = 204, description = "Revoked"),
-        BearerRefusals,
+        LiveBearerRefusals,
         (status = 404, description = "`not_found`: no live session of the caller has this id", body = ErrorBody),
     )
 )]
 async fn revoke_one(
     State(auth): State<Auth>,
-    Authenticated(token): Authenticated,
+    LiveSession(token): LiveSession,
     client: ClientInfo,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -113,12 +118,12 @@ async fn revoke_one(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Every session of the caller is revoked"),
-        BearerRefusals,
+        LiveBearerRefusals,
     )
 )]
 async fn revoke_all(
     State(auth): State<Auth>,
-    Authenticated(token): Authenticated,
+    LiveSession(token): LiveSession,
     client: ClientInfo,
 ) -> Result<StatusCode, ApiError> {
     auth.revoke_all_sessions(&token, &client).await?;

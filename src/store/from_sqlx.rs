@@ -61,6 +61,7 @@ where
     &'static str: ColumnIndex<R>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
     String: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn from_row(row: &'r R) -> sqlx::Result<Self> {
         Ok(Self {
@@ -77,6 +78,8 @@ where
             user_agent: row.try_get("user_agent")?,
             ip: row.try_get("ip")?,
             credentials_version: row.try_get("credentials_version")?,
+            auth_time: row.try_get("auth_time")?,
+            remember: row.try_get("remember")?,
         })
     }
 }

@@ -24,11 +24,11 @@ mod users;
 
 pub use audit::{AuditEvent, AuditLog};
 pub use postgres::PostgresStore;
-pub use sessions::{Created, NewSession, RevokeReason, Rotated, Session, Sessions};
+pub use sessions::{Created, IdleTimeouts, NewSession, RevokeReason, Rotated, Session, Sessions};
 pub use signing_keys::{SigningKeys, StoredKey};
 pub use sqlite::SqliteStore;
 pub use throttle::{Allowance, Reservation, Throttles};
-pub use users::{NewUser, PasswordChange, User, Users};
+pub use users::{Erasure, NewUser, PasswordChange, User, Users};
 
 /// What every store method returns.
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -44,6 +44,14 @@ pub struct Session {
     /// The user's credentials version when the session began (or when this
     /// session itself changed the password); it lives only while they agree.
     pub credentials_version: i64,
+    /// When the password was last verified for this session: its login, or
+    /// its latest re-authentication. Access tokens carry it as `auth_time`
+    /// (RFC 9068 §2.2.1), unchanged by rotation.
+    pub auth_time: i64,
+    /// The login's "Keep me signed in": when false, the refresh cookie lasts
+    /// only as long as the browser does, and the idle expiry is the shorter
+    /// [`IdleTimeouts::not_remembered`].
+    pub remember: bool,
 }
 
 impl Session {
@@ -85,6 +93,29 @@ pub struct NewSession {
     pub user_agent: Option<String>,
     /// See [`Session::ip`].
     pub ip: Option<String>,
+    /// See [`Session::remember`]. Its `auth_time` is `now`.
+    pub remember: bool,
+}
+
+/// How long a session may go unused, by its [`Session::remember`]; a
+/// rotation slides the idle expiry by one of them (in seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleTimeouts {
+    /// For a session signed in with "Keep me signed in" (`JWT_REFRESH_EXPIRATION`).
+    pub remembered: i64,
+    /// For one without (`SESSION_IDLE_TIMEOUT_NO_REMEMBER`).
+    pub not_remembered: i64,
+}
+
+impl IdleTimeouts {
+    /// The one that applies to a session remembered or not.
+    pub fn of(&self, remember: bool) -> i64 {
+        if remember {
+            self.remembered
+        } else {
+            self.not_remembered
+        }
+    }
 }
 
 /// A session just created, and the least recently used sessions of the
@@ -144,6 +175,9 @@ revoke_reasons! {
     UserDisabled = "user_disabled";
     /// A newer login pushed it out (`MAX_SESSIONS_PER_USER`).
     SessionEvicted = "session_evicted";
+    /// Its user's account was deleted. Never kept in `revoked_reason`: the
+    /// session's row goes with the account; the metrics count it.
+    AccountDeleted = "account_deleted";
 }
 
 /// Sessions and their refresh-token chains. A revoked session keeps its row,
@@ -165,15 +199,27 @@ pub trait Sessions: Send + Sync {
     /// Advances the chain only if it is still at `generation` and the session
     /// is live: one atomic compare-and-set, so concurrent callers presenting
     /// the same token can never both win. The idle expiry slides to
-    /// `now + idle_ttl`, capped at the absolute expiry. The session's user
-    /// comes back from the same statement: a rotation is one round trip.
+    /// `now` plus the session's own idle timeout (`idle`), capped at the
+    /// absolute expiry. The session's user comes back from the same
+    /// statement: a rotation is one round trip.
     async fn rotate_session(
         &self,
         id: &str,
         generation: i64,
         now: i64,
-        idle_ttl: i64,
+        idle: IdleTimeouts,
     ) -> StoreResult<Option<Rotated>>;
+    /// Records a fresh password check for a live session: its `auth_time`
+    /// becomes `now`, only if the user's stored hash is still
+    /// `verified_hash` and the session still at the user's credentials
+    /// version (a password change or disable that won the race leaves it
+    /// as it was). The session as updated, or `None`.
+    async fn reauthenticate_session(
+        &self,
+        id: &str,
+        verified_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<Session>>;
     /// Revokes a live session; with `owner`, only if it belongs to that user.
     /// Returns whether a session was revoked by this call.
     async fn revoke_session(

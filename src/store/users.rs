@@ -69,6 +69,20 @@ pub struct PasswordChange<'a> {
     pub now: i64,
 }
 
+/// An account to erase ([`Users::delete_user`]): the user, and the
+/// throttle counters that name them.
+#[derive(Debug, Clone)]
+pub struct Erasure<'a> {
+    /// The account.
+    pub user_id: i64,
+    /// Throttle counters to delete: these exact keys…
+    pub throttle_keys: &'a [String],
+    /// …and every key that starts with one of these.
+    pub throttle_prefixes: &'a [String],
+    /// The time of the deletion, in Unix seconds: which sessions were live.
+    pub now: i64,
+}
+
 /// Accounts. A password reset, a password change and a disable each revoke
 /// the user's sessions in the same transaction (see each method).
 #[async_trait]
@@ -105,4 +119,10 @@ pub trait Users: Send + Sync {
     async fn disable_user(&self, user_id: i64, now: i64) -> StoreResult<Option<u64>>;
     /// Re-enables a disabled account; false when there is no such user.
     async fn enable_user(&self, user_id: i64) -> StoreResult<bool>;
+    /// Erases the account, in one transaction: the user's row, every
+    /// session of theirs, the throttle counters named, and the personal data
+    /// of every audit event that concerns them (by id or by name): the
+    /// events stay, with the user id alone. `None` when there is no such
+    /// user; otherwise how many sessions were live.
+    async fn delete_user(&self, erasure: Erasure<'_>) -> StoreResult<Option<u64>>;
 }

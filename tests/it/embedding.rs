@@ -21,6 +21,7 @@ mod example;
 
 struct Embedded {
     router: Router,
+    clock: ManualClock,
     // Kept so the database outlives the router.
     _app: TestApp,
 }
@@ -28,15 +29,15 @@ struct Embedded {
 async fn embedded() -> Embedded {
     let app = TestApp::new().await;
     let config = config_from(&app.vars).unwrap();
-    let auth = Auth::with_clock(
-        config,
-        app.store.shared(),
-        Arc::new(ManualClock::starting_at(START)),
-    )
-    .unwrap();
+    let clock = ManualClock::starting_at(START);
+    let auth = Auth::with_clock(config, app.store.shared(), Arc::new(clock.clone())).unwrap();
     auth.create_user("ann", PASSWORD, "user").await.unwrap();
     let router = example::app(auth).layer(MockConnectInfo(SocketAddr::from(CLIENT_ADDR)));
-    Embedded { router, _app: app }
+    Embedded {
+        router,
+        clock,
+        _app: app,
+    }
 }
 
 impl Embedded {
@@ -133,4 +134,57 @@ async fn pages_and_redirects_follow_the_prefix() {
         )
         .await;
     assert_eq!(style.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_apps_step_up_route_wants_its_own_recent_password_and_latchkey_gives_it() {
+    let app = embedded().await;
+    let login = app
+        .send(json_post(
+            "/auth/login",
+            &json!({ "username": "ann", "password": PASSWORD }),
+        ))
+        .await;
+    let access = login.access_token();
+    let payout = |token: &str| {
+        Request::post("/payout")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(app.send(payout(&access)).await.status, StatusCode::OK);
+
+    // Its own five minutes, not latchkey's REAUTH_MAX_AGE (ten).
+    app.clock.advance(301);
+    let refused = app.send(payout(&access)).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.error_code(), "insufficient_user_authentication");
+    let challenge = refused.header("www-authenticate").unwrap();
+    assert!(challenge.ends_with(", max_age=300"), "{challenge}");
+
+    let fresh = app
+        .send(
+            Request::post("/auth/reauthenticate")
+                .header(header::AUTHORIZATION, format!("Bearer {access}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(json!({ "password": PASSWORD }).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.text());
+    let paid = app.send(payout(&fresh.access_token())).await;
+    assert_eq!(paid.status, StatusCode::OK);
+    assert_eq!(paid.json()["paid_out_to"], "ann");
+
+    // And the session must still be live.
+    let logout = Request::post("/auth/logout")
+        .header(
+            header::COOKIE,
+            format!("__Host-refresh_token={}", login.refresh_token()),
+        )
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(logout).await.status, StatusCode::NO_CONTENT);
+    let ended = app.send(payout(&fresh.access_token())).await;
+    assert_eq!(ended.error_code(), "invalid_token");
 }

@@ -60,6 +60,7 @@ async fn a_sweep_works_through_more_rows_than_one_batch() {
                 absolute_expires_at: START - 100,
                 user_agent: None,
                 ip: None,
+                remember: true,
             }, i64::MAX)
             .await
             .unwrap()

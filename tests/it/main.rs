@@ -34,6 +34,8 @@ macro_rules! store_suite {
         mod proxies;
         #[path = "rotation.rs"]
         mod rotation;
+        #[path = "session_controls.rs"]
+        mod session_controls;
         #[path = "signing_keys.rs"]
         mod signing_keys;
         #[path = "tokens.rs"]

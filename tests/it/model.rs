@@ -1270,6 +1270,9 @@ impl Run<'_> {
 
     /// Whether the session's newest access token has expired (and was, as it
     /// must be, refused).
+    /// An account action with session `s`'s access token: refused when the
+    /// token has expired, or when its session is no longer live (README,
+    /// "How sessions work"); `Ok(true)` when it was, as it should be.
     fn expired_access(
         &mut self,
         s: usize,
@@ -1277,11 +1280,16 @@ impl Run<'_> {
         step: &mut Step,
     ) -> Result<bool, String> {
         expect_no_store(response)?;
-        if self.model.sessions[s].access_expires_at > self.model.now {
+        let session = &self.model.sessions[s];
+        let refused = if session.access_expires_at <= self.model.now {
+            "expired access token refused"
+        } else if !session.live(self.model.now) {
+            "access token of an ended session refused"
+        } else {
             return Ok(false);
-        }
+        };
         step.harmless = true;
-        self.count("expired access token refused");
+        self.count(refused);
         expect_error(response, StatusCode::UNAUTHORIZED, "invalid_token")?;
         Ok(true)
     }

@@ -23,8 +23,10 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/token"),
     ("post", "/logout"),
     ("post", "/password"),
+    ("post", "/reauthenticate"),
     ("get", "/protected"),
     ("get", "/me"),
+    ("delete", "/me"),
     ("get", "/sessions"),
     ("delete", "/sessions"),
     ("delete", "/sessions/{id}"),
@@ -379,6 +381,33 @@ async fn real_responses_fit_their_description() {
         &app.logout(&rotated.refresh_token()).await,
     );
     check("post", "/logout", &app.send(form_post("/logout", "")).await);
+    // Step-up and deleting the account: another account's session, whose
+    // password check grows stale.
+    let reauthenticate = |token: &str, password: &str| {
+        let mut request = json_post("/reauthenticate", &json!({ "password": password }));
+        request.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        request
+    };
+    app.add_user("dee", PASSWORD).await;
+    let dee = app.login("dee", PASSWORD).await.access_token();
+    app.advance(601);
+    let stale = app.delete_with_bearer("/me", &dee).await;
+    assert_eq!(stale.status, StatusCode::UNAUTHORIZED);
+    check("delete", "/me", &stale);
+    let fresh = app.send(reauthenticate(&dee, PASSWORD)).await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    check("post", "/reauthenticate", &fresh);
+    let wrong = app.send(reauthenticate(&dee, "nope")).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    check("post", "/reauthenticate", &wrong);
+    let deleted = app.delete_with_bearer("/me", &fresh.access_token()).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    check("delete", "/me", &deleted);
+    check("delete", "/me", &app.delete_with_bearer("/me", &dee).await);
+
     check(
         "delete",
         "/sessions",

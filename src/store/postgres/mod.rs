@@ -40,7 +40,8 @@ macro_rules! user_columns {
 macro_rules! session_columns {
     () => {
         "id, user_id, generation, rotated_at, created_at, last_used_at, idle_expires_at, \
-         absolute_expires_at, revoked_at, revoked_reason, user_agent, ip, credentials_version"
+         absolute_expires_at, revoked_at, revoked_reason, user_agent, ip, credentials_version, \
+         auth_time, remember"
     };
 }
 

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use super::PostgresStore;
 use crate::store::from_sqlx::RotatedRow;
 use crate::store::{
-    Created, NewSession, OrDatabase, RevokeReason, Rotated, Session, Sessions, StoreResult,
+    Created, IdleTimeouts, NewSession, OrDatabase, RevokeReason, Rotated, Session, Sessions,
+    StoreResult,
 };
 
 /// Revokes every live session of a user but `except`: on its own, or inside
@@ -56,8 +57,9 @@ impl Sessions for PostgresStore {
         }
         let insert = concat!(
             "INSERT INTO sessions (id, user_id, generation, rotated_at, created_at, last_used_at, \
-             idle_expires_at, absolute_expires_at, user_agent, ip, credentials_version) \
-             VALUES ($1, $2, 0, $3, $3, $3, $4, $5, $6, $7, $8) RETURNING ",
+             idle_expires_at, absolute_expires_at, user_agent, ip, credentials_version, \
+             auth_time, remember) \
+             VALUES ($1, $2, 0, $3, $3, $3, $4, $5, $6, $7, $8, $3, $9) RETURNING ",
             session_columns!(),
             ""
         );
@@ -70,6 +72,7 @@ impl Sessions for PostgresStore {
             .bind(&s.user_agent)
             .bind(&s.ip)
             .bind(s.credentials_version)
+            .bind(s.remember)
             .fetch_one(&mut *tx)
             .await
             .db()?;
@@ -118,29 +121,59 @@ impl Sessions for PostgresStore {
         id: &str,
         generation: i64,
         now: i64,
-        idle_ttl: i64,
+        idle: IdleTimeouts,
     ) -> StoreResult<Option<Rotated>> {
         let sql = "UPDATE sessions s SET generation = s.generation + 1, rotated_at = $1, \
-                 last_used_at = $1, idle_expires_at = LEAST($1 + $2, s.absolute_expires_at) \
+                 last_used_at = $1, \
+                 idle_expires_at = LEAST($1 + CASE WHEN s.remember THEN $2 ELSE $5 END, \
+                     s.absolute_expires_at) \
              FROM users u \
              WHERE s.id = $3 AND s.generation = $4 AND s.revoked_at IS NULL \
                  AND s.idle_expires_at > $1 AND s.absolute_expires_at > $1 AND u.id = s.user_id \
                  AND u.credentials_version = s.credentials_version AND u.disabled_at IS NULL \
              RETURNING s.id, s.user_id, s.generation, s.rotated_at, s.created_at, s.last_used_at, \
                  s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, \
-                 s.user_agent, s.ip, s.credentials_version, u.username AS user_username, \
+                 s.user_agent, s.ip, s.credentials_version, s.auth_time, s.remember, \
+                 u.username AS user_username, \
                  u.password_hash AS user_password_hash, u.role AS user_role, \
                  u.created_at AS user_created_at, u.disabled_at AS user_disabled_at, \
                  u.credentials_version AS user_credentials_version";
         let row: Option<RotatedRow> = sqlx::query_as(sql)
             .bind(now)
-            .bind(idle_ttl)
+            .bind(idle.remembered)
             .bind(id)
             .bind(generation)
+            .bind(idle.not_remembered)
             .fetch_optional(&self.pool)
             .await
             .db()?;
         Ok(row.map(Rotated::from))
+    }
+
+    /// One statement, as a rotation: a password change or disable that
+    /// commits first has moved the hash or the version, or revoked the
+    /// session, and this update then matches nothing.
+    async fn reauthenticate_session(
+        &self,
+        id: &str,
+        verified_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<Session>> {
+        let sql = "UPDATE sessions s SET auth_time = $1 FROM users u \
+             WHERE s.id = $2 AND s.revoked_at IS NULL \
+                 AND s.idle_expires_at > $1 AND s.absolute_expires_at > $1 AND u.id = s.user_id \
+                 AND u.credentials_version = s.credentials_version AND u.disabled_at IS NULL \
+                 AND u.password_hash = $3 \
+             RETURNING s.id, s.user_id, s.generation, s.rotated_at, s.created_at, s.last_used_at, \
+                 s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, \
+                 s.user_agent, s.ip, s.credentials_version, s.auth_time, s.remember";
+        sqlx::query_as(sql)
+            .bind(now)
+            .bind(id)
+            .bind(verified_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .db()
     }
 
     async fn revoke_session(

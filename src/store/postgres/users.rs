@@ -6,7 +6,8 @@ use super::PostgresStore;
 use super::sessions::revoke_all_in;
 use crate::store::from_sqlx::is_unique_violation;
 use crate::store::{
-    NewUser, OrDatabase, PasswordChange, RevokeReason, StoreError, StoreResult, User, Users,
+    Erasure, NewUser, OrDatabase, PasswordChange, RevokeReason, StoreError, StoreResult, User,
+    Users,
 };
 
 #[async_trait]
@@ -158,5 +159,60 @@ impl Users for PostgresStore {
             .await
             .db()?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// The user's row is locked first, as a login locks it: a login racing
+    /// the deletion either commits its session first (and it is deleted
+    /// here) or finds no user.
+    async fn delete_user(&self, e: Erasure<'_>) -> StoreResult<Option<u64>> {
+        let mut tx = self.pool.begin().await.db()?;
+        let username: Option<String> =
+            sqlx::query_scalar("SELECT username FROM users WHERE id = $1 FOR UPDATE")
+                .bind(e.user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .db()?;
+        let Some(username) = username else {
+            return Ok(None);
+        };
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
+                 AND idle_expires_at > $2 AND absolute_expires_at > $2",
+        )
+        .bind(e.user_id)
+        .bind(e.now)
+        .fetch_one(&mut *tx)
+        .await
+        .db()?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(e.user_id)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        sqlx::query(
+            "DELETE FROM throttle WHERE key = ANY($1) \
+                 OR EXISTS (SELECT 1 FROM unnest($2::TEXT[]) AS p WHERE starts_with(key, p))",
+        )
+        .bind(e.throttle_keys)
+        .bind(e.throttle_prefixes)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        sqlx::query(
+            "UPDATE audit_events SET username = NULL, ip = NULL, request_id = NULL \
+             WHERE user_id = $1 OR username = $2",
+        )
+        .bind(e.user_id)
+        .bind(&username)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(e.user_id)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        tx.commit().await.db()?;
+        Ok(Some(u64::try_from(live).unwrap_or_default()))
     }
 }

@@ -26,27 +26,30 @@ use sqlx::{AssertSqlSafe, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::from_sqlx::RotatedRow;
-use crate::store::{CommitObserver, OrDatabase, Rotated, StoreResult};
+use crate::store::{CommitObserver, IdleTimeouts, OrDatabase, Rotated, StoreResult};
 
 /// Most rotations in one statement: bounds the time the write lock is held
-/// (and stays far below SQLite's 32766 bound parameters, at 4 a rotation).
+/// (and stays far below SQLite's 32766 bound parameters, at 5 a rotation).
 const MAX_BATCH: usize = 256;
 /// Rotations waiting for the writer; callers wait for room beyond this.
 const QUEUE: usize = 4096;
 
 /// The compare-and-set of `Sessions::rotate_session`, for `rows` rotations at
-/// once: each row of `b` is (id, generation, now, idle ttl). A session named
+/// once: each row of `b` is (id, generation, now, idle timeout when
+/// remembered, idle timeout when not). A session named
 /// twice at the same generation advances once (SQLite applies one joined row
 /// per target row); the other finds nothing, as if it lost the race.
 /// RETURNING may name only `sessions`, but scalar subqueries may read `users`
 /// (primary-key lookups).
 fn rotate_statement(rows: usize) -> String {
-    let values = vec!["(?, ?, ?, ?)"; rows].join(", ");
+    let values = vec!["(?, ?, ?, ?, ?)"; rows].join(", ");
     format!(
         concat!(
             "UPDATE sessions SET generation = generation + 1, rotated_at = b.column3, \
                  last_used_at = b.column3, \
-                 idle_expires_at = MIN(b.column3 + b.column4, absolute_expires_at) \
+                 idle_expires_at = MIN(b.column3 \
+                     + CASE WHEN remember THEN b.column4 ELSE b.column5 END, \
+                     absolute_expires_at) \
              FROM (VALUES {values}) AS b \
              WHERE sessions.id = b.column1 AND sessions.generation = b.column2 \
                  AND revoked_at IS NULL \
@@ -80,7 +83,7 @@ struct Rotation {
     id: String,
     generation: i64,
     now: i64,
-    idle_ttl: i64,
+    idle: IdleTimeouts,
     done: oneshot::Sender<StoreResult<Option<Rotated>>>,
 }
 
@@ -137,14 +140,14 @@ impl Rotations {
         id: &str,
         generation: i64,
         now: i64,
-        idle_ttl: i64,
+        idle: IdleTimeouts,
     ) -> StoreResult<Option<Rotated>> {
         let (done, answer) = oneshot::channel();
         let rotation = Rotation {
             id: id.to_owned(),
             generation,
             now,
-            idle_ttl,
+            idle,
             done,
         };
         self.queue
@@ -193,10 +196,16 @@ async fn apply(pool: &SqlitePool, batch: &[Rotation]) -> StoreResult<Vec<Option<
             .bind(r.id.as_str())
             .bind(r.generation)
             .bind(r.now)
-            .bind(r.idle_ttl);
+            .bind(r.idle.remembered)
+            .bind(r.idle.not_remembered);
     }
     for _ in batch.len()..rows {
-        query = query.bind("").bind(-1_i64).bind(0_i64).bind(0_i64);
+        query = query
+            .bind("")
+            .bind(-1_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64);
     }
     let updated = query.fetch_all(pool).await.db()?;
 

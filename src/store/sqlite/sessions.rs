@@ -5,7 +5,8 @@ use async_trait::async_trait;
 
 use super::{SqliteStore, begin_write};
 use crate::store::{
-    Created, NewSession, OrDatabase, RevokeReason, Rotated, Session, Sessions, StoreResult,
+    Created, IdleTimeouts, NewSession, OrDatabase, RevokeReason, Rotated, Session, Sessions,
+    StoreResult,
 };
 
 /// Revokes every live session of a user but `except`: on its own, or inside
@@ -39,8 +40,9 @@ impl Sessions for SqliteStore {
     ) -> StoreResult<Option<Created>> {
         let insert = concat!(
             "INSERT INTO sessions (id, user_id, generation, rotated_at, created_at, last_used_at, \
-             idle_expires_at, absolute_expires_at, user_agent, ip, credentials_version) \
-             SELECT ?1, id, 0, ?3, ?3, ?3, ?4, ?5, ?6, ?7, credentials_version FROM users \
+             idle_expires_at, absolute_expires_at, user_agent, ip, credentials_version, \
+             auth_time, remember) \
+             SELECT ?1, id, 0, ?3, ?3, ?3, ?4, ?5, ?6, ?7, credentials_version, ?3, ?9 FROM users \
              WHERE id = ?2 AND credentials_version = ?8 AND disabled_at IS NULL RETURNING ",
             session_columns!(),
             ""
@@ -55,6 +57,7 @@ impl Sessions for SqliteStore {
             .bind(&s.user_agent)
             .bind(&s.ip)
             .bind(s.credentials_version)
+            .bind(s.remember)
             .fetch_optional(&mut *tx)
             .await
             .db()?;
@@ -101,10 +104,34 @@ impl Sessions for SqliteStore {
         id: &str,
         generation: i64,
         now: i64,
-        idle_ttl: i64,
+        idle: IdleTimeouts,
     ) -> StoreResult<Option<Rotated>> {
         // Through the group commit: see `group_commit.rs`.
-        self.rotations.rotate(id, generation, now, idle_ttl).await
+        self.rotations.rotate(id, generation, now, idle).await
+    }
+
+    async fn reauthenticate_session(
+        &self,
+        id: &str,
+        verified_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<Session>> {
+        let sql = concat!(
+            "UPDATE sessions SET auth_time = ?1 \
+             WHERE id = ?2 AND revoked_at IS NULL \
+                 AND idle_expires_at > ?1 AND absolute_expires_at > ?1 \
+                 AND credentials_version = (SELECT credentials_version FROM users \
+                     WHERE users.id = user_id AND disabled_at IS NULL AND password_hash = ?3) \
+             RETURNING ",
+            session_columns!()
+        );
+        sqlx::query_as(sql)
+            .bind(now)
+            .bind(id)
+            .bind(verified_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .db()
     }
 
     async fn revoke_session(

@@ -4,6 +4,7 @@
 //! Without Chromium or chromedriver these tests print a notice and pass as
 //! skipped; with `CI=true` a missing browser fails them instead.
 
+mod account;
 mod pages;
 mod sessions;
 mod spa;
@@ -164,12 +165,22 @@ pub struct Latchkey {
 
 impl Latchkey {
     pub async fn start(overrides: &[(&str, &str)]) -> Self {
+        Self::start_with_clock(overrides, Arc::new(latchkey::clock::SystemClock)).await
+    }
+
+    /// As [`Latchkey::start`], its time read from `clock`: a test moves a
+    /// [`ManualClock`](latchkey::clock::ManualClock) started at the real
+    /// time forward, and the server sees time pass that the browser did not.
+    pub async fn start_with_clock(
+        overrides: &[(&str, &str)],
+        clock: Arc<dyn latchkey::clock::Clock>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let vars = test_vars(&dir, overrides);
         let config = config_from(&vars).expect("config");
         let path = config.database.sqlite_path().expect("sqlite").to_owned();
         let store = Arc::new(SqliteStore::open(&path).await.expect("store"));
-        let auth = Auth::new(config, store.clone()).expect("secrets set");
+        let auth = Auth::with_clock(config, store.clone(), clock).expect("secrets set");
         let server = TestServer::start(auth.clone()).await;
         Self {
             server,

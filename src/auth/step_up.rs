@@ -1,0 +1,83 @@
+//! Step-up (README, "Step-up: a recent password"): an action that needs a
+//! recent password asks for one with RFC 9470's challenge, and
+//! `POST /reauthenticate` gives it: the password checked again, admitted and
+//! throttled exactly as a login, and a fresh access token whose `auth_time`
+//! (RFC 9068 §2.2.1) is now.
+
+use std::time::Duration;
+
+use crate::auth::{AccessClaims, ApiError, AuditKind, Auth, ClientInfo, Event, Issued, LiveToken};
+use crate::clock::seconds;
+
+impl Auth {
+    /// Checks the password again for the token's session. On success the
+    /// session's `auth_time` becomes now, and so does that of the access
+    /// token returned (and of every token its rotations issue); the refresh
+    /// cookie does not change. A wrong password is `InvalidCredentials`,
+    /// counted by the throttle as a login's; `devices` are the device
+    /// cookies the request carried.
+    pub async fn reauthenticate(
+        &self,
+        token: &LiveToken,
+        password: &str,
+        devices: &[String],
+        client: &ClientInfo,
+    ) -> Result<Issued, ApiError> {
+        if password.is_empty() {
+            return Err(ApiError::InvalidRequest("password is required".into()));
+        }
+        let user = match self.store().user_by_id(token.user_id()).await? {
+            Some(u) if u.disabled_at.is_none() => u,
+            _ => return Err(ApiError::InvalidToken),
+        };
+        let session_id = &token.session().id;
+        if !self.recheck(&user, password, client, devices).await? {
+            self.record(
+                Event::new(AuditKind::ReauthenticationFailed, client)
+                    .user(user.id, &user.username)
+                    .session(session_id),
+            )
+            .await;
+            return Err(ApiError::InvalidCredentials);
+        }
+        let now = self.now();
+        // Recorded only over the hash just verified, and only while the
+        // session lives: a password change or a revocation that won the race
+        // leaves nothing to step up.
+        let Some(session) = self
+            .store()
+            .reauthenticate_session(session_id, &user.password_hash, now)
+            .await?
+        else {
+            return Err(match self.live_session(token.claims().clone()).await {
+                // Still live, so the password changed meanwhile.
+                Ok(_) => ApiError::InvalidCredentials,
+                Err(e) => e,
+            });
+        };
+        self.record(
+            Event::new(AuditKind::Reauthenticated, client)
+                .user(user.id, &user.username)
+                .session(session_id),
+        )
+        .await;
+        self.issue_access(&session, &user, now).await
+    }
+
+    /// Refuses a token whose password was last checked more than `max_age`
+    /// ago: `401 insufficient_user_authentication`, with the challenge of
+    /// RFC 9470 §3 naming `max_age`. The client re-authenticates and tries
+    /// again.
+    pub fn require_recent_authentication(
+        &self,
+        claims: &AccessClaims,
+        max_age: Duration,
+    ) -> Result<(), ApiError> {
+        let max_age = seconds(max_age);
+        if self.now().saturating_sub(claims.auth_time) <= max_age {
+            Ok(())
+        } else {
+            Err(ApiError::InsufficientUserAuthentication { max_age })
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The account's controls in the browser: "Keep me signed in" on the login
+//! form, and deleting the account from `/app` through the step-up prompt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cookie::Expiration;
+use fantoccini::{Client, Locator};
+use latchkey::clock::ManualClock;
+
+use super::*;
+
+const PW: &str = "browser-pass-3";
+
+async fn click(client: &Client, id: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|_| panic!("#{id}"))
+        .click()
+        .await
+        .unwrap_or_else(|_| panic!("click #{id}"));
+}
+
+async fn visible(client: &Client, id: &str) -> bool {
+    match client.find(Locator::Id(id)).await {
+        Ok(element) => element.is_displayed().await.unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// The refresh cookie's expiry as the browser holds it: `None` for a
+/// session cookie, which the browser forgets when it closes.
+async fn refresh_cookie_expiry(client: &Client) -> Option<Expiration> {
+    let cookies = client.get_all_cookies().await.unwrap();
+    let refresh = cookies
+        .iter()
+        .find(|c| c.name() == "__Host-refresh_token")
+        .expect("the browser holds the refresh cookie");
+    refresh
+        .expires()
+        .filter(|e| matches!(e, Expiration::DateTime(_)))
+}
+
+/// Signs in through the form with "Keep me signed in" as `remember`.
+async fn sign_in_remembering(client: &Client, app: &Latchkey, remember: bool) {
+    client.goto(&app.url("/login")).await.unwrap();
+    let box_ = client.find(Locator::Id("remember")).await.unwrap();
+    assert!(
+        box_.prop("checked").await.unwrap().as_deref() == Some("true"),
+        "ticked by default"
+    );
+    if !remember {
+        box_.click().await.unwrap();
+    }
+    for (id, value) in [("username", "ann"), ("password", PW)] {
+        client
+            .find(Locator::Id(id))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "/app signed in", || async {
+        signed_in_as(client, "ann").await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_keep_me_signed_in_the_browser_holds_a_session_cookie_across_rotations() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = Latchkey::start(&[]).await;
+    app.add_user("ann", PW).await;
+
+    let shared_computer = browser.context().await;
+    sign_in_remembering(&shared_computer, &app, false).await;
+    assert_eq!(refresh_cookie_expiry(&shared_computer).await, None);
+    let device = shared_computer
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name() == "__Host-device")
+        .expect("the device cookie");
+    assert!(
+        matches!(device.expires(), Some(Expiration::DateTime(_))),
+        "the device cookie stays long-lived"
+    );
+    wait_until(Duration::from_secs(5), "the sessions list", || async {
+        text(&shared_computer, "sessions")
+            .await
+            .contains("until the browser closes")
+    })
+    .await;
+    // A rotation keeps it a session cookie.
+    click(&shared_computer, "refresh-now").await;
+    call_protected(&shared_computer, "ann", Duration::from_secs(5)).await;
+    let sid = super::pages::session_of(&app, "ann").await;
+    let session = app.store.session(&sid).await.unwrap().unwrap();
+    assert!(session.generation >= 1, "rotated");
+    assert!(!session.remember);
+    assert_eq!(refresh_cookie_expiry(&shared_computer).await, None);
+    shared_computer.close().await.unwrap();
+
+    let own_laptop = browser.context().await;
+    sign_in_remembering(&own_laptop, &app, true).await;
+    assert!(
+        refresh_cookie_expiry(&own_laptop).await.is_some(),
+        "kept signed in: the cookie outlives the browser"
+    );
+    own_laptop.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn deleting_the_account_from_app_asks_for_the_password_again_when_it_is_stale() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let clock = ManualClock::starting_at(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .try_into()
+            .unwrap(),
+    );
+    let app = Latchkey::start_with_clock(&[], Arc::new(clock.clone())).await;
+    app.add_user("ann", PW).await;
+    let client = browser.context().await;
+    sign_in(&client, &app, "ann", PW).await;
+
+    // Ten minutes and a second later (as the server sees it), the access
+    // token is still valid but the password was entered too long ago.
+    clock.advance(601);
+    click(&client, "delete-account").await;
+    click(&client, "delete-for-good").await;
+    wait_until(Duration::from_secs(5), "the step-up prompt", || async {
+        visible(&client, "step-up").await
+    })
+    .await;
+    assert!(
+        text(&client, "step-up-reason")
+            .await
+            .contains("more than 10 minutes ago"),
+        "{}",
+        text(&client, "step-up-reason").await
+    );
+    assert!(
+        app.auth.user_named("ann").await.unwrap().is_some(),
+        "not yet"
+    );
+
+    // A wrong password: said so, and nothing deleted.
+    let password = client.find(Locator::Id("step-up-password")).await.unwrap();
+    password.send_keys("not my password").await.unwrap();
+    click(&client, "step-up-submit").await;
+    wait_until(Duration::from_secs(5), "the error", || async {
+        visible(&client, "delete-error").await
+    })
+    .await;
+    assert!(app.auth.user_named("ann").await.unwrap().is_some());
+
+    // The right one: re-authenticated, then deleted, and signed out.
+    password.send_keys(PW).await.unwrap();
+    click(&client, "step-up-submit").await;
+    wait_until(Duration::from_secs(10), "the account deleted", || async {
+        text(&client, "status")
+            .await
+            .contains("Your account has been deleted")
+            || path(&client).await == "/login"
+    })
+    .await;
+    assert!(app.auth.user_named("ann").await.unwrap().is_none(), "gone");
+    wait_until(
+        Duration::from_secs(5),
+        "back at the sign-in page",
+        || async { path(&client).await == "/login" },
+    )
+    .await;
+    let cookies = client.get_all_cookies().await.unwrap();
+    assert!(
+        !cookies.iter().any(|c| c.name() == "__Host-refresh_token"),
+        "the refresh cookie is cleared: {cookies:?}"
+    );
+    let problems = console_problems(&client).await;
+    assert!(
+        problems.iter().all(|p| p.contains("401")),
+        "only the expected refusals: {problems:?}"
+    );
+    client.close().await.unwrap();
+}
