@@ -273,10 +273,10 @@ async fn user_action(
         UserCommand::Add { .. } => {}
         UserCommand::Disable { name } => {
             let user = named(auth, &name).await?;
-            let ended = auth
-                .disable_user(&user)
-                .await
-                .map_err(|_| anyhow::anyhow!("no user named {}", user.username))?;
+            let ended = match auth.disable_user(&user).await {
+                Err(ApiError::NotFound) => bail!("no user named {}", word(&user.username)),
+                other => other?,
+            };
             println!("disabled {name}; {ended} sessions revoked");
         }
         UserCommand::Enable { name } => {
@@ -286,10 +286,10 @@ async fn user_action(
         }
         UserCommand::Delete { name } => {
             let user = named(auth, &name).await?;
-            let ended = auth
-                .delete_user(&user)
-                .await
-                .map_err(|_| anyhow::anyhow!("no user named {}", word(&user.username)))?;
+            let ended = match auth.delete_user(&user).await {
+                Err(ApiError::NotFound) => bail!("no user named {}", word(&user.username)),
+                other => other?,
+            };
             println!(
                 "deleted {} (id {}); {ended} sessions ended",
                 word(&user.username),

@@ -7,3 +7,9 @@
 ALTER TABLE sessions ADD COLUMN auth_time INTEGER NOT NULL DEFAULT 0;
 UPDATE sessions SET auth_time = created_at;
 ALTER TABLE sessions ADD COLUMN remember INTEGER NOT NULL DEFAULT 1;
+
+-- Erasing an account (README, "Deleting an account") finds its rows by
+-- index, never by scanning: every session of the user, live or not, and the
+-- audit events that name them.
+CREATE INDEX sessions_by_user ON sessions (user_id);
+CREATE INDEX audit_events_by_username ON audit_events (username) WHERE username IS NOT NULL;

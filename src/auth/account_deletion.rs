@@ -11,7 +11,8 @@ use crate::store::{Erasure, RevokeReason, User};
 impl Auth {
     /// Deletes the token's account. Asks for a password checked within
     /// `REAUTH_MAX_AGE` (`insufficient_user_authentication` otherwise).
-    /// Returns the cookie that makes the browser forget its refresh token.
+    /// Returns the cookies that make the browser forget its refresh token
+    /// and its device cookie, which names the account.
     pub async fn delete_account(&self, token: &LiveToken) -> Result<SetCookies, ApiError> {
         self.require_recent_authentication(token.claims(), self.config().tokens.reauth_max_age)?;
         let user = self
@@ -22,7 +23,8 @@ impl Auth {
         self.erase(&user, "by its user")
             .await?
             .ok_or(ApiError::InvalidToken)?;
-        Ok(self.clearing_cookies())
+        let policy = self.cookie_policy();
+        Ok(SetCookies(vec![policy.clear(), policy.clear_device()]))
     }
 
     /// An operator deletes the account; returns the sessions that ended.

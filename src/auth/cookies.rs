@@ -116,16 +116,34 @@ impl CookiePolicy {
             .path("/")
     }
 
-    /// The device cookie for `token` (see `auth::throttle`): as long-lived
-    /// as the token, and as protected as the refresh cookie.
-    pub fn device(&self, token: String) -> Cookie<'static> {
-        Cookie::build((self.device_name, token))
+    /// The device cookie for `token` (see `auth::throttle`), as protected
+    /// as the refresh cookie: as long-lived as the token, or, after a login
+    /// without "Keep me signed in" (a shared computer), forgotten with the
+    /// browser like that login's refresh cookie.
+    pub fn device(&self, token: String, remember: bool) -> Cookie<'static> {
+        let cookie = self.device_base(token);
+        if remember {
+            cookie
+                .max_age(Duration::seconds(crate::auth::tokens::DEVICE_LIFETIME))
+                .build()
+        } else {
+            cookie.build()
+        }
+    }
+
+    /// The cookie that makes the browser forget its device cookie.
+    pub fn clear_device(&self) -> Cookie<'static> {
+        self.device_base(String::new())
+            .max_age(Duration::ZERO)
+            .build()
+    }
+
+    fn device_base(&self, value: String) -> cookie::CookieBuilder<'static> {
+        Cookie::build((self.device_name, value))
             .http_only(true)
             .secure(self.secure)
             .same_site(self.same_site)
             .path("/")
-            .max_age(Duration::seconds(crate::auth::tokens::DEVICE_LIFETIME))
-            .build()
     }
 
     /// Reads latchkey's cookies from the `Cookie` headers of a request.

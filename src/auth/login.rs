@@ -124,7 +124,7 @@ impl Auth {
         issued
             .cookies
             .0
-            .push(self.cookie_policy().device(device_token));
+            .push(self.cookie_policy().device(device_token, remember));
         Ok(issued)
     }
 }

@@ -33,17 +33,27 @@ pub(crate) struct Credentials {
     /// "Keep me signed in" (default `true`). `false`: the refresh cookie is
     /// a session cookie, which the browser forgets when it closes, and the
     /// session ends after `SESSION_IDLE_TIMEOUT_NO_REMEMBER` unused.
+    // Optional, not nullable: a form cannot send a null.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     remember: Option<bool>,
-    /// Sent by the HTML form beside its "Keep me signed in" box, so that
-    /// the unticked box (which sends nothing) reads as `remember=false`.
+    /// `true` from the HTML form, beside its "Keep me signed in" box, so
+    /// that the unticked box (which sends nothing) reads as `remember=false`.
     /// API clients leave it out.
-    #[schema(value_type = Option<bool>)]
-    remember_offered: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    remember_offered: Option<bool>,
+}
+
+/// An optional boolean that, when present, is one: `null` is refused, as
+/// the schema says (it is not nullable).
+fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<bool>, D::Error> {
+    bool::deserialize(value).map(Some)
 }
 
 impl Credentials {
     fn remember(&self) -> bool {
-        self.remember.unwrap_or(self.remember_offered.is_none())
+        self.remember.unwrap_or(self.remember_offered != Some(true))
     }
 }
 

@@ -103,8 +103,9 @@ async fn me(LiveSession(token): LiveSession) -> Json<MeBody> {
     delete, path = "/me", tag = "account",
     security(("bearer" = [])),
     responses(
-        (status = 204, description = "Deleted; the refresh cookie is cleared",
-            headers(("set-cookie" = String, description = "The clearing cookie"))),
+        (status = 204, description = "Deleted; the refresh and device cookies are cleared",
+            headers(("set-cookie" = String,
+                description = "The cookies that clear the refresh and the device cookie (two headers)"))),
         (status = 400, description = "`invalid_request`: more than one `Authorization` header",
             body = ErrorBody),
         (status = 401, description = "`unauthenticated` (no token), `invalid_token` (bad or \

@@ -49,7 +49,9 @@ impl Default for AuditEvent {
 /// (`AUDIT_RETENTION`).
 #[async_trait]
 pub trait AuditLog: Send + Sync {
-    /// Writes an event; returns its row id.
+    /// Writes an event; returns its row id. An event about a user id that
+    /// no longer exists (a request that was in flight when the account was
+    /// erased) keeps the id alone: no name, address or request id.
     async fn record_event(&self, event: AuditEvent) -> StoreResult<i64>;
     /// Adds `more` to the count of the event in row `id`.
     async fn add_to_event_count(&self, id: i64, more: i64) -> StoreResult<()>;

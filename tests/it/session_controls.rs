@@ -227,6 +227,82 @@ async fn a_reauthentication_that_finishes_after_a_password_change_elsewhere_chan
     assert_eq!(session.auth_time, START, "no step-up recorded");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reauthentication_that_finishes_after_its_own_session_changed_the_password_changes_nothing()
+{
+    let app = Arc::new(test_app!());
+    let here = app.signed_in_ann().await.access_token();
+    let ann = app.auth.user_named("ann").await.unwrap().unwrap();
+    let sid = claims(&here)["sid"].as_str().unwrap().to_owned();
+    app.advance(800);
+
+    // The session stays live through its own change, so only the hash the
+    // step-up verified, now gone, can refuse it.
+    let hold = app.auth.hashing().hold();
+    let pending = {
+        let (app, here) = (app.clone(), here.clone());
+        tokio::spawn(async move { reauthenticate(&app, &here, PASSWORD).await })
+    };
+    wait_for_hash_queue(&app.auth, 1).await;
+    let new_hash = bcrypt::hash(NEW_PASSWORD, 4).unwrap();
+    let changed = app
+        .store
+        .change_password(latchkey::store::PasswordChange {
+            user_id: ann.id,
+            verified_hash: &ann.password_hash,
+            new_hash: &new_hash,
+            keep_session: Some(&sid),
+            now: START + 800,
+        })
+        .await
+        .unwrap();
+    assert_eq!(changed, Some(0));
+    drop(hold);
+
+    let stepped_up = pending.await.unwrap();
+    assert_eq!(stepped_up.status, StatusCode::UNAUTHORIZED, "{}", stepped_up.text());
+    assert_eq!(stepped_up.error_code(), "invalid_credentials");
+    let session = app.store.session(&sid).await.unwrap().unwrap();
+    assert!(session.is_live(START + 800), "still signed in");
+    assert_eq!(session.auth_time, START, "no step-up recorded");
+}
+
+#[tokio::test]
+async fn an_event_recorded_after_an_accounts_erasure_keeps_the_id_alone() {
+    let app = test_app!();
+    let user = app.add_user(DOOMED, PASSWORD).await;
+    // As a request in flight during the deletion would record it, after.
+    app.auth.delete_user(&user).await.unwrap();
+    let client = latchkey::ClientInfo {
+        ip: Some("198.51.100.7".into()),
+        user_agent: None,
+        request_id: Some("late-request".into()),
+    };
+    app.auth
+        .record(latchkey::Event::new(latchkey::AuditKind::LoginSucceeded, &client).user(user.id, DOOMED))
+        .await;
+    let late = audit_events(&*app.store)
+        .await
+        .into_iter()
+        .find(|e| e.kind == "login_succeeded")
+        .expect("recorded");
+    assert_eq!(late.user_id, Some(user.id));
+    assert_eq!((late.username, late.ip, late.request_id), (None, None, None));
+
+    // An event of a user who exists keeps everything.
+    let other = app.add_user("ann", PASSWORD).await;
+    app.auth
+        .record(latchkey::Event::new(latchkey::AuditKind::LoginSucceeded, &client).user(other.id, "ann"))
+        .await;
+    let kept = audit_events(&*app.store)
+        .await
+        .into_iter()
+        .find(|e| e.user_id == Some(other.id))
+        .unwrap();
+    assert_eq!(kept.username.as_deref(), Some("ann"));
+    assert_eq!(kept.ip.as_deref(), Some("198.51.100.7"));
+}
+
 #[tokio::test]
 async fn the_step_up_check_accepts_a_password_up_to_reauth_max_age_old() {
     let app = test_app!(&[("REAUTH_MAX_AGE", "60")]);
@@ -325,8 +401,11 @@ async fn doomed_with_history(app: &TestApp) -> (i64, TestResponse) {
         .find(|v| v.starts_with("__Host-device="))
         .expect("a device cookie");
     let device = device.split(';').next().unwrap().to_owned();
-    // A wrong password with the device cookie (its own counter), and two
-    // without (the account's and the pair's).
+    let second = app.login(DOOMED, PASSWORD).await;
+    assert_eq!(second.status, StatusCode::OK);
+    // After the last success (which clears them): a wrong password with the
+    // device cookie (its own counter), and two without (the account's, the
+    // pair's).
     let with_device = app
         .send(
             Request::post("/login")
@@ -345,11 +424,13 @@ async fn doomed_with_history(app: &TestApp) -> (i64, TestResponse) {
             StatusCode::UNAUTHORIZED
         );
     }
-    let second = app.login(DOOMED, PASSWORD).await;
-    assert_eq!(second.status, StatusCode::OK);
     app.auth.flush_audit(true).await;
+    let rows = every_row(app).await;
+    for counter in ["login-user:", "login-pair:", "login-device:"] {
+        assert!(rows.iter().any(|r| r.contains(counter)), "{counter} before: {rows:#?}");
+    }
     assert!(
-        every_row(app).await.iter().any(|r| r.contains(DOOMED)),
+        rows.iter().any(|r| r.contains(DOOMED)),
         "the history names the user before"
     );
     (user.id, login)
@@ -389,6 +470,14 @@ async fn a_deleted_account_leaves_no_row_that_names_it_and_its_name_is_free_agai
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text());
     deleted.assert_cookie_cleared();
     deleted.assert_no_store();
+    let device = deleted
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with("__Host-device="))
+        .expect("the device cookie, which names the account, is cleared too");
+    assert!(device.starts_with("__Host-device=;") && device.contains("Max-Age=0"), "{device}");
     app.auth.flush_audit(true).await;
 
     let rows = every_row(&app).await;
@@ -504,7 +593,17 @@ async fn a_session_not_remembered_sets_a_browser_session_cookie_on_every_rotatio
     let login = login_remembering(&app, false).await;
     assert_eq!(login.status, StatusCode::OK);
 
+    let device = login
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+        .find(|v| v.starts_with("__host-device="))
+        .unwrap();
+    assert!(!device.contains("max-age") && !device.contains("expires"), "{device}");
+
     let mut response = login;
+    let mut previous = None;
     for _ in 0..4 {
         let cookie = response.refresh_cookie().expect("a refresh cookie");
         assert!(!cookie.value().is_empty());
@@ -519,9 +618,16 @@ async fn a_session_not_remembered_sets_a_browser_session_cookie_on_every_rotatio
             .unwrap();
         assert!(!raw.contains("max-age") && !raw.contains("expires"), "{raw}");
         app.advance(60);
-        response = app.refresh(&response.refresh_token()).await;
+        let current = response.refresh_token();
+        response = app.refresh(&current).await;
         assert_eq!(response.status, StatusCode::OK);
+        previous = Some(current);
     }
+    // Rule 2, the grace path, hands back the current cookie the same way.
+    let graced = app.refresh(&previous.unwrap()).await;
+    assert_eq!(graced.status, StatusCode::OK);
+    assert_eq!(graced.refresh_token(), response.refresh_token(), "the grace path");
+    assert_eq!(graced.refresh_cookie().unwrap().max_age(), None);
     let sessions = app
         .get_with_bearer("/sessions", &response.access_token())
         .await

@@ -8,10 +8,17 @@ use crate::store::{AuditEvent, AuditLog, OrDatabase, StoreResult};
 #[async_trait]
 impl AuditLog for PostgresStore {
     async fn record_event(&self, e: AuditEvent) -> StoreResult<i64> {
+        // The user's row is share-locked: an erasure in progress (which
+        // holds it for update) is waited for and then found done, and one
+        // that starts later waits for this insert and then clears it.
         sqlx::query_scalar(
-            "INSERT INTO audit_events \
+            "WITH owner AS (SELECT id FROM users WHERE id = $3 FOR SHARE), \
+                 kept AS (SELECT $3::BIGINT IS NULL OR EXISTS (SELECT 1 FROM owner) AS kept) \
+             INSERT INTO audit_events \
                  (at, kind, user_id, username, session_id, ip, request_id, detail, count) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+             SELECT $1, $2, $3, CASE WHEN kept THEN $4 END, $5, CASE WHEN kept THEN $6 END, \
+                 CASE WHEN kept THEN $7 END, $8, $9 FROM kept \
+             RETURNING id",
         )
         .bind(e.at)
         .bind(&e.kind)

@@ -18,9 +18,13 @@ pub(super) async fn revoke_all_in<'e>(
     reason: RevokeReason,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
+    // Locked in id order, as an account's erasure locks them, so the two
+    // never deadlock.
     Ok(sqlx::query(
-        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-         WHERE user_id = $3 AND revoked_at IS NULL AND ($4::TEXT IS NULL OR id <> $4)",
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id IN \
+             (SELECT id FROM sessions \
+              WHERE user_id = $3 AND revoked_at IS NULL AND ($4::TEXT IS NULL OR id <> $4) \
+              ORDER BY id FOR UPDATE)",
     )
     .bind(now)
     .bind(reason.as_str())

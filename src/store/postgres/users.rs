@@ -184,14 +184,21 @@ impl Users for PostgresStore {
         .fetch_one(&mut *tx)
         .await
         .db()?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(e.user_id)
-            .execute(&mut *tx)
-            .await
-            .db()?;
+        // Rows are locked in key order, as every other statement that locks
+        // several of them does, so that no two can deadlock.
         sqlx::query(
-            "DELETE FROM throttle WHERE key = ANY($1) \
-                 OR EXISTS (SELECT 1 FROM unnest($2::TEXT[]) AS p WHERE starts_with(key, p))",
+            "DELETE FROM sessions WHERE id IN \
+                 (SELECT id FROM sessions WHERE user_id = $1 ORDER BY id FOR UPDATE)",
+        )
+        .bind(e.user_id)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        sqlx::query(
+            "DELETE FROM throttle WHERE key IN (SELECT key FROM throttle \
+                 WHERE key = ANY($1) \
+                     OR EXISTS (SELECT 1 FROM unnest($2::TEXT[]) AS p WHERE starts_with(key, p)) \
+                 ORDER BY key FOR UPDATE)",
         )
         .bind(e.throttle_keys)
         .bind(e.throttle_prefixes)

@@ -8,10 +8,16 @@ use crate::store::{AuditEvent, AuditLog, OrDatabase, StoreResult};
 #[async_trait]
 impl AuditLog for SqliteStore {
     async fn record_event(&self, e: AuditEvent) -> StoreResult<i64> {
+        // SQLite has one writer at a time: this insert comes wholly before an
+        // account's erasure (which then clears it) or wholly after (and sees
+        // the user gone).
         sqlx::query_scalar(
             "INSERT INTO audit_events \
                  (at, kind, user_id, username, session_id, ip, request_id, detail, count) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+             SELECT ?1, ?2, ?3, CASE WHEN kept THEN ?4 END, ?5, CASE WHEN kept THEN ?6 END, \
+                 CASE WHEN kept THEN ?7 END, ?8, ?9 \
+             FROM (SELECT ?3 IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = ?3) AS kept) \
+             RETURNING id",
         )
         .bind(e.at)
         .bind(&e.kind)

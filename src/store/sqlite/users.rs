@@ -190,9 +190,11 @@ impl Users for SqliteStore {
                 .await
                 .db()?;
         }
+        // A prefix as a range of the primary key, so the index finds it.
         for prefix in e.throttle_prefixes {
-            sqlx::query("DELETE FROM throttle WHERE substr(key, 1, length(?1)) = ?1")
+            sqlx::query("DELETE FROM throttle WHERE key >= ?1 AND key < ?2")
                 .bind(prefix)
+                .bind(past_prefix(prefix))
                 .execute(&mut *tx)
                 .await
                 .db()?;
@@ -214,4 +216,19 @@ impl Users for SqliteStore {
         tx.commit().await.db()?;
         Ok(Some(u64::try_from(live).unwrap_or_default()))
     }
+}
+
+/// The least string after every string that starts with `prefix` (in
+/// SQLite's byte order): `prefix` with its last character one higher.
+/// Key prefixes end in an ASCII delimiter, which always has a successor.
+fn past_prefix(prefix: &str) -> String {
+    let mut past = prefix.to_owned();
+    match past
+        .pop()
+        .and_then(|last| char::from_u32(u32::from(last) + 1))
+    {
+        Some(next) => past.push(next),
+        None => past.push(char::MAX),
+    }
+    past
 }
