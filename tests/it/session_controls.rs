@@ -326,6 +326,27 @@ async fn the_step_up_check_accepts_a_password_up_to_reauth_max_age_old() {
     );
 }
 
+#[tokio::test]
+async fn protective_actions_never_ask_for_a_recent_password() {
+    let app = test_app!();
+    let access = app.signed_in_ann().await.access_token();
+    let other = app.login("ann", PASSWORD).await.access_token();
+    let other_sid = claims(&other)["sid"].as_str().unwrap().to_owned();
+    // Past REAUTH_MAX_AGE, the access token still valid.
+    app.advance(REAUTH_MAX_AGE + 100);
+    assert_eq!(
+        app.delete_with_bearer("/me", &access).await.error_code(),
+        "insufficient_user_authentication",
+        "the password is stale"
+    );
+    let revoked = app
+        .delete_with_bearer(&format!("/sessions/{other_sid}"), &access)
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.text());
+    let everywhere = app.delete_with_bearer("/sessions", &access).await;
+    assert_eq!(everywhere.status, StatusCode::NO_CONTENT, "{}", everywhere.text());
+}
+
 // ---------------------------------------------------------------------------
 // Deleting an account
 
