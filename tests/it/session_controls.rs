@@ -186,43 +186,52 @@ async fn forty_wrong_reauthentications_at_once_verify_only_the_pair_allowance() 
     server.stop().await;
 }
 
+/// A step-up of `here` that has checked the password and is held there
+/// while `changer`'s session changes it (straight in the store, as a
+/// password change that won the race); its answer once let go, and `here`'s
+/// session after.
+async fn step_up_across_a_password_change(
+    app: &Arc<TestApp>,
+    here: &str,
+    changer: &str,
+) -> (TestResponse, latchkey::store::Session) {
+    let ann = app.auth.user_named("ann").await.unwrap().unwrap();
+    let hold = app.auth.hashing().hold();
+    let pending = {
+        let (app, here) = (app.clone(), here.to_owned());
+        tokio::spawn(async move { reauthenticate(&app, &here, PASSWORD).await })
+    };
+    wait_for_hash_queue(&app.auth, 1).await;
+    let new_hash = bcrypt::hash(NEW_PASSWORD, 4).unwrap();
+    let changer_sid = claims(changer)["sid"].as_str().unwrap().to_owned();
+    app.store
+        .change_password(latchkey::store::PasswordChange {
+            user_id: ann.id,
+            verified_hash: &ann.password_hash,
+            new_hash: &new_hash,
+            keep_session: Some(&changer_sid),
+            now: now(app),
+        })
+        .await
+        .unwrap()
+        .expect("the change applies");
+    drop(hold);
+    let answer = pending.await.unwrap();
+    let sid = claims(here)["sid"].as_str().unwrap().to_owned();
+    (answer, app.store.session(&sid).await.unwrap().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reauthentication_that_finishes_after_a_password_change_elsewhere_changes_nothing() {
     let app = Arc::new(test_app!());
     let here = app.signed_in_ann().await.access_token();
     let elsewhere = app.login("ann", PASSWORD).await.access_token();
-    let ann = app.auth.user_named("ann").await.unwrap().unwrap();
     app.advance(800);
 
-    // The step-up has checked the password and waits; meanwhile the other
-    // session changes it, which revokes this one.
-    let hold = app.auth.hashing().hold();
-    let pending = {
-        let (app, here) = (app.clone(), here.clone());
-        tokio::spawn(async move { reauthenticate(&app, &here, PASSWORD).await })
-    };
-    wait_for_hash_queue(&app.auth, 1).await;
-    let new_hash = bcrypt::hash(NEW_PASSWORD, 4).unwrap();
-    let elsewhere_sid = claims(&elsewhere)["sid"].as_str().unwrap().to_owned();
-    let changed = app
-        .store
-        .change_password(latchkey::store::PasswordChange {
-            user_id: ann.id,
-            verified_hash: &ann.password_hash,
-            new_hash: &new_hash,
-            keep_session: Some(&elsewhere_sid),
-            now: START + 800,
-        })
-        .await
-        .unwrap();
-    assert_eq!(changed, Some(1));
-    drop(hold);
-
-    let stepped_up = pending.await.unwrap();
+    // The change from the other session revokes this one.
+    let (stepped_up, session) = step_up_across_a_password_change(&app, &here, &elsewhere).await;
     assert_eq!(stepped_up.status, StatusCode::UNAUTHORIZED, "{}", stepped_up.text());
     assert_eq!(stepped_up.error_code(), "invalid_token");
-    let sid = claims(&here)["sid"].as_str().unwrap().to_owned();
-    let session = app.store.session(&sid).await.unwrap().unwrap();
     assert!(session.revoked_at.is_some());
     assert_eq!(session.auth_time, START, "no step-up recorded");
 }
@@ -232,37 +241,13 @@ async fn a_reauthentication_that_finishes_after_its_own_session_changed_the_pass
 {
     let app = Arc::new(test_app!());
     let here = app.signed_in_ann().await.access_token();
-    let ann = app.auth.user_named("ann").await.unwrap().unwrap();
-    let sid = claims(&here)["sid"].as_str().unwrap().to_owned();
     app.advance(800);
 
     // The session stays live through its own change, so only the hash the
     // step-up verified, now gone, can refuse it.
-    let hold = app.auth.hashing().hold();
-    let pending = {
-        let (app, here) = (app.clone(), here.clone());
-        tokio::spawn(async move { reauthenticate(&app, &here, PASSWORD).await })
-    };
-    wait_for_hash_queue(&app.auth, 1).await;
-    let new_hash = bcrypt::hash(NEW_PASSWORD, 4).unwrap();
-    let changed = app
-        .store
-        .change_password(latchkey::store::PasswordChange {
-            user_id: ann.id,
-            verified_hash: &ann.password_hash,
-            new_hash: &new_hash,
-            keep_session: Some(&sid),
-            now: START + 800,
-        })
-        .await
-        .unwrap();
-    assert_eq!(changed, Some(0));
-    drop(hold);
-
-    let stepped_up = pending.await.unwrap();
+    let (stepped_up, session) = step_up_across_a_password_change(&app, &here, &here).await;
     assert_eq!(stepped_up.status, StatusCode::UNAUTHORIZED, "{}", stepped_up.text());
     assert_eq!(stepped_up.error_code(), "invalid_credentials");
-    let session = app.store.session(&sid).await.unwrap().unwrap();
     assert!(session.is_live(START + 800), "still signed in");
     assert_eq!(session.auth_time, START, "no step-up recorded");
 }

@@ -42,37 +42,15 @@ async fn refresh_cookie_expiry(client: &Client) -> Option<Expiration> {
         .filter(|e| matches!(e, Expiration::DateTime(_)))
 }
 
-/// Signs in through the form with "Keep me signed in" as `remember`.
-async fn sign_in_remembering(client: &Client, app: &Latchkey, remember: bool) {
-    client.goto(&app.url("/login")).await.unwrap();
-    let box_ = client.find(Locator::Id("remember")).await.unwrap();
-    assert!(
-        box_.prop("checked").await.unwrap().as_deref() == Some("true"),
-        "ticked by default"
-    );
-    if !remember {
-        box_.click().await.unwrap();
-    }
-    for (id, value) in [("username", "ann"), ("password", PW)] {
-        client
-            .find(Locator::Id(id))
-            .await
-            .unwrap()
-            .send_keys(value)
-            .await
-            .unwrap();
-    }
+/// The device cookie as the browser holds it.
+async fn device_cookie(client: &Client) -> cookie::Cookie<'static> {
     client
-        .find(Locator::Css("button[type=submit]"))
+        .get_all_cookies()
         .await
         .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_until(Duration::from_secs(10), "/app signed in", || async {
-        signed_in_as(client, "ann").await
-    })
-    .await;
+        .into_iter()
+        .find(|c| c.name() == "__Host-device")
+        .expect("the device cookie")
 }
 
 #[tokio::test]
@@ -84,15 +62,9 @@ async fn without_keep_me_signed_in_the_browser_holds_a_session_cookie_across_rot
     app.add_user("ann", PW).await;
 
     let shared_computer = browser.context().await;
-    sign_in_remembering(&shared_computer, &app, false).await;
+    sign_in_remembering(&shared_computer, &app, "ann", PW, false).await;
     assert_eq!(refresh_cookie_expiry(&shared_computer).await, None);
-    let device = shared_computer
-        .get_all_cookies()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|c| c.name() == "__Host-device")
-        .expect("the device cookie");
+    let device = device_cookie(&shared_computer).await;
     assert!(
         !matches!(device.expires(), Some(Expiration::DateTime(_))),
         "the device cookie goes with the browser too"
@@ -114,18 +86,12 @@ async fn without_keep_me_signed_in_the_browser_holds_a_session_cookie_across_rot
     shared_computer.close().await.unwrap();
 
     let own_laptop = browser.context().await;
-    sign_in_remembering(&own_laptop, &app, true).await;
+    sign_in_remembering(&own_laptop, &app, "ann", PW, true).await;
     assert!(
         refresh_cookie_expiry(&own_laptop).await.is_some(),
         "kept signed in: the cookie outlives the browser"
     );
-    let device = own_laptop
-        .get_all_cookies()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|c| c.name() == "__Host-device")
-        .expect("the device cookie");
+    let device = device_cookie(&own_laptop).await;
     assert!(matches!(device.expires(), Some(Expiration::DateTime(_))));
     own_laptop.close().await.unwrap();
 }

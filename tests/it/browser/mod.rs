@@ -275,7 +275,25 @@ pub async fn run_js(client: &Client, script: &str) -> Value {
 /// Signs in through the HTML form at `/login` and waits for `/app` to show
 /// the `/protected` answer.
 pub async fn sign_in(client: &Client, app: &Latchkey, username: &str, password: &str) {
+    sign_in_remembering(client, app, username, password, true).await;
+}
+
+/// As [`sign_in`], with the form's "Keep me signed in" box (ticked by
+/// default) left as `remember` says.
+pub async fn sign_in_remembering(
+    client: &Client,
+    app: &Latchkey,
+    username: &str,
+    password: &str,
+    remember: bool,
+) {
     client.goto(&app.url("/login")).await.expect("open /login");
+    let keep = client.find(Locator::Id("remember")).await.expect("the box");
+    let ticked = keep.prop("checked").await.expect("checked").as_deref() == Some("true");
+    assert!(ticked, "Keep me signed in is ticked by default");
+    if !remember {
+        keep.click().await.expect("untick");
+    }
     client
         .find(Locator::Id("username"))
         .await
