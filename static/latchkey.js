@@ -248,7 +248,13 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
         headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
         body: JSON.stringify({ password }),
       });
-      if (!response.ok) throw await refusal(response, 'reauthentication');
+      if (!response.ok) {
+        const error = await refusal(response, 'reauthentication');
+        // The session itself has ended: a refresh finds out and tells the app
+        // (never a second try of the password).
+        if (error.code === 'invalid_token') await refresh().catch(() => {});
+        throw error;
+      }
       const body = await response.json();
       adopt(body.access_token, body.expires_in, Date.now() + body.expires_in * 1000, { announce: true });
       return true;

@@ -268,3 +268,93 @@ async fn the_client_sends_the_access_token_only_to_latchkey_and_the_listed_api_o
     );
     client.close().await.unwrap();
 }
+
+/// Step 1 of the step-up scenario: sign in, keep the client on `window`.
+const STEP_UP_SIGN_IN: &str = r#"
+const [latchkey, username, password, done] = arguments;
+import('/latchkey.js').then(async ({ createClient }) => {
+  try {
+    window.auth = createClient({ baseUrl: latchkey });
+    window.ended = [];
+    window.auth.onSessionEnd((reason) => window.ended.push(reason));
+    await window.auth.login(username, password);
+    done({ authTime: window.auth.user.auth_time });
+  } catch (error) {
+    done({ error: String(error) });
+  }
+});
+"#;
+
+/// Step 2, once the password has grown stale: delete (refused with the
+/// step-up challenge), a wrong password, the right one, delete again.
+const STEP_UP_DELETE: &str = r#"
+const [password, done] = arguments;
+(async () => {
+  const report = {};
+  const attempt = async (what) => {
+    try {
+      return { ok: await what() };
+    } catch (error) {
+      return { code: error.code, status: error.status, maxAge: error.maxAge };
+    }
+  };
+  report.stale = await attempt(() => window.auth.deleteAccount());
+  report.wrong = await attempt(() => window.auth.reauthenticate('not my password'));
+  report.right = await attempt(() => window.auth.reauthenticate(password));
+  report.authTime = window.auth.user.auth_time;
+  report.deleted = await attempt(() => window.auth.deleteAccount());
+  report.ended = window.ended;
+  done(report);
+})();
+"#;
+
+#[tokio::test]
+async fn an_spa_on_another_origin_reads_the_step_up_challenge_and_answers_it() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let spa = spa_site().await;
+    let spa_origin = format!("http://{spa}");
+    let clock = latchkey::clock::ManualClock::starting_at(latchkey::clock::Clock::now(
+        &latchkey::clock::SystemClock,
+    ));
+    let app = Latchkey::start_with_clock(
+        &[("CORS_ALLOWED_ORIGINS", &spa_origin)],
+        Arc::new(clock.clone()),
+    )
+    .await;
+    app.add_user("ann", PW).await;
+    let client = browser.context().await;
+    client.goto(&format!("{spa_origin}/")).await.unwrap();
+
+    let signed_in = client
+        .execute_async(
+            STEP_UP_SIGN_IN,
+            vec![json!(app.origin()), json!("ann"), json!(PW)],
+        )
+        .await
+        .unwrap();
+    assert!(signed_in.get("error").is_none(), "{signed_in}");
+    let login_time = signed_in["authTime"].as_i64().expect("auth_time");
+
+    // Eleven minutes later, as the server sees it: the token is still valid,
+    // the password no longer recent.
+    clock.advance(660);
+    let report = client
+        .execute_async(STEP_UP_DELETE, vec![json!(PW)])
+        .await
+        .unwrap();
+    // Read across origins only because latchkey exposes WWW-Authenticate.
+    assert_eq!(
+        report["stale"],
+        json!({ "code": "insufficient_user_authentication", "status": 401, "maxAge": 600 }),
+        "{report}"
+    );
+    assert_eq!(report["wrong"]["code"], "invalid_credentials", "{report}");
+    assert_eq!(report["right"]["ok"], true, "{report}");
+    assert_eq!(report["authTime"], login_time + 660, "{report}");
+    assert_eq!(report["deleted"]["ok"], true, "{report}");
+    assert_eq!(report["ended"], json!(["account_deleted"]), "{report}");
+    assert!(app.store.user_by_name("ann").await.unwrap().is_none());
+    client.close().await.unwrap();
+}
