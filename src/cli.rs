@@ -84,7 +84,8 @@ enum UserCommand {
     /// Revoke a user's sessions: all of them, or one with --session.
     RevokeSessions {
         name: String,
-        #[arg(long)]
+        // Session ids are base64url: one in 64 starts with `-`.
+        #[arg(long, allow_hyphen_values = true)]
         session: Option<String>,
     },
 }
@@ -449,7 +450,30 @@ fn parse_since(value: &str, now: i64) -> anyhow::Result<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_since;
+    use clap::Parser;
+
+    use super::{Cli, Command, UserCommand, parse_since};
+
+    #[test]
+    #[allow(clippy::expect_used, clippy::panic)] // a failed expectation should panic with its message
+    fn a_session_id_may_start_with_a_hyphen() {
+        let cli = Cli::try_parse_from([
+            "latchkey",
+            "user",
+            "revoke-sessions",
+            "ann",
+            "--session",
+            "-kQ3x_session-id",
+        ])
+        .expect("parses");
+        let Some(Command::User {
+            command: UserCommand::RevokeSessions { session, .. },
+        }) = cli.command
+        else {
+            panic!("not revoke-sessions: {cli:?}");
+        };
+        assert_eq!(session.as_deref(), Some("-kQ3x_session-id"));
+    }
 
     #[test]
     fn since_takes_times_and_ages() {
