@@ -232,9 +232,38 @@ pub struct OriginSettings {
     /// The origin browsers see this service at; when unset it is taken from
     /// `Host` (`PUBLIC_ORIGIN`).
     pub public_origin: Option<String>,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` headers name the client
-    /// (`TRUSTED_PROXIES`).
+    /// Peers whose forwarding header names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<IpNet>,
+    /// The one forwarding header those peers set (`TRUSTED_PROXY_HEADER`);
+    /// every other is ignored, whoever sends it.
+    pub proxy_header: ProxyHeader,
+}
+
+/// The header a trusted reverse proxy names the client in
+/// (`TRUSTED_PROXY_HEADER`; README, "Several instances behind a reverse
+/// proxy"). Only one is read: a proxy passes on the others untouched, so
+/// they say whatever the client wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `x-forwarded-for`, the default: a list of hops, the proxy's appended
+    /// last (nginx's `$proxy_add_x_forwarded_for`, HAProxy's `option
+    /// forwardfor`, most cloud load balancers).
+    XForwardedFor,
+    /// `forwarded` (RFC 7239): its `for=` parameters, read as hops.
+    Forwarded,
+    /// `x-real-ip`: one address, set (not appended) by the proxy.
+    XRealIp,
+}
+
+impl ProxyHeader {
+    /// The header's name, lower-cased as `TRUSTED_PROXY_HEADER` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::Forwarded => "forwarded",
+            Self::XRealIp => "x-real-ip",
+        }
+    }
 }
 
 /// Accounts and passwords.
@@ -709,10 +738,25 @@ fn origins(get: &impl Fn(&str) -> Option<String>) -> Result<OriginSettings, Conf
             })
             .collect::<Result<_, _>>()?,
     };
+    let proxy_header = match get("TRUSTED_PROXY_HEADER")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("x-forwarded-for") => ProxyHeader::XForwardedFor,
+        Some("forwarded") => ProxyHeader::Forwarded,
+        Some("x-real-ip") => ProxyHeader::XRealIp,
+        Some(_) => {
+            return Err(invalid(
+                "TRUSTED_PROXY_HEADER",
+                "must be `x-forwarded-for`, `forwarded` or `x-real-ip`",
+            ));
+        }
+    };
     Ok(OriginSettings {
         cors_allowed,
         public_origin,
         trusted_proxies,
+        proxy_header,
     })
 }
 

@@ -7,7 +7,6 @@ use crate::auth::admission::Ticket;
 use crate::auth::password_policy;
 use crate::auth::throttle;
 use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
-use crate::random;
 use crate::store::User;
 
 pub const MAX_USERNAME_CHARS: usize = 64;
@@ -42,12 +41,12 @@ impl Auth {
 }
 
 /// A login's verified credentials: the user as verified (its credentials
-/// version is what the session will be created under) and the device id the
-/// device cookie will carry.
+/// version is what the session will be created under) and the known device
+/// it came from, if any (`devices.rs`).
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub user: User,
-    pub device: String,
+    pub device: Option<String>,
 }
 
 impl Auth {
@@ -69,9 +68,10 @@ impl Auth {
             Ok(n) => self.store().user_by_name(&n).await?,
             Err(_) => None,
         };
-        let device = user
-            .as_ref()
-            .and_then(|u| known_device(self, u.id, device_cookies));
+        let device = match &user {
+            Some(u) => self.known_device(u, device_cookies).await?,
+            None => None,
+        };
         let counters = throttle::login_counters(
             &self.config().throttle,
             &name,
@@ -101,7 +101,7 @@ impl Auth {
                 // `login_succeeded` is recorded by `session::start`, with the session.
                 Ok(Verified {
                     user: user.clone(),
-                    device: device.unwrap_or_else(random::device_id),
+                    device,
                 })
             }
             _ => {
@@ -126,7 +126,7 @@ impl Auth {
         client: &ClientInfo,
         device_cookies: &[String],
     ) -> Result<bool, ApiError> {
-        let device = known_device(self, user.id, device_cookies);
+        let device = self.known_device(user, device_cookies).await?;
         let counters = throttle::login_counters(
             &self.config().throttle,
             &user.username,
@@ -151,16 +151,6 @@ impl Auth {
         }
         Ok(verified)
     }
-}
-
-/// The device id of the first genuine device cookie for this account.
-fn known_device(auth: &Auth, user_id: i64, cookies: &[String]) -> Option<String> {
-    let now = auth.now();
-    let user = user_id.to_string();
-    cookies.iter().find_map(|token| {
-        let claims = auth.keys().verify_device(token, now).ok()?;
-        (claims.sub == user).then_some(claims.did)
-    })
 }
 
 /// A place among the password checks in flight, keyed by the client's

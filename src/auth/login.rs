@@ -116,6 +116,7 @@ impl Auth {
             )
             .await;
         }
+        let device = self.remember_device(&user, device).await;
         let device_token = self
             .keys()
             .issue_device(user.id, &device, now)

@@ -25,6 +25,7 @@ pub(crate) mod admission;
 pub(crate) mod audit;
 pub(crate) mod cookies;
 pub(crate) mod credentials;
+mod devices;
 pub(crate) mod error;
 mod hash_pool;
 pub(crate) mod housekeeping;

@@ -9,11 +9,14 @@
 //! its attempt back; a failure simply stays counted.
 //!
 //! Which counters (OWASP authentication cheat sheet, "Slow down online
-//! guessing attacks with device cookies"): a client presenting a valid device
-//! cookie for the account is judged by that device's counter alone, so other
-//! people's guesses never lock the owner out. Any other client is charged to
-//! the account from this address (tight), the address (one client spraying
-//! many accounts) and the account from anywhere (distributed guessing).
+//! guessing attacks with device cookies"): a client presenting a device
+//! cookie that counts for the account (`devices.rs`) is judged by that
+//! device's counter and by one the account's devices share, twice as
+//! generous as the account's own, so other people's guesses never lock the
+//! owner out and no number of device cookies buys unlimited guesses. Any
+//! other client is charged to the account from this address (tight), the
+//! address (one client spraying many accounts) and the account from anywhere
+//! (distributed guessing).
 
 use std::net::IpAddr;
 
@@ -61,9 +64,14 @@ pub struct Device<'a> {
     pub id: &'a str,
 }
 
+/// How many times the account-wide allowance device holders share is of
+/// `THROTTLE_LOGIN_ACCOUNT` (README, "The device cookie").
+pub const DEVICES_ACCOUNT_FACTOR: i64 = 2;
+
 /// The counters of a login (or of re-entering the password for a change or
-/// a step-up): the device's own when `device` is a verified device cookie
-/// for this account, otherwise the account's, the pair's and the address's.
+/// a step-up): the device's own and the account's devices' when `device` is
+/// a device cookie that counts for this account, otherwise the account's,
+/// the pair's and the address's.
 pub fn login_counters(
     policy: &ThrottlePolicy,
     username: &str,
@@ -71,13 +79,22 @@ pub fn login_counters(
     device: Option<Device<'_>>,
 ) -> Counters {
     if let Some(device) = device {
-        return Counters::new(vec![Counter {
-            allowance: Allowance {
-                key: format!("{}{}", device_prefix(device.user_id), device.id),
-                free: policy.login_pair,
+        return Counters::new(vec![
+            Counter {
+                allowance: Allowance {
+                    key: format!("{}{}", device_prefix(device.user_id), device.id),
+                    free: policy.login_pair,
+                },
+                on_success: OnSuccess::Clear,
             },
-            on_success: OnSuccess::Clear,
-        }]);
+            Counter {
+                allowance: Allowance {
+                    key: devices_key(device.user_id),
+                    free: policy.login_account.saturating_mul(DEVICES_ACCOUNT_FACTOR),
+                },
+                on_success: OnSuccess::Clear,
+            },
+        ]);
     }
     let mut counters = vec![Counter {
         allowance: Allowance {
@@ -119,11 +136,15 @@ fn device_prefix(user_id: i64) -> String {
     format!("login-device:{user_id}:")
 }
 
+fn devices_key(user_id: i64) -> String {
+    format!("login-devices:{user_id}")
+}
+
 /// The counters that name an account, for its erasure: the exact keys and
 /// the key prefixes (README, "Deleting an account").
 pub fn account_counters(username: &str, user_id: i64) -> (Vec<String>, Vec<String>) {
     (
-        vec![account_key(username)],
+        vec![account_key(username), devices_key(user_id)],
         vec![pair_prefix(username), device_prefix(user_id)],
     )
 }

@@ -138,10 +138,12 @@ where
             .ok();
         let ip = peer.map(|ConnectInfo(peer)| {
             let auth = Auth::from_ref(state);
+            let origins = &auth.config().origins;
             forwarded::client_ip(
                 peer.ip(),
                 &parts.headers,
-                &auth.config().origins.trusted_proxies,
+                &origins.trusted_proxies,
+                origins.proxy_header,
             )
             .to_string()
         });

@@ -1,23 +1,33 @@
 //! Which address is the client's. Behind a reverse proxy the socket's peer is
-//! the proxy; only when that peer is in `TRUSTED_PROXIES` are `Forwarded`
-//! (RFC 7239) or `X-Forwarded-For` believed, and then read from the right,
-//! skipping trusted hops: everything left of the first untrusted hop could
-//! have been written by the client itself.
+//! the proxy; only when that peer is in `TRUSTED_PROXIES` is the one header
+//! `TRUSTED_PROXY_HEADER` names believed (README, "Several instances behind a
+//! reverse proxy"), and then read from the right, skipping trusted hops:
+//! everything left of the first untrusted hop could have been written by the
+//! client itself. The other forwarding headers are never read: a proxy that
+//! does not set one passes the client's own copy on untouched.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+use crate::config::ProxyHeader;
+
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    header: ProxyHeader,
+) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops = if headers.contains_key("forwarded") {
-        hops(headers, "forwarded", forwarded_for)
-    } else {
-        hops(headers, "x-forwarded-for", |s| Some(s.trim()))
+    let hops = match header {
+        ProxyHeader::Forwarded => hops(headers, header.name(), forwarded_for),
+        ProxyHeader::XForwardedFor | ProxyHeader::XRealIp => {
+            hops(headers, header.name(), |s| Some(s.trim()))
+        }
     };
     let mut nearest = peer;
     for hop in hops.iter().rev() {
@@ -68,6 +78,8 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    const XFF: ProxyHeader = ProxyHeader::XForwardedFor;
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap_or_else(|_| panic!("{s}"))
     }
@@ -90,10 +102,10 @@ mod tests {
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
         let h = headers(&[("x-forwarded-for", "1.1.1.1"), ("forwarded", "for=2.2.2.2")]);
         assert_eq!(
-            client_ip(ip("203.0.113.9"), &h, &nets(&["10.0.0.0/8"])),
+            client_ip(ip("203.0.113.9"), &h, &nets(&["10.0.0.0/8"]), XFF),
             ip("203.0.113.9")
         );
-        assert_eq!(client_ip(ip("10.0.0.2"), &h, &[]), ip("10.0.0.2"));
+        assert_eq!(client_ip(ip("10.0.0.2"), &h, &[], XFF), ip("10.0.0.2"));
     }
 
     #[test]
@@ -101,12 +113,18 @@ mod tests {
         let trusted = nets(&["10.0.0.0/8"]);
         // The client forged the first entry; the proxy appended the real one.
         let h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.4, 10.0.0.7")]);
-        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted), ip("198.51.100.4"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &h, &trusted, XFF),
+            ip("198.51.100.4")
+        );
         let h = headers(&[
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-for", "198.51.100.4"),
         ]);
-        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted), ip("198.51.100.4"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &h, &trusted, XFF),
+            ip("198.51.100.4")
+        );
     }
 
     #[test]
@@ -116,19 +134,52 @@ mod tests {
             "forwarded",
             r#"for=6.6.6.6, for="[2001:db8::17]:4711";proto=https"#,
         )]);
-        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("2001:db8::17"));
+        let forwarded = ProxyHeader::Forwarded;
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &h, &trusted, forwarded),
+            ip("2001:db8::17")
+        );
         let h = headers(&[("forwarded", "for=198.51.100.4:8080;by=10.0.0.1")]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("198.51.100.4"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &h, &trusted, forwarded),
+            ip("198.51.100.4")
+        );
     }
 
     #[test]
     fn unreadable_or_missing_hops_leave_the_nearest_known_address() {
         let trusted = nets(&["10.0.0.0/8"]);
         let h = headers(&[("x-forwarded-for", "198.51.100.4, unknown, 10.0.0.7")]);
-        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted), ip("10.0.0.7"));
+        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted, XFF), ip("10.0.0.7"));
         assert_eq!(
-            client_ip(ip("10.0.0.2"), &HeaderMap::new(), &trusted),
+            client_ip(ip("10.0.0.2"), &HeaderMap::new(), &trusted, XFF),
             ip("10.0.0.2")
         );
+    }
+
+    /// What nginx forwards with the README's recipe but without clearing
+    /// `Forwarded`: the client's own `Forwarded` beside the proxy's
+    /// `X-Forwarded-For`. Only the configured header counts.
+    #[test]
+    fn only_the_configured_header_is_read() {
+        let trusted = nets(&["127.0.0.1/32"]);
+        let h = headers(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("forwarded", "for=198.51.100.9"),
+            ("x-real-ip", "192.0.2.1"),
+        ]);
+        let peer = ip("127.0.0.1");
+        assert_eq!(client_ip(peer, &h, &trusted, XFF), ip("203.0.113.7"));
+        assert_eq!(
+            client_ip(peer, &h, &trusted, ProxyHeader::Forwarded),
+            ip("198.51.100.9")
+        );
+        assert_eq!(
+            client_ip(peer, &h, &trusted, ProxyHeader::XRealIp),
+            ip("192.0.2.1")
+        );
+        // The configured header missing: the proxy itself is the client.
+        let h = headers(&[("forwarded", "for=198.51.100.9")]);
+        assert_eq!(client_ip(peer, &h, &trusted, XFF), peer);
     }
 }

@@ -46,12 +46,20 @@ where
 
 pub fn is_allowed(config: &Config, parts: &Parts) -> bool {
     let headers = &parts.headers;
-    let Some(origin) = headers.get(ORIGIN) else {
-        // No Origin: a non-browser client, or an old browser on a same-origin
-        // GET-like navigation. Fetch Metadata still betrays a cross-site request.
-        return headers
-            .get("sec-fetch-site")
-            .is_none_or(|v| v.as_bytes() != b"cross-site");
+    let mut origins = headers.get_all(ORIGIN).iter();
+    let origin = match (origins.next(), origins.next()) {
+        (Some(origin), None) => origin,
+        // A browser sends one `Origin` (RFC 6454 §7.3); several are a forgery
+        // or a confused proxy, and there is no telling which one to judge.
+        (Some(_), Some(_)) => return false,
+        (None, _) => {
+            // No Origin: a non-browser client, or an old browser on a
+            // same-origin GET-like navigation. Fetch Metadata still betrays
+            // a cross-site request (its values are tokens, compared as such).
+            return headers
+                .get("sec-fetch-site")
+                .is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+        }
     };
     let Some(origin) = origin.to_str().ok().map(str::to_ascii_lowercase) else {
         return false;
@@ -62,31 +70,108 @@ pub fn is_allowed(config: &Config, parts: &Parts) -> bool {
     if let Some(own) = &config.origins.public_origin {
         return *own == origin;
     }
-    // Without a configured public origin, our own origin is whatever host the
-    // browser addressed us by; the scheme may differ behind a TLS proxy.
-    let authority = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"));
-    // HTTP/1.1 names the host in `Host`; HTTP/2 in the `:authority` of the URI.
+    // Without a configured public origin, our own origin is the scheme this
+    // server speaks and the host and port the browser addressed it by
+    // (HTTP/1.1's `Host`, or HTTP/2's `:authority`). Behind a proxy that ends
+    // TLS the scheme differs: that is what `PUBLIC_ORIGIN` is for.
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let host = headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-    match (authority, host) {
-        (Some(a), Some(h)) => {
-            same_authority(a, &h.to_ascii_lowercase(), origin.starts_with("https://"))
-        }
+    match (Tuple::parse_origin(&origin), host) {
+        (Some(theirs), Some(host)) => Tuple::parse(scheme, host).is_some_and(|ours| ours == theirs),
         _ => false,
     }
 }
 
-/// `example.com` and `example.com:443` are the same authority over https.
-fn same_authority(origin: &str, host: &str, https: bool) -> bool {
-    let default_port = if https { ":443" } else { ":80" };
-    let strip = |s: &str| {
-        s.strip_suffix(default_port)
-            .map(str::to_owned)
-            .unwrap_or_else(|| s.to_owned())
-    };
-    strip(origin) == strip(host)
+/// An origin's scheme, host and port (RFC 6454 §4), the default port
+/// filled in, so `https://a.example` and `https://a.example:443` agree.
+#[derive(Debug, PartialEq, Eq)]
+struct Tuple {
+    scheme: &'static str,
+    host: String,
+    port: u16,
+}
+
+impl Tuple {
+    /// `scheme://host[:port]` and nothing more.
+    fn parse_origin(origin: &str) -> Option<Self> {
+        let (scheme, authority) = origin.split_once("://")?;
+        let scheme = match scheme {
+            "http" => "http",
+            "https" => "https",
+            _ => return None,
+        };
+        Self::parse(scheme, authority)
+    }
+
+    /// `host[:port]` under `scheme`: one port at most, all digits, and a
+    /// host that is a name or a bracketed IPv6 address.
+    fn parse(scheme: &'static str, authority: &str) -> Option<Self> {
+        let authority: axum::http::uri::Authority = authority.parse().ok()?;
+        // `Authority` takes userinfo (`user@host`), which no origin has.
+        if authority.as_str().contains('@') {
+            return None;
+        }
+        // `Authority` reads `host:port` leniently (a port that is no number
+        // is "no port"); an origin's port is digits or nothing.
+        let host = authority.host();
+        let port = match authority.as_str()[host.len()..].strip_prefix(':') {
+            None if authority.as_str().len() == host.len() => {
+                if scheme == "https" {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                digits.parse().ok()?
+            }
+            _ => return None,
+        };
+        Some(Self {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tuple;
+
+    #[test]
+    fn origins_are_compared_by_scheme_host_and_port() {
+        let ours = |authority| Tuple::parse("http", authority);
+        assert_eq!(
+            Tuple::parse_origin("http://a.example"),
+            ours("a.example:80")
+        );
+        assert_eq!(Tuple::parse_origin("http://[::1]:3000"), ours("[::1]:3000"));
+        assert_ne!(
+            Tuple::parse_origin("https://a.example:80"),
+            ours("a.example")
+        );
+        assert_ne!(
+            Tuple::parse_origin("http://a.example:8080"),
+            ours("a.example")
+        );
+        for malformed in [
+            "http://a.example:3000:80",
+            "http://a.example:80:80",
+            "http://user@a.example",
+            "http://a.example:port",
+            "http://",
+            "ftp://a.example",
+            "a.example",
+        ] {
+            assert_eq!(Tuple::parse_origin(malformed), None, "{malformed}");
+        }
+    }
 }

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use super::extract::Base;
 use crate::auth::error::ErrorBody;
 use crate::auth::{ApiError, Auth, PublicJwk};
+use crate::config::{AppEnv, parse_origin};
 
 pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 
@@ -65,14 +66,19 @@ async fn jwks(State(auth): State<Auth>) -> Result<Response, ApiError> {
 /// Where verifiers find the issuer's keys.
 ///
 /// For resource-server libraries that discover the key set from the issuer.
-/// `jwks_uri` is built from `PUBLIC_ORIGIN` when it is set, else from the
-/// request's `Host`.
+/// `jwks_uri` is built from `PUBLIC_ORIGIN`, else from `JWT_ISSUER` when it
+/// is a URL. Without either, production answers `404`: the request's `Host`
+/// is the client's to write, so it never names the keys in a cacheable
+/// answer; development builds it from `Host`, uncached.
 #[utoipa::path(
     get, path = "/.well-known/openid-configuration", tag = "tokens",
     responses(
         (status = 200, description = "`issuer` and `jwks_uri`", body = ProviderMetadata,
             headers(("cache-control" = String,
-                description = "`public, max-age=<JWKS_MAX_AGE>` (300 s unless configured)"))),
+                description = "`public, max-age=<JWKS_MAX_AGE>` (300 s unless configured); \
+                    `no-store` when built from the request's `Host` (development only)"))),
+        (status = 404, description = "`not_found`: production without `PUBLIC_ORIGIN` or a \
+            URL `JWT_ISSUER`, so no trustworthy `jwks_uri`", body = ErrorBody),
     )
 )]
 async fn openid_configuration(
@@ -80,31 +86,52 @@ async fn openid_configuration(
     base: Base,
     headers: HeaderMap,
     uri: Uri,
-) -> Response {
+) -> Result<Response, ApiError> {
     let config = auth.config();
-    let origin = match &config.origins.public_origin {
-        Some(origin) => origin.clone(),
-        None => {
-            let scheme = if config.cookies.secure {
-                "https"
-            } else {
-                "http"
-            };
-            // HTTP/1.1 names the host in `Host`; HTTP/2 in the `:authority`
-            // of the URI (RFC 9113 §8.3.1).
-            let host = headers
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| uri.authority().map(|a| a.as_str()))
-                .unwrap_or("localhost");
-            format!("{scheme}://{host}")
-        }
+    let metadata = |origin: &str| {
+        Json(ProviderMetadata {
+            issuer: config.tokens.issuer.clone(),
+            jwks_uri: format!("{origin}{}", base.to(JWKS_PATH)),
+        })
     };
-    let metadata = ProviderMetadata {
-        issuer: config.tokens.issuer.clone(),
-        jwks_uri: format!("{origin}{}", base.to(JWKS_PATH)),
+    let configured = config
+        .origins
+        .public_origin
+        .clone()
+        .or_else(|| origin_of_url(&config.tokens.issuer));
+    if let Some(origin) = configured {
+        return Ok(cacheable(&auth, metadata(&origin)));
+    }
+    if config.env == AppEnv::Production {
+        return Err(ApiError::NotFound);
+    }
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
     };
-    cacheable(&auth, Json(metadata))
+    // HTTP/1.1 names the host in `Host`; HTTP/2 in the `:authority` of the
+    // URI (RFC 9113 §8.3.1).
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    let mut response = metadata(&format!("{scheme}://{host}")).into_response();
+    // Another request's `Host` must never be served from a cache.
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The origin of an `http(s)://` URL (`https://example.com/auth` gives
+/// `https://example.com`); `None` for anything else, such as the default
+/// issuer `latchkey`.
+fn origin_of_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    parse_origin(&format!("{scheme}://{authority}"))
 }
 
 /// `body` with the cache lifetime verifiers are promised.

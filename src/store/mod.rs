@@ -1,5 +1,5 @@
 //! The store: everything latchkey keeps, behind one trait per concern
-//! ([`Users`], [`Sessions`], [`AuditLog`], [`Throttles`], [`SigningKeys`], and the [`Pool`]
+//! ([`Users`], [`Sessions`], [`Devices`], [`AuditLog`], [`Throttles`], [`SigningKeys`], and the [`Pool`]
 //! under them all), gathered by [`Store`], with one implementation per
 //! database. Each implementation keeps its SQL in one file per concern
 //! (`sqlite/sessions.rs`, `postgres/sessions.rs`, …) and its own migrations.
@@ -14,6 +14,7 @@ use crate::config::Database;
 use async_trait::async_trait;
 
 mod audit;
+mod devices;
 mod from_sqlx;
 mod postgres;
 mod sessions;
@@ -23,6 +24,7 @@ mod throttle;
 mod users;
 
 pub use audit::{AuditEvent, AuditLog};
+pub use devices::{Devices, NewDevice};
 pub use postgres::PostgresStore;
 pub use sessions::{Created, IdleTimeouts, NewSession, RevokeReason, Rotated, Session, Sessions};
 pub use signing_keys::{SigningKeys, StoredKey};
@@ -87,9 +89,15 @@ pub trait CommitObserver: Send + Sync {
 
 /// Everything latchkey keeps: what the application holds (`Arc<dyn Store>`).
 /// Any type with every concern is one.
-pub trait Store: Users + Sessions + AuditLog + Throttles + SigningKeys + Pool + 'static {}
+pub trait Store:
+    Users + Sessions + Devices + AuditLog + Throttles + SigningKeys + Pool + 'static
+{
+}
 
-impl<T> Store for T where T: Users + Sessions + AuditLog + Throttles + SigningKeys + Pool + 'static {}
+impl<T> Store for T where
+    T: Users + Sessions + Devices + AuditLog + Throttles + SigningKeys + Pool + 'static
+{
+}
 
 /// `?` inside the store: a backend's error becomes [`StoreError::Database`].
 /// Not a `From` impl, which would be public and tie callers to the backend's

@@ -386,6 +386,106 @@ async fn a_device_cookie_is_judged_by_its_own_failures_and_only_for_its_account(
     assert_eq!(bob.status, StatusCode::OK);
 }
 
+/// `n` device cookies of ann's, from `n` logins without one, as someone who
+/// could sign in would stockpile them (oldest first); and the last login.
+async fn stockpile_device_cookies(app: &TestApp, n: usize) -> (Vec<String>, TestResponse) {
+    let mut cookies = Vec::new();
+    let mut last = None;
+    for _ in 0..n {
+        app.advance(1);
+        let login = app.send(login_request("ann", PASSWORD, "203.0.113.9", None)).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.text());
+        cookies.push(format!("{DEVICE_COOKIE}={}", set_cookie(&login, DEVICE_COOKIE).unwrap()));
+        last = Some(login);
+    }
+    (cookies, last.unwrap())
+}
+
+/// Wrong guesses at ann's password from one address, taking the cookies in
+/// turn, until the first `429`: how many were checked (at most `limit`).
+async fn guesses_before_refusal(app: &TestApp, cookies: &[String], limit: usize) -> usize {
+    for i in 0..limit {
+        let cookie = cookies.get(i % cookies.len().max(1)).map(String::as_str);
+        let guess = app.send(login_request("ann", "wrong guess!", "198.51.100.77", cookie)).await;
+        match guess.status {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => return i,
+            other => panic!("guess {i}: {other} {}", guess.text()),
+        }
+    }
+    limit
+}
+
+#[tokio::test]
+async fn stockpiled_device_cookies_buy_nothing_once_the_password_changes() {
+    let app = test_app!(&[("TRUSTED_PROXIES", "203.0.113.7")]);
+    app.add_user("ann", PASSWORD).await;
+    let (cookies, last) = stockpile_device_cookies(&app, 12).await;
+
+    // The owner's remedy: a new password.
+    let changed = app
+        .send(
+            Request::post("/password")
+                .header(header::AUTHORIZATION, format!("Bearer {}", last.access_token()))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD }).to_string().into())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
+
+    // Twelve cookies issued before the change: judged as no cookie at all,
+    // so the pair limit (5) holds, not 12 devices' worth of guesses.
+    assert_eq!(guesses_before_refusal(&app, &cookies, 60).await, 5);
+}
+
+#[tokio::test]
+async fn an_operator_reset_or_a_disable_ends_the_exemption_too() {
+    for action in ["reset", "disable"] {
+        let app = test_app!(&[("TRUSTED_PROXIES", "203.0.113.7")]);
+        let ann = app.add_user("ann", PASSWORD).await;
+        let (cookies, _) = stockpile_device_cookies(&app, 1).await;
+        match action {
+            "reset" => {
+                app.store.set_password_hash(ann.id, "not a hash anyone verifies", START).await.unwrap();
+            }
+            _ => {
+                app.store.disable_user(ann.id, START).await.unwrap();
+                assert!(app.store.enable_user(ann.id).await.unwrap());
+            }
+        }
+        assert_eq!(guesses_before_refusal(&app, &cookies, 20).await, 5, "{action}");
+    }
+}
+
+#[tokio::test]
+async fn an_account_keeps_its_ten_most_recent_devices() {
+    let app = test_app!(&[("TRUSTED_PROXIES", "203.0.113.7")]);
+    app.add_user("ann", PASSWORD).await;
+    let (cookies, _) = stockpile_device_cookies(&app, 11).await;
+    // Spend the pair allowance of one address, without a cookie.
+    assert_eq!(guesses_before_refusal(&app, &[], 20).await, 5);
+    let with = |cookie: &str| login_request("ann", PASSWORD, "198.51.100.77", Some(cookie));
+    // The oldest device was pushed out by the eleventh: no exemption.
+    let oldest = app.send(with(&cookies[0])).await;
+    assert_eq!(oldest.status, StatusCode::TOO_MANY_REQUESTS, "{}", oldest.text());
+    // The ten most recent still count.
+    for cookie in &cookies[1..] {
+        let login = app.send(with(cookie)).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.text());
+    }
+}
+
+#[tokio::test]
+async fn device_holders_together_meet_an_account_wide_limit() {
+    // The devices' shared allowance is twice the account's: 10 here.
+    let app = test_app!(&[("TRUSTED_PROXIES", "203.0.113.7"), ("THROTTLE_LOGIN_ACCOUNT", "5")]);
+    app.add_user("ann", PASSWORD).await;
+    let (cookies, _) = stockpile_device_cookies(&app, 3).await;
+    // Three devices of five guesses each would be 15.
+    assert_eq!(guesses_before_refusal(&app, &cookies, 30).await, 10);
+}
+
 // ---------------------------------------------------------------------------
 // Credential changes win every race: a login held at its password check
 // while the credentials change must not leave a session.

@@ -640,23 +640,77 @@ async fn the_same_origin_may_refresh_log_in_and_log_out() {
     assert_eq!(app.refresh(&rotated).await.status, StatusCode::UNAUTHORIZED);
 }
 
+/// `/token`, with a fresh session of ann's, to a plain-HTTP latchkey
+/// addressed as `host`, with `extra` headers.
+async fn refresh_from(app: &TestApp, host: &str, extra: &[(&str, &str)]) -> TestResponse {
+    if app.store.user_by_name("ann").await.unwrap().is_none() {
+        app.add_user("ann", PASSWORD).await;
+    }
+    let refresh = app.login("ann", PASSWORD).await.refresh_token();
+    let cookie = cookie(&refresh);
+    let mut headers = vec![("host", host), ("cookie", cookie.as_str())];
+    headers.extend_from_slice(extra);
+    app.send(request(Method::POST, "/token", &headers)).await
+}
+
 #[tokio::test]
-async fn the_same_host_over_https_behind_a_proxy_is_the_same_origin() {
+async fn the_same_host_over_another_scheme_is_another_origin() {
     let app = test_app!();
-    let refresh = app.signed_in_ann().await.refresh_token();
+    // Served over plain HTTP, so `https://` is not this origin (RFC 6454 §4).
+    let response = refresh_from(&app, HOST, &[("origin", &format!("https://{HOST}"))]).await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN);
+    assert_eq!(response.error_code(), "forbidden_origin");
 
-    let response = app
-        .send(request(
-            Method::POST,
-            "/token",
-            &[
-                ("host", HOST),
-                ("origin", &format!("https://{HOST}")),
-                ("cookie", &cookie(&refresh)),
-            ],
-        ))
+    // Behind a proxy that ends TLS, `PUBLIC_ORIGIN` names the origin browsers see.
+    let public = format!("https://{HOST}");
+    let app = test_app!(&[("PUBLIC_ORIGIN", public.as_str())]);
+    let response = refresh_from(&app, HOST, &[("origin", &public)]).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let response = refresh_from(&app, HOST, &[("origin", &format!("http://{HOST}"))]).await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn an_origin_with_a_second_port_is_refused() {
+    let app = test_app!();
+    let host = format!("{HOST}:3000");
+    for origin in [
+        format!("http://{HOST}:3000:80"),
+        format!("http://{HOST}:80:3000"),
+        format!("http://{HOST}:+3000"),
+    ] {
+        let response = refresh_from(&app, &host, &[("origin", &origin)]).await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{origin}");
+    }
+    let own = format!("http://{HOST}:3000");
+    let response = refresh_from(&app, &host, &[("origin", &own)]).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+}
+
+#[tokio::test]
+async fn several_origin_headers_are_refused_even_when_one_is_ours() {
+    let app = test_app!();
+    let own = format!("http://{HOST}");
+    for pair in [[own.as_str(), EVIL], [EVIL, own.as_str()], [own.as_str(), own.as_str()]] {
+        let response = refresh_from(
+            &app,
+            HOST,
+            &[("origin", pair[0]), ("origin", pair[1])],
+        )
         .await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{pair:?}");
+        assert_eq!(response.error_code(), "forbidden_origin");
+    }
+}
 
+#[tokio::test]
+async fn fetch_metadata_is_read_whatever_its_case() {
+    let app = test_app!();
+    for value in ["cross-site", "Cross-Site", "CROSS-SITE"] {
+        let response = refresh_from(&app, HOST, &[("sec-fetch-site", value)]).await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{value}");
+    }
+    let response = refresh_from(&app, HOST, &[("sec-fetch-site", "Same-Origin")]).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
 }
 

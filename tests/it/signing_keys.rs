@@ -144,6 +144,52 @@ async fn the_openid_configuration_names_the_issuer_and_the_key_set() {
     assert_eq!(claims_of(&access)["iss"], "https://auth.example.com");
 }
 
+/// The discovery document as a client addressing latchkey as `host` gets it.
+async fn discovery(app: &TestApp, host: &str) -> TestResponse {
+    let request = Request::get("/.well-known/openid-configuration")
+        .header(header::HOST, host)
+        .body(Body::empty())
+        .unwrap();
+    call(&app.router, request).await
+}
+
+#[tokio::test]
+async fn the_host_header_never_names_the_keys_in_a_cached_answer() {
+    // Development: built from `Host`, and never cached.
+    let app = test_app!(&[("ACCESS_TOKEN_ALGORITHM", "EdDSA")]);
+    let answer = discovery(&app, "attacker.example").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        answer.json()["jwks_uri"],
+        "http://attacker.example/.well-known/jwks.json"
+    );
+
+    // Production with neither `PUBLIC_ORIGIN` nor a URL issuer: no answer
+    // (HS256, the only algorithm production allows that way).
+    let app = test_app!(&[("APP_ENV", "production")]);
+    let answer = discovery(&app, "attacker.example").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(answer.error_code(), "not_found");
+
+    // A URL issuer names the origin, whatever `Host` says, and is cacheable.
+    let app = test_app!(&[
+        ("APP_ENV", "production"),
+        ("ACCESS_TOKEN_ALGORITHM", "ES256"),
+        ("JWT_ISSUER", "https://login.example.com/auth"),
+    ]);
+    let answer = discovery(&app, "attacker.example").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.header("cache-control"), Some("public, max-age=300"));
+    assert_eq!(
+        answer.json(),
+        json!({
+            "issuer": "https://login.example.com/auth",
+            "jwks_uri": "https://login.example.com/.well-known/jwks.json",
+        })
+    );
+}
+
 /// Tokens that try to pick their key: each must be refused in every mode.
 #[tokio::test]
 async fn tokens_that_choose_their_own_key_are_refused_in_every_mode() {

@@ -46,6 +46,7 @@ macro_rules! session_columns {
 }
 
 mod audit;
+mod devices;
 mod sessions;
 mod signing_keys;
 mod throttle;

@@ -33,6 +33,7 @@ macro_rules! session_columns {
 }
 
 mod audit;
+mod devices;
 mod group_commit;
 mod sessions;
 mod signing_keys;
