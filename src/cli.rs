@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing_subscriber::EnvFilter;
 
-use crate::auth::{ApiError, Auth, KeyRotation};
+use crate::auth::{ApiError, Auth, KeyRevocation, KeyRotation};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{Config, LogFormat};
 use crate::store::User;
@@ -61,6 +61,15 @@ enum KeysCommand {
     /// Publish a new key, which signs from JWKS_MAX_AGE from now; the key it
     /// replaces stays published until its tokens have expired.
     Rotate,
+    /// Withdraw a key at once, after a leak: it no longer signs or verifies
+    /// and leaves the JWKS; a fresh key signs if it was signing. Running
+    /// instances drop it on SIGHUP, or at their next reload (a minute at most).
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        // Key ids are base64url: one in 64 starts with `-`.
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +242,22 @@ async fn keys_action(auth: &Auth, command: KeysCommand) -> anyhow::Result<()> {
             KeyRotation::ConfiguredSecret => bail!(
                 "HS256 access tokens are signed with JWT_SECRET: to change it, set the old \
                  value as JWT_SECRET_PREVIOUS and restart each instance (README, \"Signing keys\")"
+            ),
+        },
+        KeysCommand::Revoke { kid } => match auth.revoke_key(&kid).await? {
+            KeyRevocation::Revoked { signing } => {
+                println!(
+                    "revoked key {kid}: it no longer signs or verifies and has left the JWKS; \
+                     send SIGHUP to running instances to drop it at once"
+                );
+                if let Some(signing) = signing {
+                    println!("key {signing} signs now");
+                }
+            }
+            KeyRevocation::Unknown => bail!("no key {kid} to revoke (see `latchkey keys list`)"),
+            KeyRevocation::ConfiguredSecret => bail!(
+                "HS256 access tokens are signed with JWT_SECRET: to withdraw it, set a new \
+                 JWT_SECRET without JWT_SECRET_PREVIOUS and restart each instance"
             ),
         },
     }

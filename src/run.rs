@@ -141,6 +141,7 @@ async fn serve_auth(
                 tokio::spawn(tls.clone().watch(tls::WATCH_PERIOD)),
             ]
         })
+        .chain([tokio::spawn(reload_keys_on_hangup(auth.clone()))])
         .collect::<Vec<_>>();
     let warm = auth.clone();
     tokio::spawn(async move { warm.warm_up().await });
@@ -222,4 +223,29 @@ fn warn_about(config: &Config) {
     if config.env == config::AppEnv::Development && !config.cookies.secure {
         tracing::warn!("COOKIE_SECURE=false: the refresh cookie is sent over plain HTTP");
     }
+}
+
+/// Reloads the signing keys on every `SIGHUP`, so that a key revoked by
+/// `latchkey keys revoke` stops verifying here at once (README, "After a
+/// leak") rather than at the next due reload.
+async fn reload_keys_on_hangup(auth: Auth) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: signing keys reload on their own period only");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match auth.reload_keys().await {
+                Ok(()) => tracing::info!("signing keys reloaded on SIGHUP"),
+                Err(e) => tracing::warn!(error = %e, "could not reload the signing keys"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = auth;
 }

@@ -65,6 +65,8 @@ impl Auth {
     ) -> Result<Issued, ApiError> {
         let Verified { user, device } = verified;
         let now = self.now();
+        // Before the session exists: a login that commits must be able to sign.
+        let access_keys = self.signing_access_keys(now).await?;
         let config = self.config();
         let absolute_expires_at = now + seconds(config.tokens.session_lifetime);
         let created = self
@@ -121,7 +123,7 @@ impl Auth {
             .keys()
             .issue_device(user.id, &device, now)
             .map_err(ApiError::Internal)?;
-        let mut issued = self.issue(&session, &user, now).await?;
+        let mut issued = self.issue(&access_keys, &session, &user, now)?;
         issued
             .cookies
             .0

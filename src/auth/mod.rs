@@ -64,7 +64,7 @@ pub use error::ApiError;
 pub use live::LiveToken;
 pub use password_policy::Weakness;
 pub use rotation::Refused;
-pub use signing_keys::{KeyInfo, KeyRotation, KeyState, PublicJwk};
+pub use signing_keys::{KeyInfo, KeyRevocation, KeyRotation, KeyState, PublicJwk};
 pub use tokens::AccessClaims;
 
 /// latchkey's auth service: the store, the signing keys, the cookie policy,

@@ -3,6 +3,7 @@
 //! row; see `Sessions::rotate_session` in the store.
 
 use crate::auth::metrics::RefreshOutcome;
+use crate::auth::tokens::KeySet;
 use crate::auth::{
     ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, Presented, SetCookies,
 };
@@ -114,6 +115,8 @@ impl Auth {
             .verify_refresh(token)
             .map_err(|_| ApiError::InvalidRefreshToken)?;
         let idle = self.idle_timeouts();
+        // Before the chain moves: a rotation that commits must be able to sign.
+        let access_keys = self.signing_access_keys(now).await?;
         // A token past its own `exp` is never exchanged (RFC 7519 §4.1.4). It
         // is still read below: an expired *older* token of a live session is
         // a stolen copy like any other, and revokes it.
@@ -129,7 +132,7 @@ impl Auth {
             if user.disabled_at.is_some() {
                 return Err(ApiError::InvalidRefreshToken.into());
             }
-            let issued = self.issue(&session, &user, now).await?;
+            let issued = self.issue(&access_keys, &session, &user, now)?;
             return Ok((issued, RefreshOutcome::Rotated));
         }
 
@@ -154,7 +157,7 @@ impl Auth {
         if previous && in_grace {
             // Rule 2 (and rule 4's losers): hand back the current token unchanged.
             let user = self.live_user(&session).await?;
-            let issued = self.issue(&session, &user, now).await?;
+            let issued = self.issue(&access_keys, &session, &user, now)?;
             return Ok((issued, RefreshOutcome::Grace));
         }
         if claims.generation < session.generation {
@@ -216,13 +219,14 @@ impl Auth {
     /// The tokens of a session at its current chain position, and its
     /// refresh cookie: living as long as the session's idle expiry, or, for
     /// a session not remembered, as long as the browser runs.
-    pub(crate) async fn issue(
+    pub(crate) fn issue(
         &self,
+        access_keys: &KeySet,
         session: &Session,
         user: &User,
         now: i64,
     ) -> Result<Issued, ApiError> {
-        let mut issued = self.issue_access(session, user, now).await?;
+        let mut issued = self.issue_access(access_keys, session, user, now)?;
         let refresh_token = self
             .keys()
             .issue_refresh(session)
@@ -233,17 +237,19 @@ impl Auth {
         Ok(issued)
     }
 
-    /// A session's access token alone, the refresh cookie unchanged.
-    pub(crate) async fn issue_access(
+    /// A session's access token alone, the refresh cookie unchanged, signed
+    /// by `access_keys` ([`Auth::signing_access_keys`], taken before the
+    /// store was written).
+    pub(crate) fn issue_access(
         &self,
+        access_keys: &KeySet,
         session: &Session,
         user: &User,
         now: i64,
     ) -> Result<Issued, ApiError> {
-        let access_keys = self.access_keys().await?;
         let keys = self.keys();
         let access_token = keys
-            .issue_access(&access_keys, user, session, now)
+            .issue_access(access_keys, user, session, now)
             .map_err(ApiError::Internal)?;
         Ok(Issued {
             access_token,

@@ -21,6 +21,17 @@
 //! secret changes, keys derived from the old one go on signing while it is
 //! `JWT_REFRESH_SECRET_PREVIOUS`.
 //!
+//! When no stored key can sign under the secrets this instance holds (the
+//! refresh secret changed with no `JWT_REFRESH_SECRET_PREVIOUS`, as after a
+//! leak, or the signing key was revoked), a fresh key signs at once, as the
+//! first key does, and the event is logged at warn: sign-in never stops for
+//! want of a key. Verifiers meet its `kid` before their cached key set has it
+//! and refetch the set, as for any unknown `kid`.
+//!
+//! `latchkey keys revoke KID` withdraws a key for good: it no longer signs,
+//! verifies or is published, and no key older than it signs again. Each
+//! instance drops it at its next reload, at once on `SIGHUP`.
+//!
 //! Each instance reloads the ring from the store at least every
 //! `JWKS_MAX_AGE` (and at most every minute), on the first request after
 //! that, so a key added by another instance or by `latchkey keys rotate`
@@ -81,6 +92,9 @@ pub enum KeyState {
     Removed,
     /// A configured secret that only verifies (`JWT_SECRET_PREVIOUS`).
     VerifyOnly,
+    /// Withdrawn by `latchkey keys revoke`: neither signs, verifies nor is
+    /// published.
+    Revoked,
 }
 
 impl KeyState {
@@ -92,6 +106,7 @@ impl KeyState {
             Self::Retired => "retired",
             Self::Removed => "removed",
             Self::VerifyOnly => "verify-only",
+            Self::Revoked => "revoked",
         }
     }
 }
@@ -135,6 +150,21 @@ pub enum KeyRotation {
         /// When it begins to sign, Unix seconds.
         signs_from: i64,
     },
+    /// `HS256`: the key is `JWT_SECRET`, changed through the environment.
+    ConfiguredSecret,
+}
+
+/// What `latchkey keys revoke` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRevocation {
+    /// The key no longer signs, verifies or is published; `signing` is the
+    /// key that signs now (a fresh one if the revoked key was signing).
+    Revoked {
+        /// The key that signs from now on.
+        signing: Option<String>,
+    },
+    /// No key has that id, or it was revoked already.
+    Unknown,
     /// `HS256`: the key is `JWT_SECRET`, changed through the environment.
     ConfiguredSecret,
 }
@@ -256,6 +286,47 @@ impl Auth {
         Ok(rotation)
     }
 
+    /// Withdraws the key `kid` at once (`latchkey keys revoke`, README,
+    /// "After a leak"): tokens naming it stop verifying here, it leaves the
+    /// JWKS, and if it was signing a fresh key takes over at once. Other
+    /// instances follow at their next reload (at once on `SIGHUP`).
+    pub async fn revoke_key(&self, kid: &str) -> Result<KeyRevocation, ApiError> {
+        let AccessKeys::Ring(ring) = &self.inner.access_keys else {
+            return Ok(KeyRevocation::ConfiguredSecret);
+        };
+        let _one_at_a_time = ring.reloading.lock().await;
+        let now = self.now();
+        if !self.store().revoke_signing_key(kid, now).await? {
+            return Ok(KeyRevocation::Unknown);
+        }
+        tracing::warn!(kid = %kid, "signing key revoked");
+        let keys = ring.reload(self.store(), now).await?;
+        Ok(KeyRevocation::Revoked {
+            signing: keys.signer(now).map(|(kid, _)| kid.to_owned()),
+        })
+    }
+
+    /// Reloads the access-token keys from the store now, rather than at the
+    /// next due reload (on `SIGHUP`, after a revocation elsewhere).
+    pub(crate) async fn reload_keys(&self) -> Result<(), ApiError> {
+        if let AccessKeys::Ring(ring) = &self.inner.access_keys {
+            let _one_at_a_time = ring.reloading.lock().await;
+            ring.reload(self.store(), self.now()).await?;
+        }
+        Ok(())
+    }
+
+    /// The access-token keys, once they hold a key that signs at `now`:
+    /// taken before a session is created or rotated, so that no commit is
+    /// left without the token it was for.
+    pub(crate) async fn signing_access_keys(&self, now: i64) -> Result<Arc<KeySet>, ApiError> {
+        let keys = self.access_keys().await?;
+        match keys.signer(now) {
+            Some(_) => Ok(keys),
+            None => Err(ApiError::Unavailable),
+        }
+    }
+
     /// Every access-token key and where it is in its life now (`latchkey
     /// keys list`), oldest first.
     pub async fn signing_keys(&self) -> Result<Vec<KeyInfo>, ApiError> {
@@ -292,7 +363,9 @@ impl Auth {
             .map(|(i, s)| {
                 let retires_at = stored.get(i + 1).map(|next| next.signs_from);
                 let removed_at = retires_at.map(|at| at + ring.retired_for);
-                let state = if removed_at.is_some_and(|at| at <= now) {
+                let state = if s.revoked_at.is_some() {
+                    KeyState::Revoked
+                } else if removed_at.is_some_and(|at| at <= now) {
                     KeyState::Removed
                 } else if retires_at.is_some_and(|at| at <= now) {
                     KeyState::Retired
@@ -439,16 +512,26 @@ impl Ring {
         self.reload_every + self.max_age
     }
 
-    /// Loads the keys from the store (making the first one if there is
-    /// none) and keeps them as the current set.
+    /// Loads the keys from the store and keeps them as the current set,
+    /// first making one that signs at once if none can sign now under this
+    /// instance's secrets (see the module's comment).
     async fn reload(&self, store: &dyn Store, now: i64) -> Result<Arc<KeySet>, ApiError> {
         let algorithm = self.algorithm.name();
         let mut stored = store.signing_keys(algorithm).await?;
-        if stored.is_empty() {
+        let mut keys = self.key_set(&stored);
+        if keys.signer(now).is_none() {
+            if !stored.is_empty() {
+                tracing::warn!(
+                    "no signing key can sign under JWT_REFRESH_SECRET (it changed without \
+                     JWT_REFRESH_SECRET_PREVIOUS, or the signing key was revoked): a new key \
+                     signs at once"
+                );
+            }
             self.add(store, &stored, now, now).await?;
             stored = store.signing_keys(algorithm).await?;
+            keys = self.key_set(&stored);
         }
-        let keys = Arc::new(self.key_set(&stored));
+        let keys = Arc::new(keys);
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Some(Loaded {
             at: now,
             keys: keys.clone(),
@@ -480,6 +563,7 @@ impl Ring {
             public_key: URL_SAFE_NO_PAD.encode(&public),
             created_at: now,
             signs_from,
+            revoked_at: None,
         };
         if store.add_signing_key(&key).await? {
             tracing::info!(kid = %kid, signs_from, "signing key added");
@@ -502,21 +586,25 @@ impl Ring {
                     Some(y) => DecodingKey::from_ec_components(&jwk.x, y).ok()?,
                     None => DecodingKey::from_ed_components(&jwk.x).ok()?,
                 };
+                let revoked = s.revoked_at.is_some();
                 // Only a root that derives the stored public key signs with it.
-                let encoding = self.roots.iter().find_map(|root| {
+                let encoding = self.roots.iter().filter(|_| !revoked).find_map(|root| {
                     let derived = derive(root, self.algorithm, &s.kid)?;
                     (derived.public == public).then_some(derived.encoding)
                 });
-                let verifies_until = stored
-                    .get(i + 1)
-                    .map_or(i64::MAX, |next| next.signs_from + self.retired_for);
+                let verifies_until = match stored.get(i + 1) {
+                    _ if revoked => i64::MIN,
+                    Some(next) => next.signs_from + self.retired_for,
+                    None => i64::MAX,
+                };
                 Some(TokenKey {
                     kid: s.kid.clone(),
                     signs_from: s.signs_from,
                     verifies_until,
                     encoding,
                     decoding,
-                    public: Some(jwk),
+                    public: (!revoked).then_some(jwk),
+                    revoked,
                 })
             })
             .collect();

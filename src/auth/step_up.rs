@@ -41,6 +41,7 @@ impl Auth {
             return Err(ApiError::InvalidCredentials);
         }
         let now = self.now();
+        let access_keys = self.signing_access_keys(now).await?;
         // Recorded only over the hash just verified, and only while the
         // session lives: a password change or a revocation that won the race
         // leaves nothing to step up.
@@ -61,7 +62,7 @@ impl Auth {
                 .session(session_id),
         )
         .await;
-        self.issue_access(&session, &user, now).await
+        self.issue_access(&access_keys, &session, &user, now)
     }
 
     /// Refuses a token whose password was last checked more than `max_age`

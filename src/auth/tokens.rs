@@ -107,6 +107,9 @@ pub struct TokenKey {
     pub(crate) decoding: DecodingKey,
     /// What verifiers are shown; `None` for a secret, which is never shown.
     pub(crate) public: Option<PublicJwk>,
+    /// Withdrawn by `latchkey keys revoke`: it neither signs nor verifies,
+    /// and no key older than it signs again.
+    pub(crate) revoked: bool,
 }
 
 /// The keys of one kind of token at one moment, oldest first.
@@ -129,6 +132,7 @@ impl KeySet {
             encoding: signs.then(|| EncodingKey::from_secret(secret.expose())),
             decoding: DecodingKey::from_secret(secret.expose()),
             public: None,
+            revoked: false,
         };
         let mut keys: Vec<TokenKey> = previous.map(|p| key(p, false)).into_iter().collect();
         keys.push(key(current, true));
@@ -149,9 +153,10 @@ impl KeySet {
     }
 
     /// The key that signs at `now`: the newest that has begun to, falling
-    /// back to an older one when this instance cannot derive it. Before the
-    /// first key's time it is the first key: a request that read the clock
-    /// just before the first key was made still gets a token.
+    /// back to an older one when this instance cannot derive it (another
+    /// instance already signs with a newer secret), but never past a revoked
+    /// key. Before the first key's time it is the first key: a request that
+    /// read the clock just before the first key was made still gets a token.
     pub(crate) fn signer(&self, now: i64) -> Option<(&str, &EncodingKey)> {
         let in_use = self
             .keys
@@ -162,6 +167,7 @@ impl KeySet {
             .get(..=in_use)?
             .iter()
             .rev()
+            .take_while(|k| !k.revoked)
             .find_map(|k| Some((k.kid.as_str(), k.encoding.as_ref()?)))
     }
 

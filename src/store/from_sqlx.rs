@@ -41,6 +41,7 @@ where
     R: Row,
     &'static str: ColumnIndex<R>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
     String: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn from_row(row: &'r R) -> sqlx::Result<Self> {
@@ -51,6 +52,7 @@ where
             public_key: row.try_get("public_key")?,
             created_at: row.try_get("created_at")?,
             signs_from: row.try_get("signs_from")?,
+            revoked_at: row.try_get("revoked_at")?,
         })
     }
 }

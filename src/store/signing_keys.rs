@@ -22,6 +22,9 @@ pub struct StoredKey {
     pub created_at: i64,
     /// When it starts signing. Unix seconds.
     pub signs_from: i64,
+    /// When `latchkey keys revoke` withdrew it: from then on it neither
+    /// signs, verifies nor is published. Unix seconds.
+    pub revoked_at: Option<i64>,
 }
 
 /// The signing keys, oldest first. Rows are only ever added and deleted.
@@ -32,6 +35,9 @@ pub trait SigningKeys: Send + Sync {
     /// Adds `key`, unless its `(algorithm, seq)` is taken: another instance
     /// rotated first. True when added.
     async fn add_signing_key(&self, key: &StoredKey) -> StoreResult<bool>;
+    /// Marks the key `kid` revoked at `now`; false when there is no such
+    /// key or it was revoked already.
+    async fn revoke_signing_key(&self, kid: &str, now: i64) -> StoreResult<bool>;
     /// Deletes the keys of `algorithm` before `seq`: keys no verifier can
     /// meet any more.
     async fn delete_signing_keys_before(&self, algorithm: &str, seq: i64) -> StoreResult<u64>;

@@ -513,8 +513,11 @@ async fn the_database_alone_holds_no_key_that_signs() {
     )
     .unwrap();
     let keys = other.signing_keys().await.unwrap();
-    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].kid, stored[0].kid);
     assert!(!keys[0].can_sign, "a key derives only from its secret");
+    // So that instance signs with a key of its own (README, "After a leak").
+    assert_eq!(keys.len(), 2);
+    assert!(keys[1].can_sign);
 }
 
 /// Restarts `app`'s service with `changes` to its settings, over the same
@@ -770,4 +773,186 @@ async fn a_token_issued_at_a_time_before_the_first_key_is_signed_by_it() {
     let login = app.login("ann", PASSWORD).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.text());
     assert_eq!(HashSet::from([kid_of(&login.access_token())]), first);
+}
+
+/// `app`'s service restarted with `changes` to its settings, over the same
+/// store and clock, as the `Auth` itself.
+fn restarted_auth(app: &TestApp, changes: &[(&str, &str)]) -> Auth {
+    let mut vars = app.vars.clone();
+    for (k, v) in changes {
+        vars.insert((*k).into(), (*v).into());
+    }
+    Auth::with_clock(
+        config_from(&vars).unwrap(),
+        app.store.shared(),
+        Arc::new(app.clock.clone()),
+    )
+    .unwrap()
+}
+
+fn router_of(auth: &Auth) -> axum::Router {
+    latchkey::router(auth.clone()).layer(axum::extract::connect_info::MockConnectInfo(
+        std::net::SocketAddr::from(CLIENT_ADDR),
+    ))
+}
+
+async fn log_in(router: &axum::Router, username: &str) -> TestResponse {
+    call(
+        router,
+        json_post("/login", &json!({ "username": username, "password": PASSWORD })),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_changed_refresh_secret_never_breaks_sign_in_and_leaves_no_stray_session() {
+    for alg in ["EdDSA", "ES256"] {
+        let app = test_app!(&[("ACCESS_TOKEN_ALGORITHM", alg)]);
+        let old = app.signed_in_ann().await.access_token();
+        // After a leak: a new secret, and no previous one.
+        let auth = restarted_auth(&app, &[("JWT_REFRESH_SECRET", NEW_REFRESH_SECRET)]);
+        let router = router_of(&auth);
+        for _ in 0..3 {
+            let login = log_in(&router, "ann").await;
+            assert_eq!(login.status, StatusCode::OK, "{alg}: {}", login.text());
+            let access = login.access_token();
+            assert_ne!(kid_of(&access), kid_of(&old), "{alg}: a fresh key signs");
+            let set = jwks(&router).await;
+            let algorithm = if alg == "EdDSA" { Algorithm::EdDSA } else { Algorithm::ES256 };
+            verify_with(&set, &access, algorithm).expect("the fresh key is published at once");
+            let (_, _) = rotate(&router, &login.refresh_token()).await;
+        }
+        // One session per login that answered, none that no client received.
+        let ann = app.store.user_by_name("ann").await.unwrap().unwrap();
+        let live = app.store.active_sessions(ann.id, START).await.unwrap();
+        assert_eq!(live.len(), 4, "{alg}");
+        let keys = auth.signing_keys().await.unwrap();
+        assert_eq!(keys.len(), 2, "{alg}: one fresh key, made once: {keys:?}");
+        assert!(!keys[0].can_sign && keys[1].can_sign, "{alg}: {keys:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_verifying_and_leaves_the_jwks_at_once() {
+    let app = test_app!(&[("ACCESS_TOKEN_ALGORITHM", "EdDSA")]);
+    let ann = app.signed_in_ann().await;
+    let old = ann.access_token();
+    let kid = kid_of(&old);
+    assert_eq!(protected(&app.router, &old).await, StatusCode::OK);
+
+    let revoked = app.auth.revoke_key(&kid).await.unwrap();
+    let latchkey::KeyRevocation::Revoked { signing: Some(fresh) } = revoked else {
+        panic!("{revoked:?}");
+    };
+    assert_ne!(fresh, kid);
+    assert_eq!(protected(&app.router, &old).await, StatusCode::UNAUTHORIZED);
+    assert!(!kids(&jwks(&app.router).await).contains(&kid));
+    // Sign-in and rotation go on under the fresh key.
+    let (access, _) = rotate(&app.router, &ann.refresh_token()).await;
+    assert_eq!(kid_of(&access), fresh);
+    assert_eq!(protected(&app.router, &access).await, StatusCode::OK);
+    let states: Vec<(String, KeyState)> = app
+        .auth
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.kid, k.state))
+        .collect();
+    assert_eq!(states, [(kid.clone(), KeyState::Revoked), (fresh, KeyState::Signing)]);
+    assert_eq!(
+        app.auth.revoke_key(&kid).await.unwrap(),
+        latchkey::KeyRevocation::Unknown,
+        "revoked once"
+    );
+
+    // An instance that starts now never loads it.
+    let other = restarted_auth(&app, &[]);
+    assert_eq!(protected(&router_of(&other), &old).await, StatusCode::UNAUTHORIZED);
+}
+
+/// README, "After a leak", step by step, with the binary: a new refresh
+/// secret, a restart, `latchkey keys revoke` for every key the new secret
+/// cannot sign with, and `SIGHUP`.
+#[tokio::test]
+async fn the_after_a_leak_procedure_works_as_written() {
+    let app = test_app!(&[("ACCESS_TOKEN_ALGORITHM", "EdDSA")]);
+    app.add_user("ann", PASSWORD).await;
+    let http = reqwest::Client::new();
+    let login = |server: &process::ChildServer| {
+        let request = http
+            .post(server.url("/login"))
+            .json(&json!({ "username": "ann", "password": PASSWORD }));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let protected = |server: &process::ChildServer, token: &str| {
+        let request = http.get(server.url("/protected")).bearer_auth(token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let mut vars = app.vars.clone();
+    vars.insert("BIND".into(), "127.0.0.1:0".into());
+    vars.insert("COOKIE_SECURE".into(), "false".into());
+    let server = process::ChildServer::start(&vars, app.dir.path());
+    let leaked = login(&server).await;
+    let _ = server.stop();
+
+    // Steps 1 and 2: a new secret, no previous one, every instance restarted.
+    vars.insert("JWT_REFRESH_SECRET".into(), NEW_REFRESH_SECRET.into());
+    let server = process::ChildServer::start(&vars, app.dir.path());
+    let fresh = login(&server).await;
+    assert_ne!(kid_of(&fresh), kid_of(&leaked));
+    assert!(
+        server.stderr().contains("a new key signs at once"),
+        "{}",
+        server.stderr()
+    );
+
+    // Step 3: revoke every key this secret cannot sign with.
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(args)
+            .env_clear()
+            .envs(&vars)
+            .current_dir(app.dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listed = cli(&["keys", "list"]);
+    let stale: Vec<&str> = listed
+        .lines()
+        .filter(|line| line.contains("cannot sign"))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(stale, [kid_of(&leaked).as_str()], "{listed}");
+    for kid in stale {
+        cli(&["keys", "revoke", kid]);
+    }
+
+    // Step 4: SIGHUP; the leaked key's tokens are refused from then on.
+    server.hang_up();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while protected(&server, &leaked).await != 401 {
+        assert!(std::time::Instant::now() < deadline, "{}", server.stderr());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(protected(&server, &fresh).await, 200);
+    let set: JwkSet = http
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kids(&set), HashSet::from([kid_of(&fresh)]));
+    assert_eq!(protected(&server, &login(&server).await).await, 200);
 }

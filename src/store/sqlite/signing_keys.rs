@@ -9,7 +9,7 @@ use crate::store::{OrDatabase, SigningKeys, StoreResult, StoredKey};
 impl SigningKeys for SqliteStore {
     async fn signing_keys(&self, algorithm: &str) -> StoreResult<Vec<StoredKey>> {
         sqlx::query_as(
-            "SELECT algorithm, seq, kid, public_key, created_at, signs_from \
+            "SELECT algorithm, seq, kid, public_key, created_at, signs_from, revoked_at \
              FROM signing_keys WHERE algorithm = ?1 ORDER BY seq",
         )
         .bind(algorithm)
@@ -34,6 +34,18 @@ impl SigningKeys for SqliteStore {
         .await
         .db()?;
         Ok(added.rows_affected() == 1)
+    }
+
+    async fn revoke_signing_key(&self, kid: &str, now: i64) -> StoreResult<bool> {
+        let revoked = sqlx::query(
+            "UPDATE signing_keys SET revoked_at = ?2 WHERE kid = ?1 AND revoked_at IS NULL",
+        )
+        .bind(kid)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .db()?;
+        Ok(revoked.rows_affected() == 1)
     }
 
     async fn delete_signing_keys_before(&self, algorithm: &str, seq: i64) -> StoreResult<u64> {
