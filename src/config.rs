@@ -207,6 +207,9 @@ pub struct TokenSettings {
     pub session_lifetime: Duration,
     /// How long the previous refresh token is still honoured (`REFRESH_REUSE_GRACE`).
     pub reuse_grace: Duration,
+    /// Refreshes one session may make a minute, all at once if need be, on
+    /// one instance (`MAX_REFRESHES_PER_MINUTE`; README, "Rotation rules").
+    pub max_refreshes_per_minute: i64,
     /// `iss` of every token (`JWT_ISSUER`).
     pub issuer: String,
     /// `aud` of access tokens (`JWT_AUDIENCE`).
@@ -606,6 +609,7 @@ fn tokens(
         reauth_max_age,
         session_lifetime,
         reuse_grace,
+        max_refreshes_per_minute: number(get, "MAX_REFRESHES_PER_MINUTE", 60, 1)?,
         issuer,
         audience: get("JWT_AUDIENCE").unwrap_or_else(|| "latchkey".into()),
     };

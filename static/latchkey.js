@@ -33,6 +33,12 @@
 // token shared over a BroadcastChannel so the other tabs need not refresh at
 // all. Where Web Locks are missing, tabs refresh independently; latchkey's
 // grace window (REFRESH_REUSE_GRACE) makes that safe.
+//
+// A `POST /token` answered 429 (more than MAX_REFRESHES_PER_MINUTE for the
+// session) or 503 (the database is unavailable) is retried once its
+// `Retry-After` has passed, never sooner: until then `refresh()` rejects at
+// once, without a request, with an Error whose `status`, `code` and
+// `retryAfter` say why. The session is not ended: it is still good.
 
 const CHANNEL = 'latchkey';
 const LOCK = 'latchkey-refresh';
@@ -95,6 +101,7 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
   let lifetime = 0; // seconds
   let inflight = null;
   let timer = null;
+  let backOff = null; // { until: ms since the epoch, error }
 
   function adopt(token, expiresInSeconds, expiresAtMs, { announce }) {
     accessToken = token;
@@ -129,6 +136,8 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
   }
 
   async function requestToken() {
+    if (backOff && Date.now() < backOff.until) throw backOff.error;
+    backOff = null;
     let response;
     try {
       response = await fetch(`${base}/token`, { method: 'POST', credentials });
@@ -147,6 +156,15 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
       const body = await response.json().catch(() => ({}));
       end(body.error || 'session_ended', { announce: true });
       return null;
+    }
+    if (response.status === 429 || response.status === 503) {
+      // Told to come back later: not before then, and then by itself.
+      const error = await refusal(response, 'POST /token');
+      const seconds = error.retryAfter ?? 1;
+      backOff = { until: Date.now() + seconds * 1000, error };
+      clearTimeout(timer);
+      timer = setTimeout(() => refresh().catch(() => {}), seconds * 1000);
+      throw error;
     }
     throw new Error(`latchkey: POST /token answered ${response.status}`);
   }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::auth::{Auth, ClientInfo};
-use crate::store::{AuditEvent, Store};
+use crate::store::{AuditEvent, Store, StoreError};
 
 /// Declares every kind of audit event once: its variant, its stored name,
 /// and whether repeats are aggregated (README, "Audit trail and logs").
@@ -273,6 +273,10 @@ impl Auth {
         }
         match self.store().record_event(event.clone()).await {
             Ok(row) => aggregator.opened(kind, &event, row),
+            // During an outage the store has said so once already.
+            Err(err @ StoreError::Unavailable(_)) => {
+                tracing::debug!(error = %err, "could not record audit event")
+            }
             Err(err) => tracing::error!(error = %err, "could not record audit event"),
         }
     }

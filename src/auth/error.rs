@@ -117,6 +117,8 @@ api_errors! {
         "expected a JSON or form-encoded body";
     /// The body, or the answer, took longer than `REQUEST_TIMEOUT`.
     RequestTimeout => REQUEST_TIMEOUT, "request_timeout", "the request took too long";
+    /// The database does not answer (README, "When the database goes
+    /// away"): try again after `Retry-After`.
     Unavailable => SERVICE_UNAVAILABLE, "unavailable", "the store is unavailable";
     /// A shutdown has begun: `/readyz` asks load balancers to stop sending.
     ShuttingDown => SERVICE_UNAVAILABLE, "shutting_down", "the service is shutting down";
@@ -137,6 +139,11 @@ pub const BEARER_CHALLENGE: &str = r#"Bearer realm="latchkey""#;
 
 /// The least `Retry-After` sent: `0` would invite the retry at once.
 pub const MIN_RETRY_AFTER: i64 = 1;
+
+/// `Retry-After` while the database does not answer: long enough that
+/// clients do not pile onto a database on its way back, short enough that a
+/// brief outage costs them little.
+pub const UNAVAILABLE_RETRY_AFTER: i64 = 5;
 
 /// The body of every API error: `{"error": "<code>", "message": "<human text>"}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -196,6 +203,10 @@ impl ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from((*retry_after).max(MIN_RETRY_AFTER)),
             )),
+            Self::Unavailable => Some((
+                header::RETRY_AFTER,
+                HeaderValue::from(UNAVAILABLE_RETRY_AFTER),
+            )),
             // The rest of the body may still be on its way: the connection
             // cannot carry another request (RFC 9110 §15.5.9).
             Self::RequestTimeout => Some((header::CONNECTION, HeaderValue::from_static("close"))),
@@ -208,7 +219,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
             Self::Internal(e) => tracing::error!(error = format!("{e:#}"), "internal error"),
-            Self::Unavailable => tracing::warn!("store unavailable"),
+            // The store logs an outage once, when it begins.
+            Self::Unavailable => tracing::debug!("store unavailable"),
             other => tracing::debug!(code = other.code(), "request refused"),
         }
         let body = Json(ErrorBody {
@@ -227,7 +239,11 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::UsernameTaken => Self::UsernameTaken,
+            StoreError::Unavailable(_) => Self::Unavailable,
             StoreError::Database(cause) => Self::Internal(cause.into()),
+            // A kind of failure this version does not know: not the client's.
+            #[allow(unreachable_patterns)]
+            _ => Self::Internal(anyhow::anyhow!("{e}")),
         }
     }
 }

@@ -118,6 +118,8 @@ label_values! {
         Expired = "expired",
         /// No refresh cookie at all (a page checking whether it is signed in).
         Missing = "missing",
+        /// More than `MAX_REFRESHES_PER_MINUTE` for the session (`429`).
+        Throttled = "throttled",
         /// The store or the service failed.
         Error = "error",
     }

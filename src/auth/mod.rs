@@ -4,7 +4,8 @@
 //!
 //! One file per flow:
 //! - `login.rs`: signing in (a checked password starts a session);
-//! - `rotation.rs`: exchanging the refresh cookie (README, "Rotation rules");
+//! - `rotation.rs`: exchanging the refresh cookie (README, "Rotation rules"),
+//!   at most `MAX_REFRESHES_PER_MINUTE` a session (`refresh_limit.rs`);
 //! - `logout.rs`: ending the cookie's session;
 //! - `password_change.rs` and `registration.rs`;
 //! - `sessions.rs`: listing and revoking sessions, for users and operators;
@@ -15,7 +16,8 @@
 //!
 //! And what the flows share: `live.rs` (the live-session check of account
 //! actions), `credentials.rs` (one password check, admitted and throttled,
-//! for logins, password changes and step-ups alike), `throttle.rs`,
+//! for logins, password changes and step-ups alike), `devices.rs` (when a
+//! device cookie counts), `throttle.rs`,
 //! `admission.rs`, `audit.rs`, `metrics.rs`, `tokens.rs`, `cookies.rs`,
 //! `password.rs`, `password_policy.rs` and `error.rs`.
 
@@ -36,6 +38,7 @@ pub(crate) mod metrics;
 pub(crate) mod password;
 mod password_change;
 pub(crate) mod password_policy;
+mod refresh_limit;
 mod registration;
 mod rotation;
 mod sessions;
@@ -55,6 +58,7 @@ use audit::Aggregator;
 use cookies::CookiePolicy;
 use metrics::Metrics;
 use password::Hasher;
+use refresh_limit::RefreshLimiter;
 use signing_keys::AccessKeys;
 use tokens::TokenKeys;
 
@@ -86,6 +90,8 @@ struct Inner {
     admission: Admission,
     /// Counts of repeated rejections not yet written to the audit trail.
     audit: Aggregator,
+    /// Refreshes per session (`MAX_REFRESHES_PER_MINUTE`).
+    refresh_limit: RefreshLimiter,
     /// A shutdown has begun ([`Auth::begin_draining`]).
     draining: AtomicBool,
     metrics: Metrics,
@@ -145,6 +151,7 @@ impl Auth {
                 admission: Admission::new(hasher.threads()),
                 hasher,
                 audit: Aggregator::default(),
+                refresh_limit: RefreshLimiter::new(config.tokens.max_refreshes_per_minute),
                 draining: AtomicBool::new(false),
                 metrics,
                 config,
@@ -197,8 +204,9 @@ impl Auth {
 
     /// Answers when the store does.
     pub async fn ping(&self) -> Result<(), ApiError> {
+        // An outage is logged by the store, once; anything else is no answer either.
         self.store().ping().await.map_err(|e| {
-            tracing::warn!(error = %e, "health check failed");
+            tracing::debug!(error = %e, "health check failed");
             ApiError::Unavailable
         })
     }

@@ -114,6 +114,14 @@ impl Auth {
             .keys()
             .verify_refresh(token)
             .map_err(|_| ApiError::InvalidRefreshToken)?;
+        // A genuine session id, so the limiter keeps only real sessions.
+        self.inner
+            .refresh_limit
+            .check(&claims.sid, now)
+            .map_err(|retry_after| Refusal {
+                error: ApiError::TooManyAttempts { retry_after },
+                outcome: RefreshOutcome::Throttled,
+            })?;
         let idle = self.idle_timeouts();
         // Before the chain moves: a rotation that commits must be able to sign.
         let access_keys = self.signing_access_keys(now).await?;

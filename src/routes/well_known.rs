@@ -77,8 +77,8 @@ async fn jwks(State(auth): State<Auth>) -> Result<Response, ApiError> {
             headers(("cache-control" = String,
                 description = "`public, max-age=<JWKS_MAX_AGE>` (300 s unless configured); \
                     `no-store` when built from the request's `Host` (development only)"))),
-        (status = 404, description = "`not_found`: production without `PUBLIC_ORIGIN` or a \
-            URL `JWT_ISSUER`, so no trustworthy `jwks_uri`", body = ErrorBody),
+        (status = 404, description = "`not_found`: production without PUBLIC_ORIGIN or a \
+            URL JWT_ISSUER, so no trustworthy key set URL to name", body = ErrorBody),
     )
 )]
 async fn openid_configuration(

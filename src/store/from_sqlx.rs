@@ -143,3 +143,33 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.is_unique_violation())
 }
+
+/// Errors of a database that does not answer, rather than of the query:
+/// they pass when it answers again (README, "When the database goes away").
+pub(super) fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
+        _ => false,
+    }
+}
+
+/// PostgreSQL's SQLSTATEs (Appendix A) and SQLite's result codes (primary
+/// code in the low byte of an extended one) of a database that cannot serve
+/// now.
+fn unavailable_code(code: &str) -> bool {
+    // PostgreSQL: connection exceptions; shutting down, restarting or not yet
+    // accepting connections; out of connections.
+    if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300") {
+        return true;
+    }
+    // SQLite: BUSY, LOCKED, READONLY (the file turned read-only), IOERR,
+    // FULL, CANTOPEN.
+    code.parse::<i32>()
+        .is_ok_and(|code| matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
+}

@@ -6,6 +6,7 @@
 //! All SQL lives below this module; callers see only these types and
 //! [`StoreError`], which names no database library.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -37,15 +38,29 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Why a store call failed, whatever the database behind it.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// [`Users::create_user`] found the username already in use.
     #[error("username taken")]
     UsernameTaken,
-    /// The database failed; the cause is kept for the logs. Shared, because
-    /// one failed group commit (SQLite) answers every rotation in it.
+    /// The database did not answer: a lost or refused connection, no free
+    /// connection within the pool's wait, a lock held past the busy
+    /// timeout, a file that cannot be read or written. Passing: the same
+    /// call may succeed once it answers again (README, "When the database
+    /// goes away").
+    #[error("database unavailable: {0}")]
+    Unavailable(Arc<dyn std::error::Error + Send + Sync>),
+    /// The database failed otherwise; the cause is kept for the logs.
+    /// Shared, because one failed group commit (SQLite) answers every
+    /// rotation in it.
     #[error("database error: {0}")]
     Database(Arc<dyn std::error::Error + Send + Sync>),
 }
+
+/// Whether an outage is under way: the store logs its start and its end
+/// once each (at warn and info), not every failed call. One flag for the
+/// process, which is one service over one database.
+static OUTAGE: AtomicBool = AtomicBool::new(false);
 
 /// The connection pool every concern runs on.
 #[async_trait]
@@ -111,7 +126,27 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     fn db(self) -> StoreResult<T> {
-        self.map_err(|e| StoreError::Database(Arc::new(e)))
+        match self {
+            Ok(value) => {
+                if OUTAGE.load(Ordering::Relaxed) && OUTAGE.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the database answers again");
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                let sqlx = (&e as &(dyn std::error::Error + 'static)).downcast_ref::<sqlx::Error>();
+                if !sqlx.is_some_and(from_sqlx::is_unavailable) {
+                    return Err(StoreError::Database(Arc::new(e)));
+                }
+                if !OUTAGE.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        error = %e,
+                        "the database does not answer: requests that need it get 503 until it does"
+                    );
+                }
+                Err(StoreError::Unavailable(Arc::new(e)))
+            }
+        }
     }
 }
 

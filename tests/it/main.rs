@@ -54,6 +54,7 @@ mod embedding;
 mod layout;
 mod logs;
 mod openapi;
+mod outage;
 
 // Another service checking latchkey's access tokens against its published
 // keys; no store.

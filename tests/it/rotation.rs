@@ -415,6 +415,63 @@ async fn thirty_two_concurrent_refreshes_with_one_cookie_leave_exactly_one_live_
 }
 
 // ---------------------------------------------------------------------------
+// A runaway refresh loop (`MAX_REFRESHES_PER_MINUTE`).
+
+#[tokio::test]
+async fn a_session_refreshing_past_its_limit_is_told_when_to_come_back() {
+    let app = test_app!();
+    let (_, mut refresh, sid) = ann_signed_in(&app).await;
+    // The default, 60 a minute: a minute's worth at once, then one a second.
+    for _ in 0..60 {
+        refresh = rotate_ok(&app, &refresh).await.refresh_token();
+    }
+    let refused = app.refresh(&refresh).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.text());
+    assert_eq!(refused.error_code(), "too_many_attempts");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(refused.refresh_cookie().is_none(), "the cookie is kept");
+    assert_eq!(stored_session(&app, &sid).await.generation, 60);
+
+    // Other sessions are not held back.
+    let other = app.login("ann", PASSWORD).await.refresh_token();
+    rotate_ok(&app, &other).await;
+
+    // A second later the same cookie goes on, no reuse detected.
+    app.advance(1);
+    rotate_ok(&app, &refresh).await;
+    assert_eq!(stored_session(&app, &sid).await.generation, 61);
+    assert!(!app.event_kinds().await.contains(&"refresh_token_reused".to_owned()));
+}
+
+#[tokio::test]
+async fn refreshes_sent_at_the_same_instant_stop_at_the_limit() {
+    const CALLS: usize = 40;
+    let app = test_app!(&[("MAX_REFRESHES_PER_MINUTE", "10")]);
+    let (_, refresh, _) = ann_signed_in(&app).await;
+    let server = TestServer::start(app.auth.clone()).await;
+    let client = reqwest::Client::new();
+    let url = server.url("/token");
+    let barrier = Arc::new(tokio::sync::Barrier::new(CALLS));
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..CALLS {
+        let (client, url, barrier, refresh) =
+            (client.clone(), url.clone(), barrier.clone(), refresh.clone());
+        calls.spawn(async move {
+            barrier.wait().await;
+            post_token(&client, &url, &refresh).await.0
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(joined) = calls.join_next().await {
+        statuses.push(joined.expect("task"));
+    }
+    server.stop().await;
+    // One rotates, nine get the grace answer, the rest wait.
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), CALLS - 10, "{statuses:?}");
+}
+
+// ---------------------------------------------------------------------------
 // Lifetimes.
 
 #[tokio::test]

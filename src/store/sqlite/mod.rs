@@ -65,6 +65,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // As the busy timeout: a request never waits longer for a
+            // connection than for a lock (README, "When the database goes away").
+            .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
             .db()?;

@@ -358,3 +358,66 @@ async fn an_spa_on_another_origin_reads_the_step_up_challenge_and_answers_it() {
     assert!(app.store.user_by_name("ann").await.unwrap().is_none());
     client.close().await.unwrap();
 }
+
+/// Refreshes past `MAX_REFRESHES_PER_MINUTE` (2 here): the client reports the
+/// `429` with its `Retry-After`, and asks nothing more of the server until
+/// then.
+const REFRESH_LOOP: &str = r#"
+const [latchkey, username, password, done] = arguments;
+import('/latchkey.js').then(async ({ createClient }) => {
+  const report = { answers: [] };
+  try {
+    const auth = createClient({ baseUrl: latchkey });
+    await auth.login(username, password);
+    for (let i = 0; i < 4; i++) {
+      try {
+        await auth.refresh();
+        report.answers.push('ok');
+      } catch (error) {
+        report.answers.push({ status: error.status, code: error.code, retryAfter: error.retryAfter });
+      }
+    }
+    report.signedIn = auth.user !== null;
+  } catch (error) {
+    report.error = String(error);
+  }
+  done(report);
+});
+"#;
+
+#[tokio::test]
+async fn the_client_waits_out_the_refresh_limit() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let spa = spa_site().await;
+    let spa_origin = format!("http://{spa}");
+    let app = Latchkey::start(&[
+        ("CORS_ALLOWED_ORIGINS", &spa_origin),
+        ("MAX_REFRESHES_PER_MINUTE", "2"),
+    ])
+    .await;
+    app.add_user("ann", PW).await;
+    let client = browser.context().await;
+    client.goto(&format!("{spa_origin}/")).await.unwrap();
+    let report = client
+        .execute_async(REFRESH_LOOP, vec![json!(app.origin()), json!("ann"), json!(PW)])
+        .await
+        .unwrap();
+
+    assert!(report.get("error").is_none(), "{report}");
+    let refused = json!({ "status": 429, "code": "too_many_attempts", "retryAfter": 30 });
+    assert_eq!(report["answers"][0], "ok", "{report}");
+    assert_eq!(report["answers"][1], "ok", "{report}");
+    // Read across origins: `Retry-After` is an exposed header.
+    assert_eq!(report["answers"][2], refused, "{report}");
+    assert_eq!(report["answers"][3]["status"], 429, "{report}");
+    assert_eq!(report["signedIn"], true, "the session is not ended: {report}");
+    // The fourth never reached the server.
+    let metrics = app.auth.metrics_text();
+    assert!(
+        metrics.contains(r#"latchkey_refreshes_total{outcome="throttled"} 1"#),
+        "{metrics}"
+    );
+    client.close().await.unwrap();
+}
