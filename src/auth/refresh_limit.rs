@@ -127,7 +127,14 @@ mod tests {
         let old: usize = limiter
             .shards
             .iter()
-            .map(|s| s.lock().unwrap().whole_at.keys().filter(|k| k.starts_with('s')).count())
+            .map(|s| {
+                s.lock()
+                    .unwrap()
+                    .whole_at
+                    .keys()
+                    .filter(|k| k.starts_with('s'))
+                    .count()
+            })
             .sum();
         assert_eq!(old, 0);
     }

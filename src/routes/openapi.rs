@@ -167,7 +167,72 @@ pub(crate) fn serve(
         cached,
         on_every_response,
     );
+    describe_outages(&mut value);
     Served(Bytes::from(value.to_string()))
+}
+
+/// The operations that answer without the database: the pages, the static
+/// files and the documents built from configuration alone. Every other one
+/// answers `503 unavailable` while the database does not answer (README,
+/// "When the database goes away"); even `GET /protected`, whose EdDSA and
+/// ES256 keys come from the store until they are first loaded.
+const WITHOUT_STORE: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("get", "/login"),
+    ("get", "/register"),
+    ("get", "/app"),
+    ("get", "/livez"),
+    ("get", "/openapi.json"),
+    ("get", "/static/{file}"),
+    ("get", "/.well-known/openid-configuration"),
+];
+
+/// Adds `503 unavailable`, with its `Retry-After`, to every operation that
+/// needs the database, beside any `503` it already describes.
+fn describe_outages(document: &mut Value) {
+    let (_, outage) = refusal(
+        ApiError::Unavailable,
+        "the database does not answer; try again after `Retry-After`",
+    );
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            if WITHOUT_STORE.contains(&(method.as_str(), path.as_str())) {
+                continue;
+            }
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            let Some(existing) = responses.get_mut("503") else {
+                responses.insert("503".into(), outage.clone());
+                continue;
+            };
+            let described = existing["description"].as_str().unwrap_or_default();
+            if !described.contains("`unavailable`") {
+                existing["description"] = Value::String(format!(
+                    "{described}; {}",
+                    outage["description"].as_str().unwrap_or_default()
+                ));
+            }
+            // `Retry-After` is on every 503: `server_busy` and `unavailable` alike.
+            let headers = existing
+                .as_object_mut()
+                .map(|response| response.entry("headers").or_insert_with(|| json!({})));
+            if let Some(Value::Object(headers)) = headers {
+                headers
+                    .entry("retry-after")
+                    .or_insert_with(|| json!({ "schema": { "type": "string" } }));
+            }
+        }
+    }
 }
 
 /// A refusal of a layer that wraps every route, described from the error

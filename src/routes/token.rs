@@ -29,6 +29,9 @@ pub(crate) fn router() -> OpenApiRouter<Auth> {
             `refresh_token_reused` (the whole session is revoked), both with a clearing `Set-Cookie`",
             body = ErrorBody),
         (status = 403, description = "`forbidden_origin`: a cross-site request", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: more than `MAX_REFRESHES_PER_MINUTE` \
+            refreshes of this session; the cookie is kept, try again after `Retry-After`",
+            body = ErrorBody, headers(("retry-after" = String))),
     )
 )]
 async fn refresh(

@@ -6,7 +6,7 @@
 //! All SQL lives below this module; callers see only these types and
 //! [`StoreError`], which names no database library.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -57,10 +57,15 @@ pub enum StoreError {
     Database(Arc<dyn std::error::Error + Send + Sync>),
 }
 
-/// Whether an outage is under way: the store logs its start and its end
-/// once each (at warn and info), not every failed call. One flag for the
+/// When a call last found the database not answering (Unix seconds): an
+/// outage is logged when it begins, not at every call it fails. One for the
 /// process, which is one service over one database.
-static OUTAGE: AtomicBool = AtomicBool::new(false);
+static LAST_UNAVAILABLE: AtomicI64 = AtomicI64::new(0);
+
+/// Failures this far apart are two outages, each logged. Reads may go on
+/// answering while writes fail (a lock held elsewhere), so a success does not
+/// mark an outage's end; quiet does.
+const OUTAGE_GAP: i64 = 60;
 
 /// The connection pool every concern runs on.
 #[async_trait]
@@ -126,27 +131,22 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     fn db(self) -> StoreResult<T> {
-        match self {
-            Ok(value) => {
-                if OUTAGE.load(Ordering::Relaxed) && OUTAGE.swap(false, Ordering::Relaxed) {
-                    tracing::info!("the database answers again");
-                }
-                Ok(value)
+        self.map_err(|e| {
+            let sqlx = (&e as &(dyn std::error::Error + 'static)).downcast_ref::<sqlx::Error>();
+            if !sqlx.is_some_and(from_sqlx::is_unavailable) {
+                return StoreError::Database(Arc::new(e));
             }
-            Err(e) => {
-                let sqlx = (&e as &(dyn std::error::Error + 'static)).downcast_ref::<sqlx::Error>();
-                if !sqlx.is_some_and(from_sqlx::is_unavailable) {
-                    return Err(StoreError::Database(Arc::new(e)));
-                }
-                if !OUTAGE.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        error = %e,
-                        "the database does not answer: requests that need it get 503 until it does"
-                    );
-                }
-                Err(StoreError::Unavailable(Arc::new(e)))
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            if now - LAST_UNAVAILABLE.swap(now, Ordering::Relaxed) > OUTAGE_GAP {
+                tracing::warn!(
+                    error = %e,
+                    "the database does not answer: requests that need it get 503 until it does"
+                );
             }
-        }
+            StoreError::Unavailable(Arc::new(e))
+        })
     }
 }
 

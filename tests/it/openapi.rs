@@ -522,3 +522,85 @@ fn matches(doc: &Value, schema: &Value, value: &Value, at: &str) {
         }
     }
 }
+
+/// A request for `method path` that gets as far as the database: a Bearer
+/// token, the refresh cookie and a body of the operation's fields.
+fn reaching_the_store(method: &str, path: &str, access: &str, refresh: &str) -> Request<Body> {
+    let body = match (method, path) {
+        ("post", "/login" | "/register") => json!({ "username": "bob", "password": PASSWORD }),
+        ("post", "/password") => {
+            json!({ "current_password": PASSWORD, "new_password": "another passphrase 9" })
+        }
+        ("post", "/reauthenticate") => json!({ "password": PASSWORD }),
+        _ => Value::Null,
+    };
+    let mut request = Request::builder()
+        .method(Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap())
+        .uri(concrete(path))
+        .header(header::AUTHORIZATION, format!("Bearer {access}"))
+        .header(header::COOKIE, format!("__Host-refresh_token={refresh}"));
+    if body.is_null() {
+        return request.body(Body::empty()).unwrap();
+    }
+    request = request.header(header::CONTENT_TYPE, "application/json");
+    request.body(Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn with_the_database_gone_every_operation_answers_as_described() {
+    for algorithm in ["HS256", "EdDSA"] {
+        let app = TestApp::with(&[("ACCESS_TOKEN_ALGORITHM", algorithm)]).await;
+        let doc = description(&app).await;
+        let login = app.signed_in_ann().await;
+        let (access, refresh) = (login.access_token(), login.refresh_token());
+        app.store.close().await;
+        let mut unavailable = BTreeSet::new();
+        for (method, path) in OPERATIONS {
+            let answer = app
+                .send(reaching_the_store(method, path, &access, &refresh))
+                .await;
+            assert!(
+                answer.status.as_u16() < 500 || answer.status == StatusCode::SERVICE_UNAVAILABLE,
+                "{algorithm} {method} {path}: {} {}",
+                answer.status,
+                answer.text()
+            );
+            if answer.status != StatusCode::SERVICE_UNAVAILABLE {
+                continue;
+            }
+            assert_eq!(answer.error_code(), "unavailable", "{method} {path}");
+            assert_eq!(answer.header("retry-after"), Some("5"), "{method} {path}");
+            let described = &doc["paths"][path][method]["responses"]["503"];
+            assert!(
+                described["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("`unavailable`")),
+                "{method} {path}: {described}"
+            );
+            assert!(
+                described["headers"].get("retry-after").is_some(),
+                "{method} {path}"
+            );
+            unavailable.insert(format!("{method} {path}"));
+        }
+        // Each that needs the database says so, whatever its answer before.
+        for needed in [
+            "post /login",
+            "post /register",
+            "post /token",
+            "post /logout",
+            "post /password",
+            "post /reauthenticate",
+            "get /me",
+            "get /sessions",
+            "delete /sessions",
+            "get /healthz",
+            "get /readyz",
+        ] {
+            assert!(
+                unavailable.contains(needed),
+                "{algorithm}: {needed} in {unavailable:?}"
+            );
+        }
+    }
+}

@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
+use crate::helpers::process;
 use crate::helpers::*;
 
 const CLIENTS: usize = 6;
@@ -128,7 +129,10 @@ async fn refresh_until(
             }
             other => panic!("{}: {other} during the outage test", client.name),
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "a bounded wait");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "a bounded wait"
+        );
     }
     client
 }
@@ -156,7 +160,11 @@ where
             .unwrap();
         assert_eq!(login.status(), 200);
         let refresh = refresh_cookie(&login).expect("a refresh cookie");
-        clients.push(Client { name, refresh, refreshed: 0 });
+        clients.push(Client {
+            name,
+            refresh,
+            refreshed: 0,
+        });
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -194,14 +202,24 @@ where
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while unavailable.load(Ordering::SeqCst) < CLIENTS {
-        assert!(Instant::now() < deadline, "the refreshing clients met the outage");
+        assert!(
+            Instant::now() < deadline,
+            "the refreshing clients met the outage"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // Back: no restart, every client goes on from the token it holds.
     up().await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while http.get(server.url("/readyz")).send().await.unwrap().status() != 200 {
+    while http
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
         assert!(Instant::now() < deadline, "ready again");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -220,7 +238,10 @@ where
         let user = store.user_by_name(&client.name).await.unwrap().unwrap();
         let sessions = store.active_sessions(user.id, START).await.unwrap();
         assert_eq!(sessions.len(), 1, "{}: one live session", client.name);
-        generations.insert(client.name.clone(), (client.refreshed, sessions[0].generation));
+        generations.insert(
+            client.name.clone(),
+            (client.refreshed, sessions[0].generation),
+        );
     }
     for (name, (refreshed, generation)) in &generations {
         // Every answered rotation is stored, and the two after the outage: a
@@ -243,7 +264,10 @@ where
 fn auth_over(store: Arc<dyn Store>, url: &str, dir: &tempfile::TempDir) -> Auth {
     let vars = test_vars(
         dir,
-        &[("DATABASE_URL", url), ("MAX_REFRESHES_PER_MINUTE", "1000000")],
+        &[
+            ("DATABASE_URL", url),
+            ("MAX_REFRESHES_PER_MINUTE", "1000000"),
+        ],
     );
     let config = config_from(&vars).unwrap();
     Auth::with_clock(config, store, Arc::new(ManualClock::starting_at(START))).unwrap()
@@ -256,13 +280,9 @@ async fn postgres_cut_off_behind_a_proxy_answers_503_and_recovers_by_itself() {
     };
     // Through the proxy: `postgres://user@127.0.0.1:5432/db` → the proxy's port.
     let url = url::Url::parse(&database.url).unwrap();
-    let target: SocketAddr = format!(
-        "{}:{}",
-        url.host_str().unwrap(),
-        url.port().unwrap_or(5432)
-    )
-    .parse()
-    .unwrap();
+    let target: SocketAddr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
+        .parse()
+        .unwrap();
     let proxy = Arc::new(TcpProxy::start(target).await);
     let mut through = url.clone();
     through.set_port(Some(proxy.addr.port())).unwrap();
@@ -270,7 +290,14 @@ async fn postgres_cut_off_behind_a_proxy_answers_503_and_recovers_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let auth = auth_over(store.clone(), through.as_str(), &dir);
     let (down, up) = (proxy.clone(), proxy.clone());
-    outage(auth, store, true, async move || down.cut().await, async move || up.restore()).await;
+    outage(
+        auth,
+        store,
+        true,
+        async move || down.cut().await,
+        async move || up.restore(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,14 +318,80 @@ async fn sqlite_locked_by_another_process_answers_503_and_recovers_by_itself() {
         false,
         async move || {
             let mut connection = sqlx::SqliteConnection::connect(&locked_url).await.unwrap();
-            sqlx::raw_sql("BEGIN EXCLUSIVE").execute(&mut connection).await.unwrap();
+            sqlx::raw_sql("BEGIN EXCLUSIVE")
+                .execute(&mut connection)
+                .await
+                .unwrap();
             *down.lock().await = Some(connection);
         },
         async move || {
             let mut connection = up.lock().await.take().unwrap();
-            sqlx::raw_sql("ROLLBACK").execute(&mut connection).await.unwrap();
+            sqlx::raw_sql("ROLLBACK")
+                .execute(&mut connection)
+                .await
+                .unwrap();
             connection.close().await.unwrap();
         },
     )
     .await;
+}
+
+/// The binary's log across an outage: one warning when it begins, and no
+/// error however many requests it refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_logged_once_not_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latchkey.db");
+    let url = format!("sqlite://{}", path.display());
+    let mut vars = test_vars(&dir, &[("DATABASE_URL", &url)]);
+    vars.insert("BIND".into(), "127.0.0.1:0".into());
+    vars.insert("RUST_LOG".into(), "latchkey=info".into());
+    vars.insert("NO_COLOR".into(), "1".into());
+    let server = process::ChildServer::start(&vars, dir.path());
+    let http = reqwest::Client::new();
+    let mut refresh_tokens = Vec::new();
+    for i in 0..4 {
+        let name = format!("user{i}");
+        let register = http
+            .post(server.url("/register"))
+            .json(&json!({ "username": name, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(register.status(), 201, "{}", register.text().await.unwrap());
+        let login = http
+            .post(server.url("/login"))
+            .json(&json!({ "username": name, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        refresh_tokens.push(refresh_cookie(&login).unwrap());
+    }
+
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let mut refused = JoinSet::new();
+    for token in refresh_tokens.clone() {
+        let (http, url) = (http.clone(), server.url("/token"));
+        refused.spawn(async move { post_token(&http, &url, &token).await.0 });
+    }
+    while let Some(status) = refused.join_next().await {
+        assert_eq!(status.unwrap(), 503);
+    }
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder.close().await.unwrap();
+    for token in &refresh_tokens {
+        assert_eq!(post_token(&http, &server.url("/token"), token).await.0, 200);
+    }
+
+    let (log, _) = server.stop();
+    let count = |needle: &str| log.lines().filter(|line| line.contains(needle)).count();
+    assert_eq!(count("the database does not answer"), 1, "{log}");
+    assert_eq!(count("ERROR"), 0, "{log}");
 }

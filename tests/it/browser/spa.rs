@@ -401,7 +401,10 @@ async fn the_client_waits_out_the_refresh_limit() {
     let client = browser.context().await;
     client.goto(&format!("{spa_origin}/")).await.unwrap();
     let report = client
-        .execute_async(REFRESH_LOOP, vec![json!(app.origin()), json!("ann"), json!(PW)])
+        .execute_async(
+            REFRESH_LOOP,
+            vec![json!(app.origin()), json!("ann"), json!(PW)],
+        )
         .await
         .unwrap();
 
@@ -412,7 +415,10 @@ async fn the_client_waits_out_the_refresh_limit() {
     // Read across origins: `Retry-After` is an exposed header.
     assert_eq!(report["answers"][2], refused, "{report}");
     assert_eq!(report["answers"][3]["status"], 429, "{report}");
-    assert_eq!(report["signedIn"], true, "the session is not ended: {report}");
+    assert_eq!(
+        report["signedIn"], true,
+        "the session is not ended: {report}"
+    );
     // The fourth never reached the server.
     let metrics = app.auth.metrics_text();
     assert!(
