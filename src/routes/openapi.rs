@@ -160,6 +160,8 @@ pub(crate) fn serve(
             ),
         ),
     ];
+    // Before `complete`, so that the layers' headers go on these too.
+    describe_outages(&mut value);
     complete(
         &mut value,
         cookie_name,
@@ -167,7 +169,6 @@ pub(crate) fn serve(
         cached,
         on_every_response,
     );
-    describe_outages(&mut value);
     Served(Bytes::from(value.to_string()))
 }
 
