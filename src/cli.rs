@@ -250,8 +250,12 @@ async fn keys_action(auth: &Auth, command: KeysCommand) -> anyhow::Result<()> {
                     "revoked key {kid}: it no longer signs or verifies and has left the JWKS; \
                      send SIGHUP to running instances to drop it at once"
                 );
-                if let Some(signing) = signing {
-                    println!("key {signing} signs now");
+                match signing {
+                    Some(signing) => println!("key {signing} signs now"),
+                    None => println!(
+                        "no key signs now: the next token an instance issues makes a fresh one \
+                         (if its JWT_REFRESH_SECRET derives no revoked key)"
+                    ),
                 }
             }
             KeyRevocation::Unknown => bail!("no key {kid} to revoke (see `latchkey keys list`)"),

@@ -909,17 +909,27 @@ fn parse_database_url(url: &str) -> Result<Database, ConfigError> {
 }
 
 /// Accepts `scheme://host[:port]` with an http(s) scheme and nothing after it;
-/// returns it lower-cased without a trailing slash, as browsers send `Origin`.
+/// returns it as browsers send `Origin` (RFC 6454 §6.2): lower-cased, without
+/// a trailing slash, and without the scheme's default port.
 pub fn parse_origin(value: &str) -> Option<String> {
     let value = value.trim().trim_end_matches('/').to_ascii_lowercase();
-    let authority = value
-        .strip_prefix("https://")
-        .or_else(|| value.strip_prefix("http://"))?;
+    let (authority, default_port) = match value.strip_prefix("https://") {
+        Some(authority) => (authority, ":443"),
+        None => (value.strip_prefix("http://")?, ":80"),
+    };
     let valid = !authority.is_empty()
         && authority
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    valid.then_some(value)
+    if !valid {
+        return None;
+    }
+    Some(
+        value
+            .strip_suffix(default_port)
+            .unwrap_or(&value)
+            .to_owned(),
+    )
 }
 
 impl Database {
@@ -1019,6 +1029,15 @@ mod tests {
         assert_eq!(
             parse_origin("http://localhost:5173").as_deref(),
             Some("http://localhost:5173")
+        );
+        // As browsers send it: no default port.
+        assert_eq!(
+            parse_origin("https://auth.example.com:443").as_deref(),
+            Some("https://auth.example.com")
+        );
+        assert_eq!(
+            parse_origin("http://auth.example.com:80/").as_deref(),
+            Some("http://auth.example.com")
         );
         for bad in [
             "*",

@@ -63,10 +63,15 @@ impl Auth {
         client: &ClientInfo,
         device_cookies: &[String],
     ) -> Result<Verified, ApiError> {
-        let name = username.trim().to_lowercase();
-        let user = match normalize_username(&name) {
-            Ok(n) => self.store().user_by_name(&n).await?,
-            Err(_) => None,
+        let (name, user) = match normalize_username(username) {
+            Ok(name) => {
+                let user = self.store().user_by_name(&name).await?;
+                (name, user)
+            }
+            // No account has such a name, but the attempt is still counted
+            // and recorded under it: bounded, and without the control
+            // characters (a NUL) that no database column or log line takes.
+            Err(_) => (printable(username), None),
         };
         let device = match &user {
             Some(u) => self.known_device(u, device_cookies).await?,
@@ -151,6 +156,23 @@ impl Auth {
         }
         Ok(verified)
     }
+}
+
+/// `raw` trimmed, lower-cased, cut to the longest username, with every
+/// control character replaced (U+FFFD), so it stays distinct from a real name.
+fn printable(raw: &str) -> String {
+    raw.trim()
+        .to_lowercase()
+        .chars()
+        .take(MAX_USERNAME_CHARS)
+        .map(|c| {
+            if c.is_control() {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// A place among the password checks in flight, keyed by the client's

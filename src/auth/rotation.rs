@@ -3,7 +3,7 @@
 //! row; see `Sessions::rotate_session` in the store.
 
 use crate::auth::metrics::RefreshOutcome;
-use crate::auth::tokens::KeySet;
+use crate::auth::tokens::{KeySet, RefreshClaims};
 use crate::auth::{
     ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, Presented, SetCookies,
 };
@@ -114,14 +114,19 @@ impl Auth {
             .keys()
             .verify_refresh(token)
             .map_err(|_| ApiError::InvalidRefreshToken)?;
-        // A genuine session id, so the limiter keeps only real sessions.
-        self.inner
-            .refresh_limit
-            .check(&claims.sid, now)
-            .map_err(|retry_after| Refusal {
-                error: ApiError::TooManyAttempts { retry_after },
-                outcome: RefreshOutcome::Throttled,
-            })?;
+        // A genuine session id, so the limiter keeps only real sessions. A
+        // copy of an older token still ends the session (rule 3) when the
+        // limit refuses: someone keeping a stolen session busy must not
+        // shelter it from its owner's next refresh.
+        if let Err(retry_after) = self.inner.refresh_limit.check(&claims.sid, now) {
+            let session = self.store().session(&claims.sid).await?;
+            if !session.is_some_and(|s| self.is_copy(&claims, &s, now)) {
+                return Err(Refusal {
+                    error: ApiError::TooManyAttempts { retry_after },
+                    outcome: RefreshOutcome::Throttled,
+                });
+            }
+        }
         let idle = self.idle_timeouts();
         // Before the chain moves: a rotation that commits must be able to sign.
         let access_keys = self.signing_access_keys(now).await?;
@@ -200,6 +205,16 @@ impl Auth {
         } else {
             Err(Refusal::expired())
         }
+    }
+
+    /// Rule 3's test: `claims` name a live session at an older generation
+    /// than its current one, and not the one just rotated away within the
+    /// grace window.
+    fn is_copy(&self, claims: &RefreshClaims, session: &Session, now: i64) -> bool {
+        let grace = seconds(self.config().tokens.reuse_grace);
+        let previous_in_grace =
+            claims.generation + 1 == session.generation && now - session.rotated_at < grace;
+        session.is_live(now) && claims.generation < session.generation && !previous_in_grace
     }
 
     async fn live_user(&self, session: &Session) -> Result<User, ApiError> {

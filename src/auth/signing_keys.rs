@@ -23,10 +23,13 @@
 //!
 //! When no stored key can sign under the secrets this instance holds (the
 //! refresh secret changed with no `JWT_REFRESH_SECRET_PREVIOUS`, as after a
-//! leak, or the signing key was revoked), a fresh key signs at once, as the
-//! first key does, and the event is logged at warn: sign-in never stops for
-//! want of a key. Verifiers meet its `kid` before their cached key set has it
-//! and refetch the set, as for any unknown `kid`.
+//! leak, or the signing key was revoked), the next token issued makes a fresh
+//! key that signs at once, as the first key does, and the event is logged at
+//! warn: sign-in never stops for want of a key. Verifiers meet its `kid`
+//! before their cached key set has it and refetch the set, as for any unknown
+//! `kid`. No key is ever derived from a secret that derives a revoked key: that
+//! secret has leaked, and the instance answers `503` until it is given a new
+//! one.
 //!
 //! `latchkey keys revoke KID` withdraws a key for good: it no longer signs,
 //! verifies or is published, and no key older than it signs again. Each
@@ -157,10 +160,12 @@ pub enum KeyRotation {
 /// What `latchkey keys revoke` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyRevocation {
-    /// The key no longer signs, verifies or is published; `signing` is the
-    /// key that signs now (a fresh one if the revoked key was signing).
+    /// The key no longer signs, verifies or is published.
     Revoked {
-        /// The key that signs from now on.
+        /// The key this process would sign with now; `None` when none can
+        /// (the revoked key was signing): the next token an instance issues
+        /// makes a fresh one, unless its `JWT_REFRESH_SECRET` derives a
+        /// revoked key.
         signing: Option<String>,
     },
     /// No key has that id, or it was revoked already.
@@ -287,9 +292,9 @@ impl Auth {
     }
 
     /// Withdraws the key `kid` at once (`latchkey keys revoke`, README,
-    /// "After a leak"): tokens naming it stop verifying here, it leaves the
-    /// JWKS, and if it was signing a fresh key takes over at once. Other
-    /// instances follow at their next reload (at once on `SIGHUP`).
+    /// "After a leak"): tokens naming it stop verifying here and it leaves
+    /// the JWKS. Other instances follow at their next reload (at once on
+    /// `SIGHUP`); if it was signing, the next token issued makes a fresh key.
     pub async fn revoke_key(&self, kid: &str) -> Result<KeyRevocation, ApiError> {
         let AccessKeys::Ring(ring) = &self.inner.access_keys else {
             return Ok(KeyRevocation::ConfiguredSecret);
@@ -318,13 +323,38 @@ impl Auth {
 
     /// The access-token keys, once they hold a key that signs at `now`:
     /// taken before a session is created or rotated, so that no commit is
-    /// left without the token it was for.
+    /// left without the token it was for. When none can sign under this
+    /// instance's secrets, the keys are reloaded (another instance may have
+    /// made one), and failing that a fresh key is made that signs at once
+    /// (see the module's comment). Only here, where a token is about to be
+    /// issued: the CLI, with whatever secrets it was given, never makes one.
     pub(crate) async fn signing_access_keys(&self, now: i64) -> Result<Arc<KeySet>, ApiError> {
         let keys = self.access_keys().await?;
-        match keys.signer(now) {
-            Some(_) => Ok(keys),
-            None => Err(ApiError::Unavailable),
+        if keys.signer(now).is_some() {
+            return Ok(keys);
         }
+        let AccessKeys::Ring(ring) = &self.inner.access_keys else {
+            return Err(ApiError::Unavailable);
+        };
+        let _one_at_a_time = ring.reloading.lock().await;
+        let keys = ring.reload(self.store(), now).await?;
+        if keys.signer(now).is_some() {
+            return Ok(keys);
+        }
+        tracing::warn!(
+            "no signing key can sign under JWT_REFRESH_SECRET (it changed without \
+             JWT_REFRESH_SECRET_PREVIOUS, or the signing key was revoked): a new key signs at once"
+        );
+        let stored = ring.stored();
+        if let Err(e) = ring.add(self.store(), &stored, now, now).await {
+            let cause = format!("{:#}", anyhow::Error::from(e));
+            tracing::error!(error = cause, "no signing key: tokens cannot be issued");
+            return Err(ApiError::Unavailable);
+        }
+        let keys = ring.reload(self.store(), now).await?;
+        keys.signer(now)
+            .map(|_| keys.clone())
+            .ok_or(ApiError::Unavailable)
     }
 
     /// Every access-token key and where it is in its life now (`latchkey
@@ -468,7 +498,12 @@ impl Ring {
                 let mut loaded = self.loaded.write().unwrap_or_else(|p| p.into_inner());
                 match loaded.as_mut() {
                     Some(stale) => {
-                        tracing::warn!(error = %e, "could not reload the signing keys");
+                        if matches!(e, ApiError::Unavailable) {
+                            // The store logs an outage once, when it begins.
+                            tracing::debug!("could not reload the signing keys");
+                        } else {
+                            tracing::warn!(error = %e, "could not reload the signing keys");
+                        }
                         stale.at = now;
                         Ok(stale.keys.clone())
                     }
@@ -512,26 +547,16 @@ impl Ring {
         self.reload_every + self.max_age
     }
 
-    /// Loads the keys from the store and keeps them as the current set,
-    /// first making one that signs at once if none can sign now under this
-    /// instance's secrets (see the module's comment).
+    /// Loads the keys from the store (making the first one if there is
+    /// none) and keeps them as the current set.
     async fn reload(&self, store: &dyn Store, now: i64) -> Result<Arc<KeySet>, ApiError> {
         let algorithm = self.algorithm.name();
         let mut stored = store.signing_keys(algorithm).await?;
-        let mut keys = self.key_set(&stored);
-        if keys.signer(now).is_none() {
-            if !stored.is_empty() {
-                tracing::warn!(
-                    "no signing key can sign under JWT_REFRESH_SECRET (it changed without \
-                     JWT_REFRESH_SECRET_PREVIOUS, or the signing key was revoked): a new key \
-                     signs at once"
-                );
-            }
+        if stored.is_empty() {
             self.add(store, &stored, now, now).await?;
             stored = store.signing_keys(algorithm).await?;
-            keys = self.key_set(&stored);
         }
-        let keys = Arc::new(keys);
+        let keys = Arc::new(self.key_set(&stored));
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Some(Loaded {
             at: now,
             keys: keys.clone(),
@@ -541,7 +566,9 @@ impl Ring {
     }
 
     /// Makes and stores a key that signs from `signs_from`, next after
-    /// `stored`. `None` when another instance stored one first.
+    /// `stored`. `None` when another instance stored one first. Refused when
+    /// `JWT_REFRESH_SECRET` derives a revoked key: it has leaked, and a key
+    /// derived from it would be the thief's too.
     async fn add(
         &self,
         store: &dyn Store,
@@ -550,6 +577,18 @@ impl Ring {
         signs_from: i64,
     ) -> Result<Option<String>, ApiError> {
         let root = self.roots.first().ok_or(ApiError::Unavailable)?;
+        if let Some(revoked) = stored.iter().find(|s| {
+            s.revoked_at.is_some()
+                && URL_SAFE_NO_PAD.decode(&s.public_key).is_ok_and(|public| {
+                    derive(root, self.algorithm, &s.kid).is_some_and(|d| d.public == public)
+                })
+        }) {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "JWT_REFRESH_SECRET derives the revoked key {}: it has leaked, so no new key is \
+                 derived from it; set a new JWT_REFRESH_SECRET (README, \"After a leak\")",
+                revoked.kid
+            )));
+        }
         // A P-256 scalar outside the group (odds about 2^-32) is no key; a
         // new id derives another.
         let (kid, public) = std::iter::repeat_with(|| random::token(12))
@@ -608,7 +647,7 @@ impl Ring {
                 })
             })
             .collect();
-        KeySet::published(self.algorithm, keys)
+        KeySet::published(self.algorithm, keys, self.retired_for - self.max_age)
     }
 }
 

@@ -119,6 +119,8 @@ pub struct KeySet {
     /// A token without `kid` is tried against the newest key: tokens issued
     /// before latchkey named its keys stay valid across the upgrade.
     kidless_allowed: bool,
+    /// How long a key must go on verifying for it to sign: a token's life.
+    sign_margin: i64,
 }
 
 impl KeySet {
@@ -140,23 +142,31 @@ impl KeySet {
             algorithm: Algorithm::HS256,
             keys,
             kidless_allowed: true,
+            sign_margin: 0,
         }
     }
 
-    /// Published keys of an asymmetric algorithm, oldest first.
-    pub(crate) fn published(algorithm: AccessAlgorithm, keys: Vec<TokenKey>) -> Self {
+    /// Published keys of an asymmetric algorithm, oldest first; a key signs
+    /// only while it will verify for `token_life` seconds more.
+    pub(crate) fn published(
+        algorithm: AccessAlgorithm,
+        keys: Vec<TokenKey>,
+        token_life: i64,
+    ) -> Self {
         Self {
             algorithm: jws_algorithm(algorithm),
             keys,
             kidless_allowed: false,
+            sign_margin: token_life,
         }
     }
 
     /// The key that signs at `now`: the newest that has begun to, falling
     /// back to an older one when this instance cannot derive it (another
     /// instance already signs with a newer secret), but never past a revoked
-    /// key. Before the first key's time it is the first key: a request that
-    /// read the clock just before the first key was made still gets a token.
+    /// key, and never to one that stops verifying before its tokens expire.
+    /// Before the first key's time it is the first key: a request that read
+    /// the clock just before the first key was made still gets a token.
     pub(crate) fn signer(&self, now: i64) -> Option<(&str, &EncodingKey)> {
         let in_use = self
             .keys
@@ -168,6 +178,7 @@ impl KeySet {
             .iter()
             .rev()
             .take_while(|k| !k.revoked)
+            .filter(|k| k.verifies_until.saturating_sub(self.sign_margin) >= now)
             .find_map(|k| Some((k.kid.as_str(), k.encoding.as_ref()?)))
     }
 

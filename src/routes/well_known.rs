@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use super::extract::Base;
 use crate::auth::error::ErrorBody;
 use crate::auth::{ApiError, Auth, PublicJwk};
-use crate::config::{AppEnv, parse_origin};
+use crate::config::AppEnv;
 
 pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 
@@ -129,9 +129,19 @@ async fn openid_configuration(
 /// `https://example.com`); `None` for anything else, such as the default
 /// issuer `latchkey`.
 fn origin_of_url(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    parse_origin(&format!("{scheme}://{authority}"))
+    let uri: Uri = url.parse().ok()?;
+    let scheme = uri
+        .scheme_str()
+        .filter(|s| matches!(*s, "http" | "https"))?;
+    let authority = uri.authority()?;
+    // `Uri` takes userinfo (`user@host`), which no issuer should carry.
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    Some(format!(
+        "{scheme}://{}",
+        authority.as_str().to_ascii_lowercase()
+    ))
 }
 
 /// `body` with the cache lifetime verifiers are promised.

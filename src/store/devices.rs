@@ -26,9 +26,10 @@ pub trait Devices: Send + Sync {
     /// under; `None` when the account has no such device (never issued, or
     /// dropped for newer ones).
     async fn device_credentials(&self, user_id: i64, id: &str) -> StoreResult<Option<i64>>;
-    /// Records a login from `device` (new, or seen before), then keeps only
-    /// the `keep` most recently used devices of the account that were signed
-    /// in under `device.credentials_version`, deleting the rest, in one
-    /// transaction. Returns how many were deleted.
+    /// Records a login from `device` (new, or seen before) if the account's
+    /// credentials version is still `device.credentials_version`, then
+    /// deletes the account's devices of older versions and all but the
+    /// `keep` most recently used of that version, in one transaction.
+    /// Returns how many were deleted.
     async fn remember_device(&self, device: NewDevice<'_>, keep: i64) -> StoreResult<u64>;
 }

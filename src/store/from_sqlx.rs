@@ -154,22 +154,26 @@ pub(super) fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                // SQLSTATE (PostgreSQL, Appendix A): connection exceptions;
+                // shutting down, restarting or not yet accepting
+                // connections; out of connections.
+                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+            } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite's result code, the primary code in the low byte of
+                // an extended one: BUSY, LOCKED, READONLY (the file turned
+                // read-only), IOERR, FULL, CANTOPEN.
+                code.parse::<i32>()
+                    .is_ok_and(|code| matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
+            } else {
+                false
+            }
+        }
         _ => false,
     }
-}
-
-/// PostgreSQL's SQLSTATEs (Appendix A) and SQLite's result codes (primary
-/// code in the low byte of an extended one) of a database that cannot serve
-/// now.
-fn unavailable_code(code: &str) -> bool {
-    // PostgreSQL: connection exceptions; shutting down, restarting or not yet
-    // accepting connections; out of connections.
-    if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300") {
-        return true;
-    }
-    // SQLite: BUSY, LOCKED, READONLY (the file turned read-only), IOERR,
-    // FULL, CANTOPEN.
-    code.parse::<i32>()
-        .is_ok_and(|code| matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
 }

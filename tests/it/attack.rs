@@ -441,21 +441,56 @@ async fn stockpiled_device_cookies_buy_nothing_once_the_password_changes() {
 
 #[tokio::test]
 async fn an_operator_reset_or_a_disable_ends_the_exemption_too() {
-    for action in ["reset", "disable"] {
+    for action in ["none", "reset", "disable"] {
         let app = test_app!(&[("TRUSTED_PROXIES", "203.0.113.7")]);
         let ann = app.add_user("ann", PASSWORD).await;
         let (cookies, _) = stockpile_device_cookies(&app, 1).await;
         match action {
             "reset" => {
-                app.store.set_password_hash(ann.id, "not a hash anyone verifies", START).await.unwrap();
+                let hash = app.store.user_by_id(ann.id).await.unwrap().unwrap().password_hash;
+                app.store.set_password_hash(ann.id, &hash, START).await.unwrap();
             }
-            _ => {
+            "disable" => {
                 app.store.disable_user(ann.id, START).await.unwrap();
                 assert!(app.store.enable_user(ann.id).await.unwrap());
             }
+            _ => {}
         }
-        assert_eq!(guesses_before_refusal(&app, &cookies, 20).await, 5, "{action}");
+        // Spend the allowance of one address without a cookie; then the
+        // right password with the cookie: a device that counts gets in.
+        assert_eq!(guesses_before_refusal(&app, &[], 20).await, 5, "{action}");
+        let with_cookie = app
+            .send(login_request("ann", PASSWORD, "198.51.100.77", Some(&cookies[0])))
+            .await;
+        let expected = if action == "none" { StatusCode::OK } else { StatusCode::TOO_MANY_REQUESTS };
+        assert_eq!(with_cookie.status, expected, "{action}: {}", with_cookie.text());
     }
+}
+
+#[tokio::test]
+async fn a_thief_holding_the_session_busy_cannot_hide_it_from_reuse_detection() {
+    let app = test_app!();
+    app.add_user("ann", PASSWORD).await;
+    let owner = app.login("ann", PASSWORD).await.refresh_token();
+    // The thief refreshes the stolen copy first, then keeps at it until the
+    // session's refresh limit refuses.
+    let mut thief = app.refresh(&owner).await.refresh_token();
+    app.advance(11); // past REFRESH_REUSE_GRACE: the owner's token is now a copy
+    loop {
+        let answer = app.refresh(&thief).await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        thief = answer.refresh_token();
+    }
+    // The owner's next refresh is refused by the limit no more than any
+    // reuse is: the session ends, for the thief too.
+    let owner_answer = app.refresh(&owner).await;
+    assert_eq!(owner_answer.status, StatusCode::UNAUTHORIZED, "{}", owner_answer.text());
+    assert_eq!(owner_answer.error_code(), "refresh_token_reused");
+    app.advance(60);
+    assert_eq!(app.refresh(&thief).await.error_code(), "invalid_refresh_token");
 }
 
 #[tokio::test]

@@ -638,3 +638,27 @@ async fn garbage_query_strings_on_pages_are_never_a_5xx() {
         assert!(!response.text().contains("<script>"), "{uri}: reflected");
     }
 }
+
+#[tokio::test]
+async fn control_characters_in_a_username_are_a_failed_login_not_a_store_error() {
+    let app = test_app!();
+    app.add_user("ann", PASSWORD).await;
+    for name in ["ann\u{0}", "\u{0}", "ann\u{7}\u{1b}[31m", "a\u{0}b"] {
+        let login = app
+            .send(json_post(
+                "/login",
+                &serde_json::json!({ "username": name, "password": PASSWORD }),
+            ))
+            .await;
+        assert_eq!(login.status, StatusCode::UNAUTHORIZED, "{name:?}: {}", login.text());
+        assert_eq!(login.error_code(), "invalid_credentials");
+    }
+    let events = audit_events(&*app.store).await;
+    assert!(
+        events
+            .iter()
+            .filter_map(|e| e.username.as_deref())
+            .all(|u| !u.chars().any(char::is_control)),
+        "{events:?}"
+    );
+}

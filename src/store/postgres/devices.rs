@@ -27,7 +27,8 @@ impl Devices for PostgresStore {
             .db()?;
         sqlx::query(
             "INSERT INTO devices (user_id, id, credentials_version, created_at, last_used_at) \
-             VALUES ($1, $2, $3, $4, $4) \
+             SELECT $1, $2, $3, $4, $4 \
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $1 AND credentials_version = $3) \
              ON CONFLICT (user_id, id) DO UPDATE SET \
                  credentials_version = EXCLUDED.credentials_version, \
                  last_used_at = EXCLUDED.last_used_at",
@@ -39,11 +40,13 @@ impl Devices for PostgresStore {
         .execute(&mut *tx)
         .await
         .db()?;
-        // Devices of older credentials exempt no one any more; beyond them,
-        // the least recently used go first. The one just recorded is the
-        // most recent, so it always stays.
+        // Recorded only under the account's credentials as they still are: a
+        // password change that committed since the login verified them leaves
+        // this device unrecorded. Devices of older credentials exempt no one
+        // any more; beyond them, the least recently used go first. The one
+        // just recorded is the most recent, so it always stays.
         let dropped = sqlx::query(
-            "DELETE FROM devices WHERE user_id = $1 AND (credentials_version <> $2 OR id IN ( \
+            "DELETE FROM devices WHERE user_id = $1 AND (credentials_version < $2 OR id IN ( \
                  SELECT id FROM devices WHERE user_id = $1 AND credentials_version = $2 \
                  ORDER BY last_used_at DESC, (id = $3) DESC, id OFFSET $4))",
         )

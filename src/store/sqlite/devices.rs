@@ -20,7 +20,8 @@ impl Devices for SqliteStore {
         let mut tx = begin_write(&self.pool).await.db()?;
         sqlx::query(
             "INSERT INTO devices (user_id, id, credentials_version, created_at, last_used_at) \
-             VALUES (?1, ?2, ?3, ?4, ?4) \
+             SELECT ?1, ?2, ?3, ?4, ?4 \
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = ?1 AND credentials_version = ?3) \
              ON CONFLICT (user_id, id) DO UPDATE SET \
                  credentials_version = excluded.credentials_version, \
                  last_used_at = excluded.last_used_at",
@@ -32,11 +33,13 @@ impl Devices for SqliteStore {
         .execute(&mut *tx)
         .await
         .db()?;
-        // Devices of older credentials exempt no one any more; beyond them,
-        // the least recently used go first. The one just recorded is the
-        // most recent, so it always stays.
+        // Recorded only under the account's credentials as they still are: a
+        // password change that committed since the login verified them leaves
+        // this device unrecorded. Devices of older credentials exempt no one
+        // any more; beyond them, the least recently used go first. The one
+        // just recorded is the most recent, so it always stays.
         let dropped = sqlx::query(
-            "DELETE FROM devices WHERE user_id = ?1 AND (credentials_version <> ?2 OR id IN ( \
+            "DELETE FROM devices WHERE user_id = ?1 AND (credentials_version < ?2 OR id IN ( \
                  SELECT id FROM devices WHERE user_id = ?1 AND credentials_version = ?2 \
                  ORDER BY last_used_at DESC, (id = ?3) DESC, id LIMIT -1 OFFSET ?4))",
         )
