@@ -5,7 +5,7 @@
 //! alone.
 
 use crate::auth::throttle;
-use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event, LiveToken, SetCookies};
+use crate::auth::{ApiError, Auth, ClientInfo, LiveToken, SetCookies};
 use crate::store::{Erasure, RevokeReason, User};
 
 impl Auth {
@@ -50,15 +50,14 @@ impl Auth {
             })
             .await?;
         if let Some(ended) = ended {
-            self.metrics()
-                .sessions_revoked(RevokeReason::AccountDeleted, ended);
             // The user id alone: no name, address or request id, which
             // would undo the erasure.
-            self.record(
-                Event::new(AuditKind::AccountDeleted, &ClientInfo::default())
+            let reason = RevokeReason::AccountDeleted;
+            self.sessions_ended(reason, ended, &ClientInfo::default(), |event| {
+                event
                     .user_id(user.id)
-                    .detail(format!("{by}; {ended} sessions ended")),
-            )
+                    .detail(format!("{by}; {ended} sessions ended"))
+            })
             .await;
         }
         Ok(ended)

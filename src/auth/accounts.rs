@@ -23,13 +23,12 @@ impl Auth {
             .disable_user(user.id, self.now())
             .await?
             .ok_or(ApiError::NotFound)?;
-        self.metrics()
-            .sessions_revoked(RevokeReason::UserDisabled, ended);
-        self.record(
-            Event::new(AuditKind::UserDisabled, &ClientInfo::default())
+        let reason = RevokeReason::UserDisabled;
+        self.sessions_ended(reason, ended, &ClientInfo::default(), |event| {
+            event
                 .user(user.id, &user.username)
-                .detail(format!("by the CLI; {ended} sessions revoked")),
-        )
+                .detail(format!("by the CLI; {ended} sessions revoked"))
+        })
         .await;
         Ok(ended)
     }

@@ -9,21 +9,35 @@ use crate::auth::throttle;
 use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
 use crate::store::User;
 
+/// The username rule, the one home of it (the OpenAPI description is
+/// built from it too): 1 to this many characters…
 pub const MAX_USERNAME_CHARS: usize = 64;
+/// …of ASCII letters, digits and these.
+pub const USERNAME_PUNCTUATION: [char; 5] = ['.', '_', '-', '@', '+'];
+
+/// Whether `c` may be part of a username.
+pub fn username_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || USERNAME_PUNCTUATION.contains(&c)
+}
+
+/// `USERNAME_PUNCTUATION` as people read it: `. _ - @ +`.
+pub fn username_punctuation() -> String {
+    let marks: Vec<String> = USERNAME_PUNCTUATION.iter().map(char::to_string).collect();
+    marks.join(" ")
+}
 
 /// Usernames are compared case-insensitively: stored and looked up lower-cased.
 pub fn normalize_username(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim().to_lowercase();
     let valid = !name.is_empty()
         && name.chars().count() <= MAX_USERNAME_CHARS
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+'));
+        && name.chars().all(username_char);
     if valid {
         Ok(name)
     } else {
         Err(ApiError::InvalidRequest(format!(
-            "usernames are 1 to {MAX_USERNAME_CHARS} characters: letters, digits and . _ - @ +"
+            "usernames are 1 to {MAX_USERNAME_CHARS} characters: letters, digits and {}",
+            username_punctuation()
         )))
     }
 }

@@ -104,18 +104,16 @@ impl Auth {
                 .session(&session.id),
         )
         .await;
-        self.metrics()
-            .sessions_revoked(RevokeReason::SessionEvicted, created.evicted.len() as u64);
         for evicted in &created.evicted {
-            self.record(
-                Event::new(AuditKind::SessionEvicted, client)
+            self.sessions_ended(RevokeReason::SessionEvicted, 1, client, |event| {
+                event
                     .user(user.id, &user.username)
                     .session(evicted)
                     .detail(format!(
                         "more than {} sessions; least recently used ended",
                         config.accounts.max_sessions_per_user
-                    )),
-            )
+                    ))
+            })
             .await;
         }
         let device = self.remember_device(&user, device).await;

@@ -1,7 +1,7 @@
 //! Logging out: the refresh cookie's session ends (README, "Endpoints":
 //! `POST /logout`). Logging out must never be harder than staying in.
 
-use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo, Event, SetCookies};
+use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo, SetCookies};
 use crate::store::RevokeReason;
 
 impl Auth {
@@ -37,13 +37,14 @@ impl Auth {
             .revoke_session(&claims.sid, None, reason, self.now())
             .await?
         {
-            self.metrics().sessions_revoked(reason, 1);
-            let mut event =
-                Event::new(crate::auth::sessions::audit_kind(reason), client).session(&claims.sid);
-            if let Ok(id) = claims.sub.parse() {
-                event = event.user_id(id);
-            }
-            self.record(event).await;
+            self.sessions_ended(reason, 1, client, |event| {
+                let event = event.session(&claims.sid);
+                match claims.sub.parse() {
+                    Ok(id) => event.user_id(id),
+                    Err(_) => event,
+                }
+            })
+            .await;
         }
         Ok(())
     }

@@ -47,14 +47,12 @@ impl Auth {
             })
             .await?
             .ok_or(ApiError::WrongCurrentPassword)?;
-        self.metrics()
-            .sessions_revoked(RevokeReason::PasswordChanged, ended);
-        self.record(
-            Event::new(AuditKind::PasswordChanged, client)
+        self.sessions_ended(RevokeReason::PasswordChanged, ended, client, |event| {
+            event
                 .user(user.id, &user.username)
                 .session(&token.session().id)
-                .detail(format!("{ended} other sessions revoked")),
-        )
+                .detail(format!("{ended} other sessions revoked"))
+        })
         .await;
         Ok(())
     }

@@ -4,9 +4,7 @@
 
 use crate::auth::metrics::RefreshOutcome;
 use crate::auth::tokens::{KeySet, RefreshClaims};
-use crate::auth::{
-    ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, Presented, SetCookies,
-};
+use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo, Issued, Presented, SetCookies};
 use crate::clock::seconds;
 use crate::store::RevokeReason;
 use crate::store::{IdleTimeouts, Rotated, Session, StoreError, User};
@@ -185,16 +183,15 @@ impl Auth {
             if !revoked {
                 return Err(ApiError::RefreshTokenReused.into());
             }
-            self.metrics().sessions_revoked(reason, 1);
-            self.record(
-                Event::new(AuditKind::RefreshTokenReused, client)
+            self.sessions_ended(reason, 1, client, |event| {
+                event
                     .user_id(session.user_id)
                     .session(&session.id)
                     .detail(format!(
                         "presented generation {} of {}",
                         claims.generation, session.generation
-                    )),
-            )
+                    ))
+            })
             .await;
             return Err(ApiError::RefreshTokenReused.into());
         }

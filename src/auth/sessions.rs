@@ -7,7 +7,7 @@ use crate::store::{RevokeReason, Session, User};
 
 /// The audit event of a session ended for this reason by the cookie's
 /// holder or the user.
-pub(crate) fn audit_kind(reason: RevokeReason) -> AuditKind {
+fn audit_kind(reason: RevokeReason) -> AuditKind {
     match reason {
         RevokeReason::Logout => AuditKind::Logout,
         RevokeReason::ReplacedByLogin => AuditKind::ReplacedByLogin,
@@ -25,6 +25,23 @@ pub(crate) fn audit_kind(reason: RevokeReason) -> AuditKind {
 }
 
 impl Auth {
+    /// Sessions the store has just ended for `reason`: counted in
+    /// `latchkey_sessions_revoked_total` and recorded as `reason`'s audit
+    /// event, which `describe` fills in. The one place both happen, so
+    /// neither is ever written without the other (README, "Metrics", "Audit
+    /// trail and logs").
+    pub(crate) async fn sessions_ended(
+        &self,
+        reason: RevokeReason,
+        count: u64,
+        client: &ClientInfo,
+        describe: impl FnOnce(Event) -> Event,
+    ) {
+        self.metrics().sessions_revoked(reason, count);
+        self.record(describe(Event::new(audit_kind(reason), client)))
+            .await;
+    }
+
     /// The live sessions of the token's user, newest first.
     pub async fn sessions(&self, token: &LiveToken) -> Result<Vec<Session>, ApiError> {
         Ok(self
@@ -50,12 +67,11 @@ impl Auth {
         if !revoked {
             return Err(ApiError::NotFound);
         }
-        self.metrics().sessions_revoked(reason, 1);
-        self.record(
-            Event::new(audit_kind(reason), client)
+        self.sessions_ended(reason, 1, client, |event| {
+            event
                 .user(user_id, &token.claims().username)
-                .session(session_id),
-        )
+                .session(session_id)
+        })
         .await;
         Ok(())
     }
@@ -73,13 +89,12 @@ impl Auth {
             .store()
             .revoke_user_sessions(user_id, None, reason, self.now())
             .await?;
-        self.metrics().sessions_revoked(reason, count);
-        self.record(
-            Event::new(audit_kind(reason), client)
+        self.sessions_ended(reason, count, client, |event| {
+            event
                 .user(user_id, &token.claims().username)
                 .session(&token.session().id)
-                .detail(format!("{count} sessions")),
-        )
+                .detail(format!("{count} sessions"))
+        })
         .await;
         Ok(count)
     }
@@ -116,12 +131,11 @@ impl Auth {
                     .await?
             }
         };
-        self.metrics().sessions_revoked(reason, ended);
-        self.record(
-            Event::new(audit_kind(reason), &ClientInfo::default())
+        self.sessions_ended(reason, ended, &ClientInfo::default(), |event| {
+            event
                 .user(user.id, &user.username)
-                .detail(format!("{ended} sessions")),
-        )
+                .detail(format!("{ended} sessions"))
+        })
         .await;
         Ok(ended)
     }

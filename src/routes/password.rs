@@ -22,13 +22,17 @@ pub(crate) fn router() -> OpenApiRouter<Auth> {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct PasswordChange {
     current_password: String,
-    /// 8 to 256 characters of any script, counted as Unicode code points both
-    /// as sent and after NFKC normalisation, and not one of the 10,000 most
-    /// common passwords (compared case-insensitively), as for `POST /register`;
-    /// otherwise `422 weak_password`. Normalisation can shorten a password, so
-    /// one within these bounds may still be refused.
-    #[schema(min_length = 8, max_length = 256)]
+    #[schema(schema_with = new_password_schema)]
     new_password: String,
+}
+
+fn new_password_schema() -> utoipa::openapi::Object {
+    crate::routes::register::password_schema(
+        ", and not one of the 10,000 most\ncommon passwords (compared case-insensitively), as \
+         for `POST /register`;\notherwise `422 weak_password`. Normalisation can shorten a \
+         password, so\none within these bounds may still be refused.",
+    )
+    .build()
 }
 
 /// Changes the caller's password. Every other session of the user is

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::credentials::MAX_USERNAME_CHARS;
+use crate::auth::credentials::{MAX_USERNAME_CHARS, USERNAME_PUNCTUATION, username_punctuation};
 use crate::auth::error::ErrorBody;
 use crate::auth::password_policy::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use crate::auth::{Auth, ClientInfo};
@@ -18,6 +18,8 @@ use crate::routes::extract::Base;
 use crate::routes::openapi::BodyRefusals;
 use crate::routes::origin::AllowedOrigin;
 use crate::routes::pages;
+use serde_json::json;
+use utoipa::openapi::{Object, ObjectBuilder, Type};
 
 pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new().routes(routes!(register))
@@ -25,22 +27,53 @@ pub(crate) fn router() -> OpenApiRouter<Auth> {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct NewAccount {
-    /// Letters, digits and `. _ - @ +`; stored lower-cased.
-    #[schema(
-        pattern = r"^[A-Za-z0-9._@+-]+$",
-        min_length = 1,
-        max_length = 64,
-        examples("ann")
-    )]
+    #[schema(schema_with = username_schema)]
     username: String,
-    /// 8 to 256 characters of any script, counted as Unicode code points both
-    /// as sent and after NFKC normalisation (the form the password is compared
-    /// and hashed in), and not one of the 10,000 most common passwords
-    /// (compared case-insensitively); otherwise `422 weak_password`.
-    /// Normalisation can shorten a password (`e` + a combining accent is one
-    /// character after it), so one within these bounds may still be refused.
-    #[schema(min_length = 8, max_length = 256, examples("correct horse battery"))]
+    #[schema(schema_with = new_account_password_schema)]
     password: String,
+}
+
+/// `username`, from the username rule (`auth/credentials.rs`).
+fn username_schema() -> Object {
+    // A character class with `-` last, where it stands for itself.
+    let (dash, others): (Vec<char>, Vec<char>) =
+        USERNAME_PUNCTUATION.iter().partition(|c| **c == '-');
+    let class: String = others.into_iter().chain(dash).collect();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!(
+            "Letters, digits and `{}`; stored lower-cased.",
+            username_punctuation()
+        )))
+        .pattern(Some(format!("^[A-Za-z0-9{class}]+$")))
+        .min_length(Some(1))
+        .max_length(Some(MAX_USERNAME_CHARS))
+        .examples([json!("ann")])
+        .build()
+}
+
+/// A new password, from the password rules (`auth/password_policy.rs`);
+/// `more` ends its description.
+pub(crate) fn password_schema(more: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!(
+            "{MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters of any script, counted as \
+             Unicode code points both\nas sent and after NFKC normalisation{more}"
+        )))
+        .min_length(Some(MIN_PASSWORD_CHARS))
+        .max_length(Some(MAX_PASSWORD_CHARS))
+}
+
+fn new_account_password_schema() -> Object {
+    password_schema(
+        " (the form the password is compared\nand hashed in), and not one of the 10,000 most \
+         common passwords\n(compared case-insensitively); otherwise `422 weak_password`.\n\
+         Normalisation can shorten a password (`e` + a combining accent is one\ncharacter after \
+         it), so one within these bounds may still be refused.",
+    )
+    .examples([json!("correct horse battery")])
+    .build()
 }
 
 #[derive(Serialize, ToSchema)]
