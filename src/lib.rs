@@ -45,8 +45,9 @@ pub use tls::{Tls, TlsError};
 #[doc(hidden)]
 pub mod testing {
     pub use crate::auth::housekeeping::{BATCH, Swept};
+    pub use crate::auth::keys::key_set::KeySet;
+    pub use crate::auth::keys::tokens::TokenKeys;
     pub use crate::auth::password::{Hasher, HoldGuard};
-    pub use crate::auth::tokens::{KeySet, TokenKeys};
     pub use crate::random::token;
     pub use crate::server::fit_open_file_limit;
 }

@@ -4,7 +4,7 @@
 //! counters go; the audit events that concern them stay, with the user id
 //! alone.
 
-use crate::auth::throttle;
+use crate::auth::credentials::throttle;
 use crate::auth::{ApiError, Auth, ClientInfo, LiveToken, SetCookies};
 use crate::store::{Erasure, RevokeReason, User};
 

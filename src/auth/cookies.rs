@@ -124,7 +124,9 @@ impl CookiePolicy {
         let cookie = self.device_base(token);
         if remember {
             cookie
-                .max_age(Duration::seconds(crate::auth::tokens::DEVICE_LIFETIME))
+                .max_age(Duration::seconds(
+                    crate::auth::keys::tokens::DEVICE_LIFETIME,
+                ))
                 .build()
         } else {
             cookie.build()

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::password_policy::Weakness;
+use crate::auth::password::HashError;
+use crate::auth::password::policy::Weakness;
 use crate::store::StoreError;
 
 /// Declares every refusal in one place: its variant (with its fields), its
@@ -105,7 +106,7 @@ api_errors! {
     NotFound => NOT_FOUND, "not_found", "not found";
     MethodNotAllowed => METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed";
     UsernameTaken => CONFLICT, "username_taken", "that username is taken";
-    /// A new password that breaks the rules of `auth/password_policy.rs`;
+    /// A new password that breaks the rules of `auth/password/policy.rs`;
     /// the message says which.
     WeakPassword(
         /// The rule broken: the message.
@@ -248,14 +249,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl ApiError {
-    /// A failed password hash or check: a full hashing queue is `503
-    /// server_busy`, anything else is internal.
-    pub fn from_hashing(e: anyhow::Error) -> Self {
-        if e.is::<crate::auth::password::Busy>() {
-            Self::ServerBusy { retry_after: 1 }
-        } else {
-            Self::Internal(e)
+/// A failed password hash or check: a full hashing queue is `503
+/// server_busy`, anything else is internal.
+impl From<HashError> for ApiError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Self::ServerBusy { retry_after: 1 },
+            HashError::Failed(cause) => Self::Internal(cause),
         }
     }
 }
@@ -296,7 +296,7 @@ mod tests {
     use axum::http::{HeaderValue, header};
 
     use super::ApiError;
-    use crate::auth::password_policy::Weakness;
+    use crate::auth::password::policy::Weakness;
 
     /// `api_errors!` gives every variant a code; what it cannot stop is two
     /// variants sharing one, or a code clients could not match on plainly.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::auth::Auth;
-use crate::auth::throttle::WINDOW;
+use crate::auth::credentials::throttle::WINDOW;
 use crate::clock::seconds;
 use crate::store::StoreResult;
 

@@ -1,4 +1,4 @@
-//! Signing in: a password checked by `credentials.rs` starts a session, with
+//! Signing in: a password checked by `credentials/` starts a session, with
 //! its refresh cookie and device cookie (README, "Endpoints": `POST /login`).
 
 use crate::auth::credentials::Verified;

@@ -41,13 +41,6 @@ const HTTP_SECONDS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// One bcrypt hash or verification: from `BCRYPT_COST=4` (about a
-/// millisecond) through the default 12 (about a quarter of a second) to the
-/// costs where one takes seconds.
-const HASH_SECONDS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-
 /// One group commit: mostly the disk's flush (a fraction of a millisecond on
 /// an SSD), longer when SQLite waits for its write lock.
 const COMMIT_SECONDS: [f64; 12] = [
@@ -270,12 +263,6 @@ impl CommitObserver for Commits {
         self.seconds.observe(took.as_secs_f64());
         self.rotations.observe(rotations as f64);
     }
-}
-
-/// A new histogram of password hashing times, for the hasher to fill and
-/// [`Metrics`] to register.
-pub(crate) fn hash_durations() -> Histogram {
-    Histogram::new(HASH_SECONDS)
 }
 
 /// The registry and every family in it.

@@ -14,38 +14,42 @@
 //! - `accounts.rs`: an operator's other actions on accounts;
 //! - `housekeeping.rs`: deleting what can never be used again.
 //!
-//! And what the flows share: `live.rs` (the live-session check of account
-//! actions), `credentials.rs` (one password check, admitted and throttled,
-//! for logins, password changes and step-ups alike), `devices.rs` (when a
-//! device cookie counts), `throttle.rs`,
-//! `admission.rs`, `audit.rs`, `metrics.rs`, `tokens.rs`, `cookies.rs`,
-//! `password.rs`, `password_policy.rs` and `error.rs`.
+//! What they share, in folders by concern:
+//! - `credentials/`: one password check for logins, password changes and
+//!   step-ups (`mod.rs`), admitted (`admission.rs`), throttled
+//!   (`throttle.rs`), with the device cookies that exempt their owner
+//!   (`devices.rs`);
+//! - `password/`: hashing on bounded threads (`mod.rs`, `hash_pool.rs`) and
+//!   the rules a new password keeps (`policy.rs`);
+//! - `keys/`: key material (`key_set.rs`), the tokens signed with it
+//!   (`tokens.rs`) and the asymmetric keys' ring in the store (`ring.rs`);
+//!
+//! and in files of their own: `live.rs` (the live-session check of account
+//! actions), `audit.rs`, `metrics.rs`, `cookies.rs` and `error.rs`. No module
+//! imports another that imports it back (`tests/it/layout.rs`).
 
+// The flows, one file each.
 mod account_deletion;
 mod accounts;
-pub(crate) mod admission;
-pub(crate) mod audit;
-pub(crate) mod cookies;
-pub(crate) mod credentials;
-mod devices;
-pub(crate) mod error;
-mod hash_pool;
 pub(crate) mod housekeeping;
-mod live;
 mod login;
 mod logout;
-pub(crate) mod metrics;
-pub(crate) mod password;
 mod password_change;
-pub(crate) mod password_policy;
-mod refresh_limit;
 mod registration;
 mod rotation;
 mod sessions;
-pub(crate) mod signing_keys;
 mod step_up;
-pub(crate) mod throttle;
-pub(crate) mod tokens;
+
+// What they share.
+pub(crate) mod audit;
+pub(crate) mod cookies;
+pub(crate) mod credentials;
+pub(crate) mod error;
+pub(crate) mod keys;
+mod live;
+pub(crate) mod metrics;
+pub(crate) mod password;
+mod refresh_limit;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,23 +57,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::store::Store;
-use admission::Admission;
 use audit::Aggregator;
 use cookies::CookiePolicy;
+use credentials::admission::Admission;
+use keys::ring::AccessKeys;
+use keys::tokens::TokenKeys;
 use metrics::Metrics;
 use password::Hasher;
 use refresh_limit::RefreshLimiter;
-use signing_keys::AccessKeys;
-use tokens::TokenKeys;
 
 pub use audit::{AuditKind, Event};
 pub use cookies::{BrowserCookies, Presented, SetCookies};
 pub use error::ApiError;
+pub use keys::key_set::PublicJwk;
+pub use keys::ring::{KeyInfo, KeyRevocation, KeyRotation, KeyState};
+pub use keys::tokens::AccessClaims;
 pub use live::LiveToken;
-pub use password_policy::Weakness;
+pub use password::policy::Weakness;
 pub use rotation::Refused;
-pub use signing_keys::{KeyInfo, KeyRevocation, KeyRotation, KeyState, PublicJwk};
-pub use tokens::AccessClaims;
 
 /// latchkey's auth service: the store, the signing keys, the cookie policy,
 /// the password hasher, the clock and the configuration, with every flow as

@@ -3,8 +3,8 @@
 //! `latchkey user add`.
 
 use crate::auth::credentials::normalize_username;
+use crate::auth::credentials::throttle;
 use crate::auth::metrics::RegistrationOutcome;
-use crate::auth::throttle;
 use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
 use crate::store::{NewUser, User};
 

@@ -2,8 +2,9 @@
 //! (README, "Rotation rules"). The single source of truth is the session
 //! row; see `Sessions::rotate_session` in the store.
 
+use crate::auth::keys::key_set::KeySet;
+use crate::auth::keys::tokens::RefreshClaims;
 use crate::auth::metrics::RefreshOutcome;
-use crate::auth::tokens::{KeySet, RefreshClaims};
 use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo, Issued, Presented, SetCookies};
 use crate::clock::seconds;
 use crate::store::RevokeReason;

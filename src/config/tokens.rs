@@ -46,7 +46,7 @@ pub struct TokenSettings {
     /// How access tokens are signed (`ACCESS_TOKEN_ALGORITHM`).
     pub algorithm: AccessAlgorithm,
     /// The HMAC key of `HS256` access tokens (`JWT_SECRET`). `None` only in
-    /// development, until [`Config::with_development_secrets`] supplies it,
+    /// development, until [`Config::with_development_secrets`](super::Config::with_development_secrets) supplies it,
     /// or with an asymmetric algorithm, which does not use it.
     pub access_secret: Option<Secret>,
     /// The HMAC key of refresh tokens and device cookies, and the root the

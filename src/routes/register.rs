@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use crate::auth::credentials::{MAX_USERNAME_CHARS, USERNAME_PUNCTUATION, username_punctuation};
 use crate::auth::error::ErrorBody;
-use crate::auth::password_policy::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+use crate::auth::password::policy::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use crate::auth::{Auth, ClientInfo};
 use crate::routes::body::JsonOrForm;
 use crate::routes::extract::Base;
@@ -33,7 +33,7 @@ pub(crate) struct NewAccount {
     password: String,
 }
 
-/// `username`, from the username rule (`auth/credentials.rs`).
+/// `username`, from the username rule (`auth/credentials/mod.rs`).
 fn username_schema() -> Object {
     // A character class with `-` last, where it stands for itself.
     let (dash, others): (Vec<char>, Vec<char>) =
@@ -52,7 +52,7 @@ fn username_schema() -> Object {
         .build()
 }
 
-/// A new password, from the password rules (`auth/password_policy.rs`);
+/// A new password, from the password rules (`auth/password/policy.rs`);
 /// `more` ends its description.
 pub(crate) fn password_schema(more: &str) -> ObjectBuilder {
     ObjectBuilder::new()

@@ -68,3 +68,106 @@ fn every_module_imports_only_from_the_layers_below_it() {
     }
     assert!(upward.is_empty(), "imports from a layer above: {upward:#?}");
 }
+
+/// `src/auth/`'s modules, one per file (`login`, `keys::tokens`; a folder's
+/// `mod.rs` is the folder), and for each the others it names by path:
+/// `crate::auth::a::b`, or `super::b` from a file in a folder. Items
+/// re-exported at `crate::auth` itself (`Auth`, `ApiError`, …) name no
+/// module; a file's own tests are not read.
+fn auth_imports() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let auth = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/auth");
+    let mut files = Vec::new();
+    rust_files(&auth, &mut files);
+    let module_of = |file: &Path| -> String {
+        let relative = file.strip_prefix(&auth).expect("under src/auth");
+        let parts: Vec<&str> = relative
+            .components()
+            .filter_map(|c| c.as_os_str().to_str())
+            .map(|part| part.trim_end_matches(".rs"))
+            .filter(|part| *part != "mod")
+            .collect();
+        parts.join("::")
+    };
+    let modules: BTreeSet<String> = files.iter().map(|f| module_of(f)).collect();
+    let mut imports = std::collections::BTreeMap::new();
+    for file in &files {
+        let module = module_of(file);
+        if module.is_empty() {
+            continue; // auth/mod.rs: the service itself, above every module
+        }
+        let text = std::fs::read_to_string(file).expect("read");
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let folder = match module.rsplit_once("::") {
+            Some((folder, _)) => format!("{folder}::"),
+            None => String::new(),
+        };
+        let mut named = BTreeSet::new();
+        for (prefix, base) in [("crate::auth::", String::new()), ("super::", folder)] {
+            if prefix == "super::" && base.is_empty() {
+                continue; // from auth/x.rs, `super` is auth itself
+            }
+            for (at, _) in text.match_indices(prefix) {
+                let path: String = text[at + prefix.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                    .collect();
+                // The longest module the path names: `keys::tokens::KeySet`
+                // names `keys::tokens`.
+                let mut candidate = format!("{base}{}", path.trim_end_matches(':'));
+                loop {
+                    if modules.contains(&candidate) {
+                        if candidate != module {
+                            named.insert(candidate);
+                        }
+                        break;
+                    }
+                    match candidate.rsplit_once("::") {
+                        Some((shorter, _)) => candidate = shorter.to_owned(),
+                        None => break,
+                    }
+                }
+            }
+        }
+        imports.insert(module, named);
+    }
+    imports
+}
+
+#[test]
+fn the_auth_modules_import_one_another_without_a_cycle() {
+    let imports = auth_imports();
+    assert!(imports.len() > 25, "{imports:?}");
+    assert!(
+        imports["keys::ring"].contains("keys::key_set"),
+        "paths are read: {imports:?}"
+    );
+    // Depth-first, remembering the path: a module met again on it closes a cycle.
+    fn visit(
+        module: &str,
+        imports: &std::collections::BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+        cycles: &mut Vec<String>,
+    ) {
+        if let Some(at) = path.iter().position(|m| m == module) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(module.to_owned());
+            cycles.push(cycle.join(" → "));
+            return;
+        }
+        if !done.insert(module.to_owned()) {
+            return;
+        }
+        path.push(module.to_owned());
+        for next in imports.get(module).into_iter().flatten() {
+            visit(next, imports, path, done, cycles);
+        }
+        path.pop();
+    }
+    let mut cycles = Vec::new();
+    let mut done = BTreeSet::new();
+    for module in imports.keys() {
+        visit(module, &imports, &mut Vec::new(), &mut done, &mut cycles);
+    }
+    assert!(cycles.is_empty(), "import cycles in src/auth: {cycles:#?}");
+}

@@ -3,9 +3,12 @@
 //! the throttle before the password is checked, then settled (README,
 //! "Limits under attack"). Timing does not reveal which usernames exist.
 
-use crate::auth::admission::Ticket;
-use crate::auth::password_policy;
-use crate::auth::throttle;
+pub(crate) mod admission;
+mod devices;
+pub(crate) mod throttle;
+
+use crate::auth::credentials::admission::Ticket;
+use crate::auth::password::policy as password_policy;
 use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
 use crate::store::User;
 
@@ -43,14 +46,11 @@ pub fn normalize_username(raw: &str) -> Result<String, ApiError> {
 }
 
 impl Auth {
-    /// A new password's hash, once it keeps the rules (`password_policy.rs`;
+    /// A new password's hash, once it keeps the rules (`password/policy.rs`;
     /// README, "Passwords and login").
     pub(crate) async fn hash_new_password(&self, password: &str) -> Result<String, ApiError> {
         password_policy::check(password).map_err(ApiError::WeakPassword)?;
-        self.hasher()
-            .hash(password)
-            .await
-            .map_err(ApiError::from_hashing)
+        self.hasher().hash(password).await.map_err(ApiError::from)
     }
 }
 
@@ -246,7 +246,7 @@ async fn check(
         .hasher()
         .verify(password, hash)
         .await
-        .map_err(ApiError::from_hashing);
+        .map_err(ApiError::from);
     if let Err(ApiError::ServerBusy { .. }) = checked {
         auth.record(Event::new(AuditKind::LoginBusy, client).username(username))
             .await;

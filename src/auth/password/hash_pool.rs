@@ -6,7 +6,7 @@
 //! With idle cores the priority changes nothing.
 //!
 //! The queue is bounded: past `QUEUE_PER_THREAD` jobs per thread a new one is
-//! refused at once ([`Busy`], answered `503 server_busy`), so a flood of logins
+//! refused at once ([`HashError::Busy`], answered `503 server_busy`), so a flood of logins
 //! meets a quick refusal instead of an ever longer wait.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,10 +28,16 @@ pub const QUEUE_PER_THREAD: usize = 16;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The hashing queue is full: try again shortly.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the password hashing queue is full")]
-pub struct Busy;
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The hashing queue is full: try again shortly (`503 server_busy`).
+    #[error("the password hashing queue is full")]
+    Busy,
+    /// bcrypt, or a hashing thread, failed.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
 
 #[derive(Clone)]
 pub(crate) struct HashPool {
@@ -153,17 +159,18 @@ impl HashPool {
         self.pending.load(Ordering::Relaxed)
     }
 
-    /// Runs `work` on a hashing thread, or fails at once with [`Busy`] when
+    /// Runs `work` on a hashing thread, or fails at once with
+    /// [`HashError::Busy`] when
     /// the queue is full. Work whose caller has gone away by the time its
     /// turn comes (the client hung up) is skipped.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
+    ) -> Result<T, HashError> {
         // Counted up front so that concurrent callers cannot all slip under the bound.
         if self.pending.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             self.pending.fetch_sub(1, Ordering::AcqRel);
-            return Err(Busy.into());
+            return Err(HashError::Busy);
         }
         let pending = PendingSlot(self.pending.clone());
         let durations = self.durations.clone();
@@ -180,9 +187,10 @@ impl HashPool {
         self.jobs
             .send(job)
             .map_err(|_| anyhow::anyhow!("no password hashing thread is running"))?;
-        answer
+        let result = answer
             .await
-            .map_err(|_| anyhow::anyhow!("a password hashing thread stopped"))?
+            .map_err(|_| anyhow::anyhow!("a password hashing thread stopped"))?;
+        Ok(result?)
     }
 }
 

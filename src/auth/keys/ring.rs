@@ -50,37 +50,14 @@ use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use p256::elliptic_curve::sec1::ToEncodedPoint as _;
-use serde::Serialize;
 use sha2::Sha256;
 
-use super::tokens::{KeySet, TokenKey};
-use super::{ApiError, Auth};
+use super::key_set::{KeySet, PublicJwk, TokenKey};
+use crate::auth::{ApiError, Auth};
 use crate::clock::seconds;
 use crate::config::{AccessAlgorithm, ConfigError, Secret, TokenSettings};
 use crate::random;
 use crate::store::{Store, StoreError, StoredKey};
-
-/// A public key as verifiers see it in the JWKS (RFC 7517 §4, RFC 8037 §2
-/// for Ed25519, RFC 7518 §6.2 for P-256).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct PublicJwk {
-    /// `OKP` (Ed25519) or `EC` (P-256).
-    pub kty: String,
-    /// `Ed25519` or `P-256`.
-    pub crv: String,
-    /// The public key (Ed25519), or its x coordinate (P-256), base64url.
-    pub x: String,
-    /// P-256's y coordinate, base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub y: Option<String>,
-    /// The id tokens signed by this key carry in their `kid` header.
-    pub kid: String,
-    /// `EdDSA` or `ES256`.
-    pub alg: String,
-    /// Always `sig`.
-    #[serde(rename = "use")]
-    pub use_: String,
-}
 
 /// Where a key is in its life at one moment (see the module's comment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ pub const MAX_PASSWORD_CHARS: usize = 256;
 /// The 10,000 most common passwords, lower-cased and already NFKC-normalised
 /// (`data/README.md` says where they come from; a unit test below holds the
 /// file to that form, so lookups need no work on the list's side).
-const COMMON_PASSWORDS: &str = include_str!("../../data/common-passwords.txt");
+const COMMON_PASSWORDS: &str = include_str!("../../../data/common-passwords.txt");
 
 static COMMON: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| COMMON_PASSWORDS.lines().collect());

@@ -21,9 +21,14 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::OnceCell;
 
-use crate::auth::hash_pool::HashPool;
-pub use crate::auth::hash_pool::{Busy, HoldGuard};
-use crate::auth::password_policy::NormalizedPassword;
+mod hash_pool;
+pub(crate) mod policy;
+
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::auth::password::hash_pool::HashPool;
+pub use crate::auth::password::hash_pool::{HashError, HoldGuard};
+use crate::auth::password::policy::NormalizedPassword;
 
 /// Marks a hash of the current format. Never starts a plain bcrypt hash
 /// (`$2a$`, `$2b$`, `$2x$`, `$2y$`), so the two cannot be mistaken.
@@ -52,13 +57,22 @@ pub struct Hasher {
     verified: Arc<AtomicU64>,
 }
 
+/// The buckets of `latchkey_password_hash_duration_seconds` (README,
+/// "Metrics"): one bcrypt hash or verification, from `BCRYPT_COST=4` (about a
+/// millisecond) through the default 12 (about a quarter of a second) to the
+/// costs where one takes seconds. The hasher fills the histogram and the
+/// metrics registry only reads it, so it is made here, below both.
+const HASH_SECONDS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 impl Hasher {
     /// A hasher making new hashes at bcrypt cost `cost` (`BCRYPT_COST`).
     pub fn new(cost: u32) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             cost,
-            threads: HashPool::new(cores, crate::auth::metrics::hash_durations()),
+            threads: HashPool::new(cores, Histogram::new(HASH_SECONDS)),
             dummy: Arc::new(OnceCell::new()),
             verified: Arc::new(AtomicU64::new(0)),
         }
@@ -80,7 +94,8 @@ impl Hasher {
         self.threads.threads()
     }
 
-    /// Hash jobs that may be queued or running at once; past it, `Busy`.
+    /// Hash jobs that may be queued or running at once; past it,
+    /// [`HashError::Busy`].
     pub fn capacity(&self) -> usize {
         self.threads.capacity()
     }
@@ -97,7 +112,7 @@ impl Hasher {
 
     /// Hashes `password` in the current format. The length rules are the
     /// caller's (`password_policy::check`); any length hashes correctly.
-    pub async fn hash(&self, password: &str) -> anyhow::Result<String> {
+    pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let cost = self.cost;
         let password = NormalizedPassword::new(password);
         self.threads
@@ -110,7 +125,7 @@ impl Hasher {
 
     /// Verifies `password` against `hash`, or against the dummy hash when
     /// there is no user, so both cases cost the same. Never true without a hash.
-    pub async fn verify(&self, password: &str, hash: Option<&str>) -> anyhow::Result<bool> {
+    pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, HashError> {
         let (hash, real) = match hash {
             Some(h) => (h.to_owned(), true),
             None => (self.dummy_hash().await?, false),
@@ -159,11 +174,11 @@ impl Hasher {
 
     /// Computes the dummy hash ahead of the first unknown-user login, so that
     /// login is not slower than the others.
-    pub async fn warm_up(&self) -> anyhow::Result<()> {
+    pub async fn warm_up(&self) -> Result<(), HashError> {
         self.dummy_hash().await.map(drop)
     }
 
-    async fn dummy_hash(&self) -> anyhow::Result<String> {
+    async fn dummy_hash(&self) -> Result<String, HashError> {
         self.dummy
             .get_or_try_init(|| async {
                 let secret = crate::random::token(24);
