@@ -29,7 +29,8 @@ impl IntoResponseParts for SetCookies {
 /// The body of a successful login or refresh (RFC 6749 §5.1 names).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenBody {
-    /// A JWT (`typ: at+jwt`, HS256) for `Authorization: Bearer`.
+    /// A JWT (`typ: at+jwt`, signed as `ACCESS_TOKEN_ALGORITHM` says) for
+    /// `Authorization: Bearer`.
     pub access_token: String,
     #[schema(value_type = String, pattern = "^Bearer$")]
     pub token_type: &'static str,

@@ -54,7 +54,7 @@ impl SessionView {
             created_at: rfc3339(s.created_at),
             last_used_at: rfc3339(s.last_used_at),
             // The session ends at whichever comes first.
-            expires_at: rfc3339(s.idle_expires_at.min(s.absolute_expires_at)),
+            expires_at: rfc3339(s.expires_at()),
             remembered: s.remember,
             id: s.id,
             user_agent: s.user_agent,

@@ -58,7 +58,13 @@ impl Session {
     /// Whether the session can still be used at `now`: not revoked, and
     /// neither expiry reached.
     pub fn is_live(&self, now: i64) -> bool {
-        self.revoked_at.is_none() && self.idle_expires_at > now && self.absolute_expires_at > now
+        self.revoked_at.is_none() && self.expires_at() > now
+    }
+
+    /// When the session ends unless refreshed first: the sooner of its idle
+    /// and absolute expiries.
+    pub fn expires_at(&self) -> i64 {
+        self.idle_expires_at.min(self.absolute_expires_at)
     }
 }
 

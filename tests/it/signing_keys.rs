@@ -710,53 +710,6 @@ async fn instances_starting_at_once_make_one_first_key() {
     }
 }
 
-/// A reload that hangs on the database holds up the one request making it;
-/// the others go on with the keys known. PostgreSQL only: a table lock there
-/// stalls the reload's read at a chosen point (SQLite's readers never wait).
-#[tokio::test]
-async fn a_stalled_key_reload_holds_up_one_request_not_all() {
-    if super::STORE != StoreKind::Postgres {
-        return;
-    }
-    let app = test_app!(&[("ACCESS_TOKEN_ALGORITHM", "EdDSA")]);
-    let access = app.signed_in_ann().await.access_token();
-    let url = app.vars["DATABASE_URL"].clone();
-    let locker = sqlx::PgPool::connect(&url).await.unwrap();
-    let mut tx = locker.begin().await.unwrap();
-    sqlx::query("LOCK TABLE signing_keys IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-
-    app.advance(61);
-    let router = app.router.clone();
-    let token = access.clone();
-    let stalled = tokio::spawn(async move { protected(&router, &token).await });
-    // Until the first request's reload waits on the lock.
-    let watcher = sqlx::PgPool::connect(&url).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE wait_event_type = 'Lock' AND query LIKE '%FROM signing_keys%'",
-        )
-        .fetch_one(&watcher)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the reload never began");
-        tokio::task::yield_now().await;
-    }
-    for _ in 0..20 {
-        assert_eq!(protected(&app.router, &access).await, StatusCode::OK);
-    }
-    assert!(!stalled.is_finished(), "the reload is still held");
-    tx.rollback().await.unwrap();
-    assert_eq!(stalled.await.unwrap(), StatusCode::OK);
-}
-
 /// A request reads the clock before the first key exists and signs after it
 /// was made (with the real clock, the second can turn in between): it gets
 /// a token from that key, not a `500`.
