@@ -16,6 +16,8 @@
 #![warn(missing_docs)]
 
 mod auth;
+/// The `latchkey` command, for `main.rs`; not part of the API.
+#[doc(hidden)]
 pub mod cli;
 pub mod clock;
 pub mod config;

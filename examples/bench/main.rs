@@ -885,6 +885,7 @@ fn protected_rows(measured: &[Protected]) -> Vec<Row> {
             AccessAlgorithm::Hs256 => "protected (HS256)",
             AccessAlgorithm::EdDsa => "protected (EdDSA)",
             AccessAlgorithm::Es256 => "protected (ES256)",
+            _ => "protected (another algorithm)",
         };
         let ratio = m.latchkey.requests_per_second / m.ceiling.requests_per_second;
         rows.push(Row {

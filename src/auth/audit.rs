@@ -250,7 +250,8 @@ impl Aggregator {
 impl Auth {
     /// Records the event in the audit trail and the log. A failed write is
     /// logged and does not fail the request: the action the event describes
-    /// has already happened.
+    /// has already happened. A hook for latchkey's own tests and benchmarks.
+    #[doc(hidden)]
     pub async fn record(
         &self,
         Event {
@@ -284,7 +285,7 @@ impl Auth {
     /// A request to a cookie endpoint from an origin that is not allowed
     /// (README, "Cross-site protection and CORS"): recorded, aggregated per
     /// address and minute, and refused.
-    pub async fn origin_rejected(
+    pub(crate) async fn origin_rejected(
         &self,
         client: &ClientInfo,
         detail: String,
@@ -295,7 +296,8 @@ impl Auth {
     }
 
     /// Writes the counts of aggregated events whose minute is over (all of
-    /// them when `everything`, at shutdown).
+    /// them when `everything`, at shutdown). A hook for latchkey's own tests.
+    #[doc(hidden)]
     pub async fn flush_audit(&self, everything: bool) {
         let now = (!everything).then(|| self.now());
         let done = self.inner.audit.take(now);

@@ -50,7 +50,9 @@ pub(crate) async fn run(auth: Auth, mut stop: watch::Receiver<bool>) {
 }
 
 impl Auth {
-    /// One sweep: each kind of row in batches until none is left (or `stop`).
+    /// One sweep: each kind of row in batches until none is left (or
+    /// `stop`). A hook for latchkey's own tests.
+    #[doc(hidden)]
     pub async fn sweep(&self, stop: &watch::Receiver<bool>) -> StoreResult<Swept> {
         let store = self.store();
         let now = self.now();

@@ -25,13 +25,13 @@ impl Auth {
         client: &ClientInfo,
     ) -> Result<Issued, ApiError> {
         let result = self
-            .sign_in(username, password, remember, cookies, client)
+            .check_and_start(username, password, remember, cookies, client)
             .await;
         self.metrics().login(outcome(&result));
         result
     }
 
-    async fn sign_in(
+    async fn check_and_start(
         &self,
         username: &str,
         password: &str,
@@ -118,7 +118,7 @@ impl Auth {
         }
         let device = self.remember_device(&user, device).await;
         let device_token = self
-            .keys()
+            .token_keys()
             .issue_device(user.id, &device, now)
             .map_err(ApiError::Internal)?;
         let mut issued = self.issue(&access_keys, &session, &user, now)?;

@@ -29,7 +29,7 @@ impl Auth {
         reason: RevokeReason,
         client: &ClientInfo,
     ) -> Result<(), ApiError> {
-        let Ok(claims) = self.keys().verify_refresh(token) else {
+        let Ok(claims) = self.token_keys().verify_refresh(token) else {
             return Ok(());
         };
         if self

@@ -261,14 +261,6 @@ impl Auth {
         self.inner.store.as_ref()
     }
 
-    pub(crate) fn keys(&self) -> &TokenKeys {
-        &self.inner.keys
-    }
-
-    pub(crate) fn hasher(&self) -> &Hasher {
-        &self.inner.hasher
-    }
-
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
@@ -281,13 +273,15 @@ impl Auth {
         &self.inner.cookies
     }
 
-    /// Hooks for latchkey's own tests: the hashing threads, to hold them.
+    /// The password hasher; a hook for latchkey's own tests, which hold its
+    /// threads.
     #[doc(hidden)]
-    pub fn hashing(&self) -> &Hasher {
+    pub fn hasher(&self) -> &Hasher {
         &self.inner.hasher
     }
 
-    /// Hooks for latchkey's own benchmarks: the signing keys.
+    /// The tokens' checks and the refresh keys; a hook for latchkey's own
+    /// benchmarks.
     #[doc(hidden)]
     pub fn token_keys(&self) -> &TokenKeys {
         &self.inner.keys

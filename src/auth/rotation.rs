@@ -31,12 +31,12 @@ impl From<ApiError> for Refused {
 
 /// A refusal inside the rotation, with the outcome it counts as. Most
 /// outcomes follow from the error; `expired` is said where it is known.
-struct Refusal {
+struct RotationRefusal {
     error: ApiError,
     outcome: RefreshOutcome,
 }
 
-impl Refusal {
+impl RotationRefusal {
     fn expired() -> Self {
         Self {
             error: ApiError::InvalidRefreshToken,
@@ -45,7 +45,7 @@ impl Refusal {
     }
 }
 
-impl From<ApiError> for Refusal {
+impl From<ApiError> for RotationRefusal {
     fn from(error: ApiError) -> Self {
         let outcome = match error {
             ApiError::InvalidRefreshToken => RefreshOutcome::Invalid,
@@ -57,7 +57,7 @@ impl From<ApiError> for Refusal {
     }
 }
 
-impl From<StoreError> for Refusal {
+impl From<StoreError> for RotationRefusal {
     fn from(error: StoreError) -> Self {
         ApiError::from(error).into()
     }
@@ -83,7 +83,7 @@ impl Auth {
                 self.metrics().refresh(outcome);
                 Ok(issued)
             }
-            Err(Refusal { error, outcome }) => {
+            Err(RotationRefusal { error, outcome }) => {
                 self.metrics().refresh(outcome);
                 Err(match error {
                     e @ (ApiError::InvalidRefreshToken | ApiError::RefreshTokenReused) => {
@@ -107,10 +107,10 @@ impl Auth {
         &self,
         token: &str,
         client: &ClientInfo,
-    ) -> Result<(Issued, RefreshOutcome), Refusal> {
+    ) -> Result<(Issued, RefreshOutcome), RotationRefusal> {
         let now = self.now();
         let claims = self
-            .keys()
+            .token_keys()
             .verify_refresh(token)
             .map_err(|_| ApiError::InvalidRefreshToken)?;
         // A genuine session id, so the limiter keeps only real sessions. A
@@ -120,7 +120,7 @@ impl Auth {
         if let Err(retry_after) = self.inner.refresh_limit.check(&claims.sid, now) {
             let session = self.store().session(&claims.sid).await?;
             if !session.is_some_and(|s| self.is_copy(&claims, &s, now)) {
-                return Err(Refusal {
+                return Err(RotationRefusal {
                     error: ApiError::TooManyAttempts { retry_after },
                     outcome: RefreshOutcome::Throttled,
                 });
@@ -154,7 +154,7 @@ impl Auth {
         };
         if !session.is_live(now) {
             return Err(match session.revoked_at {
-                None => Refusal::expired(),
+                None => RotationRefusal::expired(),
                 Some(_) => ApiError::InvalidRefreshToken.into(),
             });
         }
@@ -164,7 +164,7 @@ impl Auth {
         let previous = claims.generation + 1 == session.generation;
         let in_grace = now - session.rotated_at < seconds(self.config().tokens.reuse_grace);
         if previous && in_grace && !unexpired {
-            return Err(Refusal::expired());
+            return Err(RotationRefusal::expired());
         }
         if previous && in_grace {
             // Rule 2 (and rule 4's losers): hand back the current token unchanged.
@@ -201,7 +201,7 @@ impl Auth {
         if unexpired {
             Err(ApiError::InvalidRefreshToken.into())
         } else {
-            Err(Refusal::expired())
+            Err(RotationRefusal::expired())
         }
     }
 
@@ -249,7 +249,7 @@ impl Auth {
     ) -> Result<Issued, ApiError> {
         let mut issued = self.issue_access(access_keys, session, user, now)?;
         let refresh_token = self
-            .keys()
+            .token_keys()
             .issue_refresh(session)
             .map_err(ApiError::Internal)?;
         let max_age = session.remember.then(|| session.idle_expires_at - now);
@@ -268,7 +268,7 @@ impl Auth {
         user: &User,
         now: i64,
     ) -> Result<Issued, ApiError> {
-        let keys = self.keys();
+        let keys = self.token_keys();
         let access_token = keys
             .issue_access(access_keys, user, session, now)
             .map_err(ApiError::Internal)?;

@@ -21,6 +21,7 @@ pub use tokens::{AccessAlgorithm, MAX_REFRESH_REUSE_GRACE, MIN_SECRET_BYTES, Tok
 
 /// The deployment (`APP_ENV`), which decides what must be configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AppEnv {
     /// `development`, the default: secrets may be left unset (development
     /// secrets are generated), registration is open unless configured
@@ -34,6 +35,7 @@ pub enum AppEnv {
 
 /// How log lines are written to stderr (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LogFormat {
     /// `text`, the default: human-readable lines.
     Text,
@@ -44,6 +46,7 @@ pub enum LogFormat {
 
 /// The `SameSite` attribute of latchkey's cookies (`COOKIE_SAMESITE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SameSite {
     /// `strict`, the default.
     Strict,
@@ -77,6 +80,7 @@ impl fmt::Debug for Secret {
 
 /// Where the store lives, parsed from `DATABASE_URL`.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Database {
     /// A SQLite file (created if missing).
     SqliteFile(PathBuf),
@@ -117,6 +121,7 @@ pub fn redact_password(url: &str) -> String {
 /// Failures (for sign-ups: attempts) allowed per counter before back-off
 /// begins (README, "Passwords and login").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ThrottlePolicy {
     /// One account from one address (`THROTTLE_LOGIN_PAIR`).
     pub login_pair: i64,
@@ -132,6 +137,7 @@ pub struct ThrottlePolicy {
 
 /// The refresh and device cookies' attributes (README, "The refresh cookie").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CookieSettings {
     /// `Secure` and the `__Host-` prefix (`COOKIE_SECURE`).
     pub secure: bool,
@@ -141,6 +147,7 @@ pub struct CookieSettings {
 
 /// Accounts and passwords.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AccountSettings {
     /// Whether anyone may sign up (`REGISTRATION_OPEN`).
     pub registration_open: bool,
@@ -153,6 +160,7 @@ pub struct AccountSettings {
 
 /// Deleting what can never be used again (README, "Housekeeping").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HousekeepingSettings {
     /// How often (`HOUSEKEEPING_INTERVAL`).
     pub interval: Duration,
@@ -164,6 +172,7 @@ pub struct HousekeepingSettings {
 /// reads variables and validates them, nothing more; development secrets
 /// are a separate step ([`Config::with_development_secrets`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// `APP_ENV`.
     pub env: AppEnv,

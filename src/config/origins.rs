@@ -11,6 +11,7 @@ use super::{ConfigError, Lookup, invalid};
 /// Who may call with credentials, and who the client is (README,
 /// "Cross-site protection and CORS", "Several instances behind a reverse proxy").
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OriginSettings {
     /// Exact origins (`scheme://host[:port]`) allowed to call with
     /// credentials (`CORS_ALLOWED_ORIGINS`).
@@ -30,6 +31,7 @@ pub struct OriginSettings {
 /// proxy"). Only one is read: a proxy passes on the others untouched, so
 /// they say whatever the client wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProxyHeader {
     /// `x-forwarded-for`, the default: a list of hops, the proxy's appended
     /// last (nginx's `$proxy_add_x_forwarded_for`, HAProxy's `option

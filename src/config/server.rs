@@ -18,6 +18,7 @@ const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
 /// The listening socket and what each connection may take (README,
 /// "Limits under attack").
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerSettings {
     /// `BIND`.
     pub bind: SocketAddr,

@@ -14,6 +14,7 @@ pub const MAX_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(60);
 /// The JWS algorithm of access tokens (`ACCESS_TOKEN_ALGORITHM`; README,
 /// "Signing keys").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AccessAlgorithm {
     /// `HS256`, the default: HMAC with `JWT_SECRET`, which every verifier
     /// must hold.
@@ -42,6 +43,7 @@ impl AccessAlgorithm {
 
 /// Tokens and sessions (README, "Tokens" and "Rotation rules").
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenSettings {
     /// How access tokens are signed (`ACCESS_TOKEN_ALGORITHM`).
     pub algorithm: AccessAlgorithm,

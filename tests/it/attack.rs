@@ -106,7 +106,7 @@ async fn forty_wrong_passwords_at_once_for_one_account_verify_only_the_pair_allo
     let server = TestServer::start(app.auth.clone()).await;
     let client = reqwest::Client::new();
     let url = server.url("/login");
-    let before = app.auth.hashing().verifications();
+    let before = app.auth.hasher().verifications();
 
     let answers = all_at_once(40, |_| {
         let (client, url) = (client.clone(), url.clone());
@@ -114,7 +114,7 @@ async fn forty_wrong_passwords_at_once_for_one_account_verify_only_the_pair_allo
     })
     .await;
 
-    assert_eq!(app.auth.hashing().verifications() - before, 5, "THROTTLE_LOGIN_PAIR");
+    assert_eq!(app.auth.hasher().verifications() - before, 5, "THROTTLE_LOGIN_PAIR");
     assert_eq!(count(&answers, StatusCode::UNAUTHORIZED), 5);
     assert_only(
         &answers,
@@ -129,7 +129,7 @@ async fn two_hundred_guesses_at_once_from_one_address_verify_only_the_address_al
     let server = TestServer::start(app.auth.clone()).await;
     let client = reqwest::Client::new();
     let url = server.url("/login");
-    let before = app.auth.hashing().verifications();
+    let before = app.auth.hasher().verifications();
 
     let answers = all_at_once(200, |i| {
         let (client, url) = (client.clone(), url.clone());
@@ -140,7 +140,7 @@ async fn two_hundred_guesses_at_once_from_one_address_verify_only_the_address_al
     })
     .await;
 
-    assert_eq!(app.auth.hashing().verifications() - before, 30, "THROTTLE_LOGIN_ADDRESS");
+    assert_eq!(app.auth.hasher().verifications() - before, 30, "THROTTLE_LOGIN_ADDRESS");
     assert_eq!(count(&answers, StatusCode::UNAUTHORIZED), 30);
     assert_only(
         &answers,
@@ -156,7 +156,7 @@ async fn fifty_wrong_current_passwords_at_once_verify_only_the_pair_allowance() 
     let server = TestServer::start(app.auth.clone()).await;
     let client = reqwest::Client::new();
     let url = server.url("/password");
-    let before = app.auth.hashing().verifications();
+    let before = app.auth.hasher().verifications();
 
     let answers = all_at_once(50, |_| {
         let (client, url, access) = (client.clone(), url.clone(), access.clone());
@@ -176,7 +176,7 @@ async fn fifty_wrong_current_passwords_at_once_verify_only_the_pair_allowance() 
     })
     .await;
 
-    assert_eq!(app.auth.hashing().verifications() - before, 5);
+    assert_eq!(app.auth.hasher().verifications() - before, 5);
     assert_eq!(count(&answers, StatusCode::FORBIDDEN), 5, "wrong_current_password");
     assert_only(&answers, &[StatusCode::FORBIDDEN, StatusCode::TOO_MANY_REQUESTS]);
     server.stop().await;
@@ -233,7 +233,7 @@ async fn wrong_guesses_split_across_two_instances_verify_only_the_allowance_in_a
     ];
     let urls: Vec<String> = servers.iter().map(|s| s.url("/login")).collect();
     let client = reqwest::Client::new();
-    let before = app.auth.hashing().verifications() + other.hashing().verifications();
+    let before = app.auth.hasher().verifications() + other.hasher().verifications();
 
     let answers = all_at_once(40, |i| {
         let (client, url) = (client.clone(), urls[i % 2].clone());
@@ -241,7 +241,7 @@ async fn wrong_guesses_split_across_two_instances_verify_only_the_allowance_in_a
     })
     .await;
 
-    let verified = app.auth.hashing().verifications() + other.hashing().verifications() - before;
+    let verified = app.auth.hasher().verifications() + other.hasher().verifications() - before;
     assert_eq!(verified, 5, "THROTTLE_LOGIN_PAIR across instances");
     assert_eq!(count(&answers, StatusCode::UNAUTHORIZED), 5);
     for server in servers {
@@ -262,10 +262,10 @@ async fn a_flooding_address_holds_at_most_one_place_per_hashing_thread() {
         ("THROTTLE_LOGIN_PAIR", "1000"),
     ]));
     app.add_user("ann", PASSWORD).await;
-    let places = app.auth.hashing().threads();
+    let places = app.auth.hasher().threads();
     // Unknown users are checked against the dummy hash: make it before holding.
-    app.auth.hashing().warm_up().await.unwrap();
-    let hold = app.auth.hashing().hold();
+    app.auth.hasher().warm_up().await.unwrap();
+    let hold = app.auth.hasher().hold();
 
     let mut flood = JoinSet::new();
     for i in 0..50 {
@@ -284,7 +284,7 @@ async fn a_flooding_address_holds_at_most_one_place_per_hashing_thread() {
     // The owner's check is queued right behind the flood's few.
     wait_for_hash_queue(&app.auth, places + 1).await;
     assert_eq!(
-        app.auth.hashing().pending(),
+        app.auth.hasher().pending(),
         places + 1,
         "the flood queued more than one check per hashing thread"
     );
@@ -299,9 +299,9 @@ async fn a_flooding_address_holds_at_most_one_place_per_hashing_thread() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_hashing_queue_answers_server_busy_with_retry_after() {
     let app = Arc::new(test_app!(&[("TRUSTED_PROXIES", "203.0.113.7")]));
-    let capacity = app.auth.hashing().capacity();
-    app.auth.hashing().warm_up().await.unwrap();
-    let hold = app.auth.hashing().hold();
+    let capacity = app.auth.hasher().capacity();
+    app.auth.hasher().warm_up().await.unwrap();
+    let hold = app.auth.hasher().hold();
 
     let mut logins = JoinSet::new();
     for i in 0..capacity + 5 {
@@ -319,7 +319,7 @@ async fn a_full_hashing_queue_answers_server_busy_with_retry_after() {
         assert_eq!(busy.error_code(), "server_busy");
         assert_eq!(busy.header("retry-after"), Some("1"));
     }
-    assert_eq!(app.auth.hashing().pending(), capacity);
+    assert_eq!(app.auth.hasher().pending(), capacity);
     drop(hold);
     while let Some(login) = logins.join_next().await {
         assert_eq!(login.unwrap().status, StatusCode::UNAUTHORIZED);
@@ -534,7 +534,7 @@ async fn login_held_at_its_password_check(
     tokio::task::JoinHandle<TestResponse>,
     latchkey::testing::HoldGuard,
 ) {
-    let hold = app.auth.hashing().hold();
+    let hold = app.auth.hasher().hold();
     let pending = {
         let app = app.clone();
         tokio::spawn(async move { app.login("ann", password).await })

@@ -85,7 +85,7 @@ impl TestStore {
             Database::Postgres(url) => Self::Postgres(Arc::new(
                 PostgresStore::connect(url).await.expect("open store"),
             )),
-            Database::SqliteMemory => panic!("tests use a SQLite file"),
+            _ => panic!("tests use a SQLite file or PostgreSQL"),
         }
     }
 
@@ -469,14 +469,14 @@ impl TestServer {
 /// only grows); fails after a generous bound rather than hanging.
 pub async fn wait_for_hash_queue(auth: &Auth, jobs: usize) {
     for _ in 0..2000 {
-        if auth.hashing().pending() >= jobs {
+        if auth.hasher().pending() >= jobs {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     panic!(
         "the hashing queue never reached {jobs} jobs (it has {})",
-        auth.hashing().pending()
+        auth.hasher().pending()
     );
 }
 

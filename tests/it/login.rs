@@ -386,7 +386,7 @@ async fn an_unknown_user_costs_as_much_bcrypt_work_as_a_wrong_password() {
     // same time without a test that compares clocks on a noisy machine.
     let app = test_app!();
     app.add_user("ann", PASSWORD).await;
-    let hasher = app.auth.hashing();
+    let hasher = app.auth.hasher();
     let mut work = Vec::new();
     for username in ["ann", "nobody", "ann", "nobody-else"] {
         let before = hasher.verifications();

@@ -190,11 +190,11 @@ async fn scripted_traffic_reads_back_as_exact_counts_from_the_metrics_listener()
     hashed += 2;
     assert_eq!(app.login("ann", "").await.status, StatusCode::BAD_REQUEST);
     // Busy: the hashing queue held and full, a login is refused at once.
-    let capacity = app.auth.hashing().capacity();
-    let hold = app.auth.hashing().hold();
+    let capacity = app.auth.hasher().capacity();
+    let hold = app.auth.hasher().hold();
     let fillers: Vec<_> = (0..capacity)
         .map(|_| {
-            let hasher = app.auth.hashing().clone();
+            let hasher = app.auth.hasher().clone();
             tokio::spawn(async move { hasher.hash("filling the queue").await })
         })
         .collect();

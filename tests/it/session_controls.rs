@@ -151,7 +151,7 @@ async fn forty_wrong_reauthentications_at_once_verify_only_the_pair_allowance() 
     let server = TestServer::start(app.auth.clone()).await;
     let client = reqwest::Client::new();
     let url = server.url("/reauthenticate");
-    let before = app.auth.hashing().verifications();
+    let before = app.auth.hasher().verifications();
 
     let mut set = JoinSet::new();
     for _ in 0..40 {
@@ -174,7 +174,7 @@ async fn forty_wrong_reauthentications_at_once_verify_only_the_pair_allowance() 
     }
 
     assert_eq!(
-        app.auth.hashing().verifications() - before,
+        app.auth.hasher().verifications() - before,
         5,
         "THROTTLE_LOGIN_PAIR"
     );
@@ -196,7 +196,7 @@ async fn step_up_across_a_password_change(
     changer: &str,
 ) -> (TestResponse, latchkey::store::Session) {
     let ann = app.auth.user_named("ann").await.unwrap().unwrap();
-    let hold = app.auth.hashing().hold();
+    let hold = app.auth.hasher().hold();
     let pending = {
         let (app, here) = (app.clone(), here.to_owned());
         tokio::spawn(async move { reauthenticate(&app, &here, PASSWORD).await })
@@ -567,7 +567,7 @@ async fn an_operator_deletes_an_account_with_the_cli() {
 async fn a_login_that_finishes_after_the_account_is_deleted_gets_401_and_leaves_nothing() {
     let app = Arc::new(test_app!());
     let ann = app.add_user("ann", PASSWORD).await;
-    let hold = app.auth.hashing().hold();
+    let hold = app.auth.hasher().hold();
     let pending = {
         let app = app.clone();
         tokio::spawn(async move { app.login("ann", PASSWORD).await })

@@ -369,15 +369,15 @@ async fn signed_in(client: &Client) -> Answer {
 async fn hold_hashing(app: &TestApp) -> latchkey::testing::HoldGuard {
     // The dummy hash of unknown users is made once; made now, it cannot
     // pass for a held check below.
-    app.auth.hashing().warm_up().await.unwrap();
-    app.auth.hashing().hold()
+    app.auth.hasher().warm_up().await.unwrap();
+    app.auth.hasher().hold()
 }
 
 /// Waits until `jobs` password checks are queued or running: the requests
 /// that asked for them are in flight, held by the hashing hold.
 async fn hashing(app: &TestApp, jobs: usize) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while app.auth.hashing().pending() < jobs {
+    while app.auth.hasher().pending() < jobs {
         assert!(
             tokio::time::Instant::now() < deadline,
             "never {jobs} password checks in flight"

@@ -32,7 +32,7 @@ impl Auth {
         let now = self.now();
         let account = user.id.to_string();
         for token in cookies {
-            let Ok(claims) = self.keys().verify_device(token, now) else {
+            let Ok(claims) = self.token_keys().verify_device(token, now) else {
                 continue;
             };
             if claims.sub != account {

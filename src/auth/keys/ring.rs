@@ -61,6 +61,7 @@ use crate::store::{Store, StoreError, StoredKey};
 
 /// Where a key is in its life at one moment (see the module's comment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyState {
     /// Published, not yet signing.
     Published,
@@ -94,6 +95,7 @@ impl KeyState {
 /// One access-token key and its life, for `latchkey keys list`. Times are
 /// Unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KeyInfo {
     /// The `kid` tokens name it by.
     pub kid: String,
@@ -115,6 +117,7 @@ pub struct KeyInfo {
 
 /// What `latchkey keys rotate` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyRotation {
     /// A new key is published and signs from `signs_from`.
     Added {
@@ -136,6 +139,7 @@ pub enum KeyRotation {
 
 /// What `latchkey keys revoke` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyRevocation {
     /// The key no longer signs, verifies or is published.
     Revoked {

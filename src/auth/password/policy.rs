@@ -27,6 +27,7 @@ static COMMON: LazyLock<HashSet<&'static str>> =
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 // Each reads as the sentence it stands for: "too short", "too common".
 #[allow(clippy::enum_variant_names)]
+#[non_exhaustive]
 pub enum Weakness {
     /// Fewer than 8 code points, as sent or after NFKC.
     TooShort,
