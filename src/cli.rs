@@ -155,7 +155,7 @@ pub fn main(cli: Cli) -> ExitCode {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("latchkey=info,tower_http=info"));
+        .unwrap_or_else(|_| EnvFilter::new(crate::config::default_log_filter()));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -36,6 +36,7 @@ pub(crate) const WATCH_PERIOD: Duration = Duration::from_secs(10);
 
 /// Why a certificate and key could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsError {
     /// A file could not be read.
     #[error("{variable}: cannot read {}: {source}", path.display())]

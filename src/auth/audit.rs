@@ -250,8 +250,8 @@ impl Aggregator {
 impl Auth {
     /// Records the event in the audit trail and the log. A failed write is
     /// logged and does not fail the request: the action the event describes
-    /// has already happened. A hook for latchkey's own tests and benchmarks.
-    #[doc(hidden)]
+    /// has already happened. An embedding application records its own
+    /// events with it.
     pub async fn record(
         &self,
         Event {

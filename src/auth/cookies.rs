@@ -41,6 +41,7 @@ pub struct SetCookies(pub Vec<Cookie<'static>>);
 
 /// What the request carried under the refresh cookie's name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Presented {
     /// No refresh cookie.
     #[default]
@@ -116,7 +117,7 @@ impl CookiePolicy {
             .path("/")
     }
 
-    /// The device cookie for `token` (see `auth::throttle`), as protected
+    /// The device cookie for `token` (see `auth/credentials/throttle.rs`), as protected
     /// as the refresh cookie: as long-lived as the token, or, after a login
     /// without "Keep me signed in" (a shared computer), forgotten with the
     /// browser like that login's refresh cookie.

@@ -32,6 +32,7 @@ macro_rules! api_errors {
         /// a JSON body of its code ([`ApiError::code`]) and message (its
         /// `Display`), and for some a header ([`ApiError::header`]).
         #[derive(Debug, thiserror::Error)]
+        #[non_exhaustive]
         pub enum ApiError {
             $(
                 $(#[$meta])*

@@ -25,8 +25,9 @@
 //!   (`tokens.rs`) and the asymmetric keys' ring in the store (`ring.rs`);
 //!
 //! and in files of their own: `live.rs` (the live-session check of account
-//! actions), `audit.rs`, `metrics.rs`, `cookies.rs` and `error.rs`. No module
-//! imports another that imports it back (`tests/it/layout.rs`).
+//! actions), `audit.rs`, `metrics.rs`, `cookies.rs` and `error.rs`. Below
+//! this file, the service that every flow extends, no module names by path
+//! one that names it back (`tests/it/layout.rs`).
 
 // The flows, one file each.
 mod account_deletion;

@@ -17,6 +17,7 @@ pub use server::{
     DEFAULT_HSTS_MAX_AGE, DEFAULT_REQUEST_TIMEOUT, ServeLimits, ServerSettings, TlsSettings,
 };
 pub(crate) use settings::Lookup;
+pub(crate) use settings::default_log_filter;
 pub use tokens::{AccessAlgorithm, MAX_REFRESH_REUSE_GRACE, MIN_SECRET_BYTES, TokenSettings};
 
 /// The deployment (`APP_ENV`), which decides what must be configured.
@@ -236,7 +237,11 @@ impl Config {
         let tokens = tokens::parse(&get, production, origins.public_origin.as_deref())?;
         let cookies = cookies(&get, production)?;
         let accounts = AccountSettings {
-            registration_open: get.boolean("REGISTRATION_OPEN")?.unwrap_or(!production),
+            // Given, or as the deployment says (no default of its own).
+            registration_open: match get.given("REGISTRATION_OPEN") {
+                None => !production,
+                Some(_) => get.flag("REGISTRATION_OPEN")?,
+            },
             bcrypt_cost: get
                 .get("BCRYPT_COST")
                 .and_then(|v| v.parse::<u32>().ok())
@@ -417,6 +422,27 @@ mod tests {
                 assert_eq!(refused.variable, variable, "{variable}={bad}");
             }
         }
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)] // a failed expectation should panic with its message
+    fn the_defaults_that_follow_from_other_settings() {
+        let development = config(&[]).unwrap();
+        assert!(development.accounts.registration_open);
+        assert_eq!(development.tokens.issuer, "latchkey");
+        let production = config(&[("APP_ENV", "production")]).unwrap();
+        assert!(
+            !production.accounts.registration_open,
+            "closed unless opened"
+        );
+        let public = config(&[("PUBLIC_ORIGIN", "https://auth.example.com")]).unwrap();
+        assert_eq!(public.tokens.issuer, "https://auth.example.com");
+        // The public constants agree with config/settings.rs.
+        let tls = config(&[("TLS_CERT_FILE", "c.pem"), ("TLS_KEY_FILE", "k.pem")]).unwrap();
+        assert_eq!(
+            tls.server.tls.unwrap().hsts_max_age,
+            super::DEFAULT_HSTS_MAX_AGE
+        );
     }
 
     #[test]

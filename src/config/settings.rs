@@ -94,6 +94,11 @@ pub(crate) fn setting(name: &str) -> Setting {
     }
 }
 
+/// `RUST_LOG`'s default, for the log subscriber.
+pub(crate) fn default_log_filter() -> &'static str {
+    setting("RUST_LOG").default.unwrap_or("latchkey=info")
+}
+
 /// The environment as parsing sees it: trimmed values, an empty value as
 /// unset, and each setting's default in place of an unset value.
 pub(crate) struct Lookup<F>(pub(crate) F);
@@ -132,7 +137,7 @@ impl<F: Fn(&str) -> Option<String>> Lookup<F> {
 
     /// `true` or `false` (`1`/`0`, `yes`/`no` too); `None` when unset and
     /// the setting has no default of its own.
-    pub(crate) fn boolean(&self, name: &'static str) -> Result<Option<bool>, ConfigError> {
+    fn boolean(&self, name: &'static str) -> Result<Option<bool>, ConfigError> {
         match self.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
             None => Ok(None),
             Some("true" | "1" | "yes") => Ok(Some(true)),
@@ -141,7 +146,7 @@ impl<F: Fn(&str) -> Option<String>> Lookup<F> {
         }
     }
 
-    /// A boolean setting that has a default.
+    /// A boolean setting, given or by its default.
     pub(crate) fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
         self.boolean(name)?
             .ok_or_else(|| invalid(name, "has no default in config/settings.rs"))
@@ -162,13 +167,13 @@ mod tests {
         SETTINGS.iter().map(|s| s.name).collect()
     }
 
-    /// Every `NAME=` line of `.env.example`, commented out or not.
-    fn env_example() -> BTreeSet<&'static str> {
+    /// Every `NAME=value` line of `.env.example` (comments are prose).
+    fn env_example() -> Vec<(&'static str, &'static str)> {
         ENV_EXAMPLE
             .lines()
-            .map(|line| line.trim_start_matches('#').trim())
-            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
-            .filter(|name| {
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split_once('='))
+            .filter(|(name, _)| {
                 !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
             })
             .collect()
@@ -197,15 +202,28 @@ mod tests {
     }
 
     #[test]
-    fn env_example_lists_every_setting_and_nothing_else() {
+    fn env_example_lists_every_setting_once_with_its_default_and_nothing_else() {
         let table = table();
-        let example = env_example();
+        let lines = env_example();
+        let example: BTreeSet<&str> = lines.iter().map(|(name, _)| *name).collect();
         let missing: Vec<_> = table.difference(&example).collect();
         let unknown: Vec<_> = example.difference(&table).collect();
         assert!(
             missing.is_empty() && unknown.is_empty(),
             ".env.example lacks {missing:?} and lists {unknown:?}, which config/settings.rs does not"
         );
+        assert_eq!(
+            lines.len(),
+            example.len(),
+            "a setting listed twice in .env.example"
+        );
+        for (name, value) in lines {
+            let default = super::setting(name).default.unwrap_or_default();
+            assert_eq!(
+                value, default,
+                ".env.example's {name}, config/settings.rs's default"
+            );
+        }
     }
 
     #[test]
@@ -224,12 +242,23 @@ mod tests {
             let Some(default) = setting.default else {
                 continue;
             };
-            let (_, shown) = rows
+            let (names, shown) = rows
                 .iter()
                 .find(|(names, _)| names.contains(&setting.name))
                 .expect("listed");
+            // A row of several settings gives their defaults in their order.
+            let values: Vec<&str> = shown.split('`').skip(1).step_by(2).collect();
+            let matches = if values.len() == names.len() && names.len() > 1 {
+                let at = names
+                    .iter()
+                    .position(|n| *n == setting.name)
+                    .expect("listed");
+                values[at] == default
+            } else {
+                shown.contains(&format!("`{default}`"))
+            };
             assert!(
-                shown.contains(&format!("`{default}`")),
+                matches,
                 "the README gives {} the default {shown:?}, config/settings.rs `{default}`",
                 setting.name
             );

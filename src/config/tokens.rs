@@ -175,7 +175,7 @@ pub(super) fn parse(
     // Verifiers discover keys from the issuer (OpenID Connect Discovery
     // 1.0 §4), so it is this service's URL when there is one.
     let issuer = get
-        .get("JWT_ISSUER")
+        .given("JWT_ISSUER")
         .or_else(|| public_origin.map(str::to_owned))
         .unwrap_or_else(|| "latchkey".into());
     if production && algorithm.is_asymmetric() && !issuer.starts_with("https://") {

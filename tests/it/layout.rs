@@ -71,9 +71,11 @@ fn every_module_imports_only_from_the_layers_below_it() {
 
 /// `src/auth/`'s modules, one per file (`login`, `keys::tokens`; a folder's
 /// `mod.rs` is the folder), and for each the others it names by path:
-/// `crate::auth::a::b`, or `super::b` from a file in a folder. Items
+/// `crate::auth::a::b` (also inside a brace group), `super::b` from a file
+/// in a folder, or `b::` from a folder's `mod.rs` to its own files. Items
 /// re-exported at `crate::auth` itself (`Auth`, `ApiError`, …) name no
-/// module; a file's own tests are not read.
+/// module: `auth/mod.rs`, the service every flow is a method of, is above
+/// them all. A file's own tests are not read.
 fn auth_imports() -> std::collections::BTreeMap<String, BTreeSet<String>> {
     let auth = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/auth");
     let mut files = Vec::new();
@@ -102,12 +104,47 @@ fn auth_imports() -> std::collections::BTreeMap<String, BTreeSet<String>> {
             None => String::new(),
         };
         let mut named = BTreeSet::new();
-        for (prefix, base) in [("crate::auth::", String::new()), ("super::", folder)] {
-            if prefix == "super::" && base.is_empty() {
-                continue; // from auth/x.rs, `super` is auth itself
-            }
+        // Paths from where each is read: `crate::auth::`, `super::` in a
+        // folder, and, in a folder's `mod.rs`, a bare `child::`.
+        let mut paths: Vec<(String, String)> = Vec::new();
+        let mut starts: Vec<(&str, String)> = vec![("crate::auth::", String::new())];
+        if !folder.is_empty() {
+            starts.push(("super::", folder.clone()));
+        }
+        let is_folder = file.ends_with("mod.rs");
+        for (prefix, base) in &starts {
             for (at, _) in text.match_indices(prefix) {
-                let path: String = text[at + prefix.len()..]
+                let rest = &text[at + prefix.len()..];
+                // `crate::auth::{a::b, c}`: each path of the group.
+                let group: Vec<&str> = match rest.strip_prefix('{') {
+                    Some(inner) => inner
+                        .split('}')
+                        .next()
+                        .unwrap_or_default()
+                        .split(',')
+                        .collect(),
+                    None => vec![rest],
+                };
+                for path in group {
+                    paths.push((base.clone(), path.trim().to_owned()));
+                }
+            }
+        }
+        if is_folder {
+            let own = format!("{module}::");
+            for child in modules.iter().filter_map(|m| m.strip_prefix(&own)) {
+                let bare = format!("{child}::");
+                for (at, _) in text.match_indices(&bare) {
+                    let before = text[..at].chars().next_back();
+                    if before.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+                        paths.push((own.clone(), text[at..].to_owned()));
+                    }
+                }
+            }
+        }
+        for (base, rest) in paths {
+            {
+                let path: String = rest
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
                     .collect();
@@ -138,7 +175,8 @@ fn the_auth_modules_import_one_another_without_a_cycle() {
     let imports = auth_imports();
     assert!(imports.len() > 25, "{imports:?}");
     assert!(
-        imports["keys::ring"].contains("keys::key_set"),
+        imports["keys::ring"].contains("keys::key_set")
+            && imports["credentials"].contains("credentials::throttle"),
         "paths are read: {imports:?}"
     );
     // Depth-first, remembering the path: a module met again on it closes a cycle.

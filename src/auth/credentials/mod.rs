@@ -68,7 +68,7 @@ impl Auth {
     /// passwords and disabled accounts all give the same `InvalidCredentials`,
     /// after the same bcrypt work. The attempt is admitted (a bounded number in
     /// flight per address and account or device) and counted by the throttle
-    /// before the password is checked (`auth::throttle`).
+    /// before the password is checked (`credentials/throttle.rs`).
     #[tracing::instrument(skip_all)]
     pub(crate) async fn authenticate(
         &self,

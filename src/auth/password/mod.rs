@@ -111,7 +111,7 @@ impl Hasher {
     }
 
     /// Hashes `password` in the current format. The length rules are the
-    /// caller's (`password_policy::check`); any length hashes correctly.
+    /// caller's (`policy::check`); any length hashes correctly.
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let cost = self.cost;
         let password = NormalizedPassword::new(password);
