@@ -1,7 +1,7 @@
 //! What sqlx hands back, read into the store's types: rows (for both
 //! backends, by column name), unique violations and a pool's connections.
 
-use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
+use sqlx::{ColumnIndex, Decode, FromRow, Type};
 
 use super::{AuditEvent, Connections, Rotated, Session, StoredKey, User};
 
@@ -16,104 +16,104 @@ pub(super) fn connections<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Connecti
     }
 }
 
-impl<'r, R> FromRow<'r, R> for User
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-{
-    fn from_row(row: &'r R) -> sqlx::Result<Self> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            username: row.try_get("username")?,
-            password_hash: row.try_get("password_hash")?,
-            role: row.try_get("role")?,
-            created_at: row.try_get("created_at")?,
-            disabled_at: row.try_get("disabled_at")?,
-            credentials_version: row.try_get("credentials_version")?,
-        })
-    }
+/// A row read into one of the store's types. Only this private wrapper
+/// implements sqlx's `FromRow`, never the public types themselves, so a sqlx
+/// upgrade is no break of latchkey's API.
+pub(super) struct Row<T>(pub(super) T);
+
+/// The value of one row.
+pub(super) fn one<T>(Row(value): Row<T>) -> T {
+    value
 }
 
-impl<'r, R> FromRow<'r, R> for StoredKey
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-{
-    fn from_row(row: &'r R) -> sqlx::Result<Self> {
-        Ok(Self {
-            algorithm: row.try_get("algorithm")?,
-            seq: row.try_get("seq")?,
-            kid: row.try_get("kid")?,
-            public_key: row.try_get("public_key")?,
-            created_at: row.try_get("created_at")?,
-            signs_from: row.try_get("signs_from")?,
-            revoked_at: row.try_get("revoked_at")?,
-        })
-    }
+/// The value of a row, if any.
+pub(super) fn optional<T>(row: Option<Row<T>>) -> Option<T> {
+    row.map(one)
 }
 
-impl<'r, R> FromRow<'r, R> for Session
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    bool: Decode<'r, R::Database> + Type<R::Database>,
-{
-    fn from_row(row: &'r R) -> sqlx::Result<Self> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            user_id: row.try_get("user_id")?,
-            generation: row.try_get("generation")?,
-            rotated_at: row.try_get("rotated_at")?,
-            created_at: row.try_get("created_at")?,
-            last_used_at: row.try_get("last_used_at")?,
-            idle_expires_at: row.try_get("idle_expires_at")?,
-            absolute_expires_at: row.try_get("absolute_expires_at")?,
-            revoked_at: row.try_get("revoked_at")?,
-            revoked_reason: row.try_get("revoked_reason")?,
-            user_agent: row.try_get("user_agent")?,
-            ip: row.try_get("ip")?,
-            credentials_version: row.try_get("credentials_version")?,
-            auth_time: row.try_get("auth_time")?,
-            remember: row.try_get("remember")?,
-        })
-    }
+/// The values of rows.
+pub(super) fn all<T>(rows: Vec<Row<T>>) -> Vec<T> {
+    rows.into_iter().map(one).collect()
 }
 
-impl<'r, R> FromRow<'r, R> for AuditEvent
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-{
-    fn from_row(row: &'r R) -> sqlx::Result<Self> {
-        Ok(Self {
-            at: row.try_get("at")?,
-            kind: row.try_get("kind")?,
-            user_id: row.try_get("user_id")?,
-            username: row.try_get("username")?,
-            session_id: row.try_get("session_id")?,
-            ip: row.try_get("ip")?,
-            request_id: row.try_get("request_id")?,
-            detail: row.try_get("detail")?,
-            count: row.try_get("count")?,
-        })
-    }
+/// `FromRow` for `Row<$type>`, each field read from the column of its name,
+/// on either backend (the bounds name every column type the store reads;
+/// `Option`s decode through their inner type's).
+macro_rules! from_row {
+    ($type:ident { $($field:ident),+ $(,)? }) => {
+        impl<'r, R> FromRow<'r, R> for Row<$type>
+        where
+            R: sqlx::Row,
+            &'static str: ColumnIndex<R>,
+            i64: Decode<'r, R::Database> + Type<R::Database>,
+            String: Decode<'r, R::Database> + Type<R::Database>,
+            bool: Decode<'r, R::Database> + Type<R::Database>,
+        {
+            fn from_row(row: &'r R) -> sqlx::Result<Self> {
+                Ok(Row($type {
+                    $($field: row.try_get(stringify!($field))?,)+
+                }))
+            }
+        }
+    };
 }
+
+from_row!(User {
+    id,
+    username,
+    password_hash,
+    role,
+    created_at,
+    disabled_at,
+    credentials_version,
+});
+
+from_row!(StoredKey {
+    algorithm,
+    seq,
+    kid,
+    public_key,
+    created_at,
+    signs_from,
+    revoked_at,
+});
+
+from_row!(Session {
+    id,
+    user_id,
+    generation,
+    rotated_at,
+    created_at,
+    last_used_at,
+    idle_expires_at,
+    absolute_expires_at,
+    revoked_at,
+    revoked_reason,
+    user_agent,
+    ip,
+    credentials_version,
+    auth_time,
+    remember,
+});
+
+from_row!(AuditEvent {
+    at,
+    kind,
+    user_id,
+    username,
+    session_id,
+    ip,
+    request_id,
+    detail,
+    count,
+});
 
 /// The row a rotation returns: the session's columns, then its user's under
 /// `user_` names (`id` and `created_at` exist in both tables).
 #[derive(sqlx::FromRow)]
 pub(super) struct RotatedRow {
     #[sqlx(flatten)]
-    session: Session,
+    session: Row<Session>,
     user_username: String,
     user_password_hash: String,
     user_role: String,
@@ -124,9 +124,10 @@ pub(super) struct RotatedRow {
 
 impl From<RotatedRow> for Rotated {
     fn from(row: RotatedRow) -> Self {
+        let Row(session) = row.session;
         Self {
             user: User {
-                id: row.session.user_id,
+                id: session.user_id,
                 username: row.user_username,
                 password_hash: row.user_password_hash,
                 role: row.user_role,
@@ -134,7 +135,7 @@ impl From<RotatedRow> for Rotated {
                 disabled_at: row.user_disabled_at,
                 credentials_version: row.user_credentials_version,
             },
-            session: row.session,
+            session,
         }
     }
 }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::PostgresStore;
 use crate::store::from_sqlx::RotatedRow;
+use crate::store::from_sqlx::{Row, all, optional};
 use crate::store::{
     Created, IdleTimeouts, NewSession, OrDatabase, RevokeReason, Rotated, Session, Sessions,
     StoreResult,
@@ -67,7 +68,7 @@ impl Sessions for PostgresStore {
             session_columns!(),
             ""
         );
-        let session: Session = sqlx::query_as(insert)
+        let Row(session) = sqlx::query_as::<_, Row<Session>>(insert)
             .bind(&s.id)
             .bind(s.user_id)
             .bind(s.now)
@@ -108,11 +109,12 @@ impl Sessions for PostgresStore {
             session_columns!(),
             " FROM sessions WHERE id = $1"
         );
-        sqlx::query_as(sql)
+        sqlx::query_as::<_, Row<Session>>(sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .db()
+            .map(optional)
     }
 
     /// One statement, so one atomic compare-and-set. Under READ COMMITTED a
@@ -171,13 +173,14 @@ impl Sessions for PostgresStore {
              RETURNING s.id, s.user_id, s.generation, s.rotated_at, s.created_at, s.last_used_at, \
                  s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, \
                  s.user_agent, s.ip, s.credentials_version, s.auth_time, s.remember";
-        sqlx::query_as(sql)
+        sqlx::query_as::<_, Row<Session>>(sql)
             .bind(now)
             .bind(id)
             .bind(verified_hash)
             .fetch_optional(&self.pool)
             .await
             .db()
+            .map(optional)
     }
 
     async fn revoke_session(
@@ -222,12 +225,13 @@ impl Sessions for PostgresStore {
                  AND idle_expires_at > $2 AND absolute_expires_at > $2 \
              ORDER BY created_at DESC, id"
         );
-        sqlx::query_as(sql)
+        sqlx::query_as::<_, Row<Session>>(sql)
             .bind(user_id)
             .bind(now)
             .fetch_all(&self.pool)
             .await
             .db()
+            .map(all)
     }
 
     async fn delete_expired_sessions(&self, now: i64, limit: i64) -> StoreResult<u64> {

@@ -3,12 +3,13 @@
 use async_trait::async_trait;
 
 use super::PostgresStore;
+use crate::store::from_sqlx::{Row, all};
 use crate::store::{OrDatabase, SigningKeys, StoreResult, StoredKey};
 
 #[async_trait]
 impl SigningKeys for PostgresStore {
     async fn signing_keys(&self, algorithm: &str) -> StoreResult<Vec<StoredKey>> {
-        sqlx::query_as(
+        sqlx::query_as::<_, Row<StoredKey>>(
             "SELECT algorithm, seq, kid, public_key, created_at, signs_from, revoked_at \
              FROM signing_keys WHERE algorithm = $1 ORDER BY seq",
         )
@@ -16,6 +17,7 @@ impl SigningKeys for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .db()
+        .map(all)
     }
 
     async fn add_signing_key(&self, key: &StoredKey) -> StoreResult<bool> {

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::SqliteStore;
+use crate::store::from_sqlx::{Row, all};
 use crate::store::{AuditEvent, AuditLog, OrDatabase, StoreResult};
 
 #[async_trait]
@@ -49,7 +50,7 @@ impl AuditLog for SqliteStore {
         since: i64,
         limit: i64,
     ) -> StoreResult<Vec<AuditEvent>> {
-        sqlx::query_as(
+        sqlx::query_as::<_, Row<AuditEvent>>(
             "SELECT at, kind, user_id, username, session_id, ip, request_id, detail, count \
              FROM audit_events WHERE at >= ?1 AND (?2 IS NULL OR user_id = ?2) \
              ORDER BY at, id LIMIT ?3",
@@ -60,6 +61,7 @@ impl AuditLog for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .db()
+        .map(all)
     }
 
     async fn delete_events_before(&self, before: i64, limit: i64) -> StoreResult<u64> {

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use super::{SqliteStore, begin_write};
+use crate::store::from_sqlx::{Row, all, optional};
 use crate::store::{
     Created, IdleTimeouts, NewSession, OrDatabase, RevokeReason, Rotated, Session, Sessions,
     StoreResult,
@@ -48,7 +49,7 @@ impl Sessions for SqliteStore {
             ""
         );
         let mut tx = begin_write(&self.pool).await.db()?;
-        let session: Option<Session> = sqlx::query_as(insert)
+        let session: Option<Session> = sqlx::query_as::<_, Row<Session>>(insert)
             .bind(&s.id)
             .bind(s.user_id)
             .bind(s.now)
@@ -60,7 +61,8 @@ impl Sessions for SqliteStore {
             .bind(s.remember)
             .fetch_optional(&mut *tx)
             .await
-            .db()?;
+            .db()
+            .map(optional)?;
         let Some(session) = session else {
             return Ok(None);
         };
@@ -92,11 +94,12 @@ impl Sessions for SqliteStore {
             session_columns!(),
             " FROM sessions WHERE id = ?1"
         );
-        sqlx::query_as(sql)
+        sqlx::query_as::<_, Row<Session>>(sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .db()
+            .map(optional)
     }
 
     async fn rotate_session(
@@ -125,13 +128,14 @@ impl Sessions for SqliteStore {
              RETURNING ",
             session_columns!()
         );
-        sqlx::query_as(sql)
+        sqlx::query_as::<_, Row<Session>>(sql)
             .bind(now)
             .bind(id)
             .bind(verified_hash)
             .fetch_optional(&self.pool)
             .await
             .db()
+            .map(optional)
     }
 
     async fn revoke_session(
@@ -176,12 +180,13 @@ impl Sessions for SqliteStore {
                  AND idle_expires_at > ?2 AND absolute_expires_at > ?2 \
              ORDER BY created_at DESC, id"
         );
-        sqlx::query_as(sql)
+        sqlx::query_as::<_, Row<Session>>(sql)
             .bind(user_id)
             .bind(now)
             .fetch_all(&self.pool)
             .await
             .db()
+            .map(all)
     }
 
     async fn delete_expired_sessions(&self, now: i64, limit: i64) -> StoreResult<u64> {

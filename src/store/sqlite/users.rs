@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::sessions::revoke_all_in;
 use super::{SqliteStore, begin_write};
-use crate::store::from_sqlx::is_unique_violation;
+use crate::store::from_sqlx::{Row, is_unique_violation, one, optional};
 use crate::store::{
     Erasure, NewUser, OrDatabase, PasswordChange, RevokeReason, StoreError, StoreResult, User,
     Users,
@@ -19,7 +19,7 @@ impl Users for SqliteStore {
             user_columns!(),
             ""
         );
-        let created = sqlx::query_as(sql)
+        let created = sqlx::query_as::<_, Row<User>>(sql)
             .bind(user.username)
             .bind(user.password_hash)
             .bind(user.role)
@@ -28,7 +28,7 @@ impl Users for SqliteStore {
             .await;
         match created {
             Err(e) if is_unique_violation(&e) => Err(StoreError::UsernameTaken),
-            created => created.db(),
+            created => created.db().map(one),
         }
     }
 
@@ -38,20 +38,22 @@ impl Users for SqliteStore {
             user_columns!(),
             " FROM users WHERE username = ?1"
         );
-        sqlx::query_as(sql)
+        sqlx::query_as::<_, Row<User>>(sql)
             .bind(username)
             .fetch_optional(&self.pool)
             .await
             .db()
+            .map(optional)
     }
 
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
         let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
-        sqlx::query_as(sql)
+        sqlx::query_as::<_, Row<User>>(sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .db()
+            .map(optional)
     }
 
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: i64) -> StoreResult<u64> {
