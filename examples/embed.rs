@@ -64,9 +64,15 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?.with_development_secrets()?;
     let auth = Auth::open(config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    latchkey::serve(listener, app(auth), async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    latchkey::serve(
+        listener,
+        app(auth),
+        latchkey::ServeLimits::default(),
+        None,
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )
     .await?;
     Ok(())
 }

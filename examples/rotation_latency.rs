@@ -482,6 +482,8 @@ impl Live {
         let server = tokio::spawn(latchkey::serve(
             listener,
             latchkey::router(state.clone()),
+            latchkey::ServeLimits::default(),
+            None,
             async {
                 let _ = stopped.await;
             },

@@ -40,7 +40,7 @@ pub use config::ServeLimits;
 pub use routes::extract::{Authenticated, LiveSession, RecentAuthentication};
 pub use routes::metrics::metrics_router;
 pub use routes::router;
-pub use run::{run, run_on, serve, serve_tls, serve_with_limits};
+pub use run::{run, run_on, serve};
 pub use tls::{Tls, TlsError};
 
 /// Hooks for latchkey's own tests and benchmarks; not part of the API.

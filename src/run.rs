@@ -24,41 +24,24 @@ const METRICS_LIMITS: ServeLimits = ServeLimits {
     ..ServeLimits::DEFAULT
 };
 
-/// Serves `app` on `listener` within the default connection limits
-/// ([`ServeLimits::default`]) until `shutdown` resolves, then lets in-flight
-/// requests finish. Client addresses reach handlers through `ConnectInfo`.
+/// Serves `app` on `listener` within `limits` until `shutdown` resolves,
+/// then lets in-flight requests finish: the one server under latchkey, for
+/// any `Router` (an application nesting [`router`](crate::router)). Over TLS
+/// with `tls`'s certificate when given: HTTP/2 or HTTP/1.1 by ALPN, the
+/// handshake bounded by the header-read timeout (README, "TLS"); a
+/// [`Tls::reload`] reaches the connections made after it. Client addresses
+/// reach handlers through `ConnectInfo`. `REQUEST_TIMEOUT` is not among the
+/// limits: `router` enforces it, from its service's configuration;
+/// [`config.server.limits`](crate::config::ServerSettings::limits) holds the
+/// configured limits, [`ServeLimits::default`] the defaults.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with_limits(listener, app, ServeLimits::default(), shutdown).await
-}
-
-/// As [`serve`], within `limits`
-/// ([`config.server.limits`](crate::config::ServerSettings::limits) holds the
-/// configured ones). `REQUEST_TIMEOUT` is not among them: [`router`](crate::router)
-/// enforces it, from its service's configuration.
-pub async fn serve_with_limits(
-    listener: TcpListener,
-    app: Router,
     limits: ServeLimits,
+    tls: Option<&Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::serve(listener, app, limits, None, shutdown).await
-}
-
-/// As [`serve_with_limits`], over TLS with `tls`'s certificate: HTTP/2 or
-/// HTTP/1.1 by ALPN, the handshake bounded by the header-read timeout
-/// (README, "TLS"). A [`Tls::reload`] reaches the connections made after it.
-pub async fn serve_tls(
-    listener: TcpListener,
-    app: Router,
-    limits: ServeLimits,
-    tls: &Tls,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    server::serve(listener, app, limits, Some(tls), shutdown).await
+    server::serve(listener, app, limits, tls, shutdown).await
 }
 
 /// Runs latchkey as the `latchkey` binary does: fits the open-file limit to

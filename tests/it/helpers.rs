@@ -441,9 +441,15 @@ impl TestServer {
             .expect("bind");
         let addr = listener.local_addr().expect("address");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(latchkey::serve(listener, router(auth), async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(latchkey::serve(
+            listener,
+            router(auth),
+            latchkey::ServeLimits::default(),
+            None,
+            async {
+                let _ = rx.await;
+            },
+        ));
         Self {
             addr,
             shutdown: Some(tx),

@@ -37,6 +37,8 @@ impl MetricsListener {
         let task = tokio::spawn(latchkey::serve(
             listener,
             latchkey::metrics_router(auth),
+            latchkey::ServeLimits::default(),
+            None,
             async {
                 let _ = stopped.await;
             },

@@ -617,7 +617,7 @@ async fn a_reloaded_certificate_reaches_new_connections_while_open_ones_keep_wor
         let (app, tls) = (router(app.auth.clone()), tls.clone());
         async move {
             let limits = latchkey::ServeLimits::default();
-            latchkey::serve_tls(listener, app, limits, &tls, async {
+            latchkey::serve(listener, app, limits, Some(&tls), async {
                 let _ = stopped.await;
             })
             .await
@@ -709,7 +709,7 @@ async fn a_changed_pair_of_files_is_picked_up_without_a_signal() {
         let (app, tls) = (router(app.auth.clone()), tls.clone());
         async move {
             let limits = latchkey::ServeLimits::default();
-            latchkey::serve_tls(listener, app, limits, &tls, async {
+            latchkey::serve(listener, app, limits, Some(&tls), async {
                 let _ = stopped.await;
             })
             .await
