@@ -6,6 +6,7 @@
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri};
 
 use crate::auth::{ApiError, Auth, ClientInfo};
 use crate::config::Config;
@@ -74,19 +75,34 @@ pub fn is_allowed(config: &Config, parts: &Parts) -> bool {
     // server speaks and the host and port the browser addressed it by
     // (HTTP/1.1's `Host`, or HTTP/2's `:authority`). Behind a proxy that ends
     // TLS the scheme differs: that is what `PUBLIC_ORIGIN` is for.
-    let scheme = if config.server.tls.is_some() {
+    match (
+        Tuple::parse_origin(&origin),
+        addressed_host(headers, &parts.uri),
+    ) {
+        (Some(theirs), Some(host)) => {
+            Tuple::parse(own_scheme(config), host).is_some_and(|ours| ours == theirs)
+        }
+        _ => false,
+    }
+}
+
+/// The scheme this server speaks: `https` with `TLS_CERT_FILE`, else `http`.
+pub(crate) fn own_scheme(config: &Config) -> &'static str {
+    if config.server.tls.is_some() {
         "https"
     } else {
         "http"
-    };
-    let host = headers
+    }
+}
+
+/// The host (and port) the request was addressed to: HTTP/1.1 names it in
+/// `Host`, HTTP/2 in the `:authority` of the URI (RFC 9113 §8.3.1). The
+/// client's to write: never to be cached for anyone else.
+pub(crate) fn addressed_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
+    headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-    match (Tuple::parse_origin(&origin), host) {
-        (Some(theirs), Some(host)) => Tuple::parse(scheme, host).is_some_and(|ours| ours == theirs),
-        _ => false,
-    }
+        .or_else(|| uri.authority().map(|a| a.as_str()))
 }
 
 /// An origin's scheme, host and port (RFC 6454 §4), the default port

@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, HOST};
+use axum::http::header::CACHE_CONTROL;
 use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -14,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::Base;
+use super::origin::{addressed_host, own_scheme};
 use crate::auth::error::ErrorBody;
 use crate::auth::{ApiError, Auth, PublicJwk};
 use crate::config::AppEnv;
@@ -105,18 +106,8 @@ async fn openid_configuration(
     if config.env == AppEnv::Production {
         return Err(ApiError::NotFound);
     }
-    let scheme = if config.server.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    // HTTP/1.1 names the host in `Host`; HTTP/2 in the `:authority` of the
-    // URI (RFC 9113 §8.3.1).
-    let host = headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
-        .unwrap_or("localhost");
+    let host = addressed_host(&headers, &uri).unwrap_or("localhost");
+    let scheme = own_scheme(config);
     let mut response = metadata(&format!("{scheme}://{host}")).into_response();
     // Another request's `Host` must never be served from a cache.
     response
