@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::ApiError;
 use crate::auth::Auth;
-use crate::auth::error::{ApiError, ErrorBody};
+use crate::routes::error::ErrorBody;
 
 const FILES: &[(&str, &str, &str)] = &[
     (

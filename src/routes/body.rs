@@ -6,7 +6,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::{Form, Json};
 use serde::de::DeserializeOwned;
 
-use crate::auth::error::ApiError;
+use crate::auth::ApiError;
 
 pub enum JsonOrForm<T> {
     Json(T),

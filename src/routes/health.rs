@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::error::ErrorBody;
 use crate::auth::{ApiError, Auth};
+use crate::routes::error::ErrorBody;
 
 pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new()

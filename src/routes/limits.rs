@@ -5,7 +5,7 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::error::ApiError;
+use crate::auth::ApiError;
 
 /// Longest single header value: far above any real cookie or token.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;

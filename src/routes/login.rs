@@ -7,9 +7,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::error::ErrorBody;
 use crate::auth::{Auth, BrowserCookies, ClientInfo};
 use crate::routes::body::JsonOrForm;
+use crate::routes::error::ErrorBody;
 use crate::routes::extract::Base;
 use crate::routes::openapi::BodyRefusals;
 use crate::routes::origin::AllowedOrigin;

@@ -6,9 +6,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::error::ErrorBody;
 use crate::auth::{Auth, BrowserCookies, ClientInfo};
 use crate::routes::body::is_form;
+use crate::routes::error::ErrorBody;
 use crate::routes::extract::Base;
 use crate::routes::origin::AllowedOrigin;
 

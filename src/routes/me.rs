@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::error::ErrorBody;
 use crate::auth::{AccessClaims, ApiError, Auth};
+use crate::routes::error::ErrorBody;
 use crate::routes::extract::{Authenticated, LiveSession};
 use crate::routes::openapi::{BearerRefusals, LiveBearerRefusals};
 

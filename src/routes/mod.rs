@@ -24,6 +24,7 @@ use request_id::REQUEST_ID;
 
 mod assets;
 pub(crate) mod body;
+pub(crate) mod error;
 pub(crate) mod extract;
 mod forwarded;
 mod health;

@@ -24,8 +24,9 @@ use utoipa_axum::routes;
 
 use super::limits::{MAX_HEADER_BYTES, MAX_HEADERS_BYTES};
 use super::{BODY_LIMIT, LayerHeader, NO_STORE, SECURITY_HEADERS};
+use crate::auth::ApiError;
 use crate::auth::Auth;
-use crate::auth::error::{ApiError, BEARER_CHALLENGE, ErrorBody, MIN_RETRY_AFTER};
+use crate::routes::error::{BEARER_CHALLENGE, ErrorBody, MIN_RETRY_AFTER};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -243,13 +244,13 @@ fn refusal(error: ApiError, why: &str) -> (String, Value) {
         "description": format!("`{}`: {why}", error.code()),
         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } },
     });
-    if let Some((name, value)) = error.header()
+    if let Some((name, value)) = super::error::header(&error)
         && let Ok(value) = value.to_str()
     {
         response["headers"] =
             json!({ name.as_str(): { "schema": { "type": "string", "const": value } } });
     }
-    (error.status().as_str().to_owned(), response)
+    (super::error::status(&error).as_str().to_owned(), response)
 }
 
 fn complete(

@@ -109,7 +109,7 @@ fn form_message(e: &ApiError) -> String {
 /// The form again, with the refusal's status and header (`Retry-After` when
 /// throttled).
 fn refused(mut page: Response, e: &ApiError) -> Response {
-    if let Some((name, value)) = e.header() {
+    if let Some((name, value)) = super::error::header(e) {
         page.headers_mut().insert(name, value);
     }
     page
@@ -132,7 +132,7 @@ pub fn login_failed(
         remember,
         registration_open: auth.config().accounts.registration_open,
     };
-    refused(render(e.status(), &page), e)
+    refused(render(super::error::status(e), &page), e)
 }
 
 pub fn register_failed(auth: &Auth, base: &Base, e: &ApiError, username: &str) -> Response {
@@ -142,7 +142,7 @@ pub fn register_failed(auth: &Auth, base: &Base, e: &ApiError, username: &str) -
         username,
         registration_open: auth.config().accounts.registration_open,
     };
-    refused(render(e.status(), &page), e)
+    refused(render(super::error::status(e), &page), e)
 }
 
 /// What this is, with links to the demo.

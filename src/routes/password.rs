@@ -9,9 +9,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::error::ErrorBody;
 use crate::auth::password::policy::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo};
+use crate::routes::error::ErrorBody;
 use crate::routes::extract::LiveSession;
 use crate::routes::openapi::{BodyRefusals, LiveBearerRefusals};
 

@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::error::ErrorBody;
 use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo, Issued};
+use crate::routes::error::ErrorBody;
 use crate::routes::extract::LiveSession;
 use crate::routes::openapi::BodyRefusals;
 use crate::routes::respond::TokenBody;

@@ -10,10 +10,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::credentials::{MAX_USERNAME_CHARS, USERNAME_PUNCTUATION, username_punctuation};
-use crate::auth::error::ErrorBody;
 use crate::auth::password::policy::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use crate::auth::{Auth, ClientInfo};
 use crate::routes::body::JsonOrForm;
+use crate::routes::error::ErrorBody;
 use crate::routes::extract::Base;
 use crate::routes::openapi::BodyRefusals;
 use crate::routes::origin::AllowedOrigin;

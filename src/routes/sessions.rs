@@ -9,9 +9,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::error::ErrorBody;
 use crate::auth::{ApiError, Auth, ClientInfo};
 use crate::clock::rfc3339;
+use crate::routes::error::ErrorBody;
 use crate::routes::extract::LiveSession;
 use crate::routes::openapi::LiveBearerRefusals;
 use crate::store::Session;

@@ -18,7 +18,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower::{Layer, Service};
 
-use crate::auth::error::ApiError;
+use crate::auth::ApiError;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RequestTimeoutLayer(pub(crate) Duration);

@@ -6,8 +6,8 @@ use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::error::ErrorBody;
 use crate::auth::{Auth, BrowserCookies, ClientInfo};
+use crate::routes::error::ErrorBody;
 use crate::routes::origin::AllowedOrigin;
 use crate::routes::respond::TokenBody;
 

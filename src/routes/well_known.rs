@@ -15,9 +15,9 @@ use utoipa_axum::routes;
 
 use super::extract::Base;
 use super::origin::{addressed_host, own_scheme};
-use crate::auth::error::ErrorBody;
 use crate::auth::{ApiError, Auth, PublicJwk};
 use crate::config::AppEnv;
+use crate::routes::error::ErrorBody;
 
 pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 

@@ -12,19 +12,6 @@ use crate::helpers::*;
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
-async fn change_password(app: &TestApp, access: &str, current: &str, new: &str) -> TestResponse {
-    app.send(
-        Request::post("/password")
-            .header(header::AUTHORIZATION, format!("Bearer {access}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(
-                json!({ "current_password": current, "new_password": new }).to_string(),
-            ))
-            .unwrap(),
-    )
-    .await
-}
-
 fn stdout(output: &std::process::Output) -> String {
     assert!(
         output.status.success(),
@@ -41,7 +28,7 @@ async fn changing_the_password_keeps_this_session_and_ends_every_other() {
     let here = app.signed_in_ann().await;
     let elsewhere = app.login("ann", PASSWORD).await.refresh_token();
 
-    let changed = change_password(&app, &here.access_token(), PASSWORD, NEW_PASSWORD).await;
+    let changed = app.change_password(&here.access_token(), PASSWORD, NEW_PASSWORD).await;
     assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
     changed.assert_no_store();
 
@@ -71,7 +58,7 @@ async fn a_wrong_current_password_changes_nothing_and_is_throttled() {
     let login = app.signed_in_ann().await;
     let access = login.access_token();
 
-    let refused = change_password(&app, &access, "not my password", NEW_PASSWORD).await;
+    let refused = app.change_password(&access, "not my password", NEW_PASSWORD).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(refused.error_code(), "wrong_current_password");
     assert_eq!(
@@ -82,7 +69,7 @@ async fn a_wrong_current_password_changes_nothing_and_is_throttled() {
 
     let mut last = refused.status;
     for _ in 0..6 {
-        last = change_password(&app, &access, "still not it", NEW_PASSWORD)
+        last = app.change_password(&access, "still not it", NEW_PASSWORD)
             .await
             .status;
     }
@@ -97,12 +84,12 @@ async fn a_wrong_current_password_changes_nothing_and_is_throttled() {
 async fn a_weak_or_missing_new_password_is_refused() {
     let app = test_app!();
     let access = app.signed_in_ann().await.access_token();
-    let weak = change_password(&app, &access, PASSWORD, "short").await;
+    let weak = app.change_password(&access, PASSWORD, "short").await;
     assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(weak.error_code(), "weak_password");
     let long = "x".repeat(257);
     assert_eq!(
-        change_password(&app, &access, PASSWORD, &long)
+        app.change_password(&access, PASSWORD, &long)
             .await
             .error_code(),
         "weak_password"

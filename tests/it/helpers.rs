@@ -211,6 +211,24 @@ impl TestApp {
         .await
     }
 
+    /// `POST /register` in JSON.
+    pub async fn register(&self, username: &str, password: &str) -> TestResponse {
+        self.send(json_post(
+            "/register",
+            &serde_json::json!({ "username": username, "password": password }),
+        ))
+        .await
+    }
+
+    /// `POST /password` with the bearer token `access`.
+    pub async fn change_password(&self, access: &str, current: &str, new: &str) -> TestResponse {
+        let body = serde_json::json!({ "current_password": current, "new_password": new });
+        let mut request = json_post("/password", &body);
+        let value = format!("Bearer {access}").parse().expect("a header value");
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+        self.send(request).await
+    }
+
     /// Adds `ann` and signs her in; returns the login response.
     pub async fn signed_in_ann(&self) -> TestResponse {
         self.add_user("ann", PASSWORD).await;
@@ -427,7 +445,9 @@ impl TestResponse {
     }
 }
 
-/// A real server on a port-0 socket, for tests where the transport matters.
+/// A real server on a port-0 socket, for tests where the transport matters:
+/// `latchkey::serve` with its default limits, for latchkey's router or any
+/// other (`serving`), over TLS when given one.
 pub struct TestServer {
     pub addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -435,21 +455,26 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// latchkey's API and pages for `auth`.
     pub async fn start(auth: Auth) -> Self {
+        Self::serving(router(auth), None).await
+    }
+
+    /// `app` (latchkey's router, its metrics router, or a site of a test's
+    /// own), over TLS with `tls`.
+    pub async fn serving(app: Router, tls: Option<latchkey::Tls>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("address");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(latchkey::serve(
-            listener,
-            router(auth),
-            latchkey::ServeLimits::default(),
-            None,
-            async {
+        let task = tokio::spawn(async move {
+            let limits = latchkey::ServeLimits::default();
+            latchkey::serve(listener, app, limits, tls.as_ref(), async {
                 let _ = rx.await;
-            },
-        ));
+            })
+            .await
+        });
         Self {
             addr,
             shutdown: Some(tx),

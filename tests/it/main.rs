@@ -18,7 +18,7 @@ macro_rules! store_suite {
         mod attack;
         #[path = "bad_input.rs"]
         mod bad_input;
-        #[path = "endpoints.rs"]
+        #[path = "endpoints/mod.rs"]
         mod endpoints;
         #[path = "housekeeping.rs"]
         mod housekeeping;

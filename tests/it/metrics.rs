@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,36 +22,19 @@ const NEW_PASSWORD: &str = "a brand new passphrase";
 const REFRESH_TTL: i64 = 3600;
 
 /// `latchkey::metrics_router` on a port-0 socket of its own.
-struct MetricsListener {
-    addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
+struct MetricsListener(TestServer);
 
 impl MetricsListener {
     async fn start(auth: latchkey::Auth) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(latchkey::serve(
-            listener,
-            latchkey::metrics_router(auth),
-            latchkey::ServeLimits::default(),
-            None,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Self { addr, stop, task }
+        Self(TestServer::serving(latchkey::metrics_router(auth), None).await)
     }
 
     async fn scrape(&self) -> String {
-        scrape(&format!("http://{}/metrics", self.addr)).await
+        scrape(&self.0.url("/metrics")).await
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
+        self.0.stop().await;
     }
 }
 

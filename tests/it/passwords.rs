@@ -4,8 +4,7 @@
 //! were typed; and bcrypt's 72-byte limit neither refusing nor truncating.
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use serde_json::json;
+use axum::http::{Request, StatusCode};
 
 use crate::helpers::*;
 
@@ -13,27 +12,6 @@ use crate::helpers::*;
 const CHINESE_PASSPHRASE: &str = "我们在春天的早晨一起去山上看日出然后一起回家吃早饭";
 const PRECOMPOSED: &str = "caf\u{e9} cr\u{e8}me br\u{fb}l\u{e9}e";
 const DECOMPOSED: &str = "cafe\u{301} cre\u{300}me bru\u{302}le\u{301}e";
-
-async fn register(app: &TestApp, username: &str, password: &str) -> TestResponse {
-    app.send(json_post(
-        "/register",
-        &json!({ "username": username, "password": password }),
-    ))
-    .await
-}
-
-async fn change_password(app: &TestApp, access: &str, current: &str, new: &str) -> TestResponse {
-    app.send(
-        Request::post("/password")
-            .header(header::AUTHORIZATION, format!("Bearer {access}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(
-                json!({ "current_password": current, "new_password": new }).to_string(),
-            ))
-            .unwrap(),
-    )
-    .await
-}
 
 /// A `422 weak_password` whose message gives `reason`.
 fn assert_weak(what: &str, response: &TestResponse, reason: &str) {
@@ -63,7 +41,7 @@ async fn two_emoji_are_too_short_though_they_make_8_bytes() {
     let password = "😀😀";
     assert_eq!(password.len(), 8);
 
-    let response = register(&app, "emoji", password).await;
+    let response = app.register("emoji", password).await;
 
     assert_weak("two emoji", &response, "at least 8 characters");
     assert_eq!(
@@ -78,7 +56,7 @@ async fn the_most_common_passwords_are_refused_whatever_their_case() {
     let app = test_app!();
 
     for password in ["password", "12345678", "qwertyuiop", "password1", "PassWord1"] {
-        let response = register(&app, "common", password).await;
+        let response = app.register("common", password).await;
         assert_weak(password, &response, "most common");
     }
     assert!(app.store.user_by_name("common").await.unwrap().is_none());
@@ -90,7 +68,7 @@ async fn a_25_character_chinese_passphrase_registers_and_signs_in() {
     assert_eq!(CHINESE_PASSPHRASE.chars().count(), 25);
     assert_eq!(CHINESE_PASSPHRASE.len(), 75);
 
-    let response = register(&app, "mei", CHINESE_PASSPHRASE).await;
+    let response = app.register("mei", CHINESE_PASSPHRASE).await;
 
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
     let login = app.login("mei", CHINESE_PASSPHRASE).await;
@@ -109,8 +87,8 @@ async fn a_password_of_256_characters_is_accepted_and_one_of_257_refused() {
     let longest = "鍵".repeat(256);
     let too_long = "鍵".repeat(257);
 
-    let accepted = register(&app, "longest", &longest).await;
-    let refused = register(&app, "toolong", &too_long).await;
+    let accepted = app.register("longest", &longest).await;
+    let refused = app.register("toolong", &too_long).await;
 
     assert_eq!(accepted.status, StatusCode::CREATED, "{}", accepted.text());
     assert_eq!(app.login("longest", &longest).await.status, StatusCode::OK);
@@ -122,7 +100,7 @@ async fn a_password_registered_with_precomposed_accents_signs_in_typed_decompose
     let app = test_app!();
     assert_ne!(PRECOMPOSED, DECOMPOSED);
 
-    let response = register(&app, "zoe", PRECOMPOSED).await;
+    let response = app.register("zoe", PRECOMPOSED).await;
 
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
     let login = app.login("zoe", DECOMPOSED).await;
@@ -165,7 +143,7 @@ async fn a_password_over_72_bytes_is_not_matched_by_another_sharing_its_first_72
     let impostor = format!("{first_72}{}", "z".repeat(28));
     assert_eq!(password.len(), 100);
 
-    let response = register(&app, "erin", &password).await;
+    let response = app.register("erin", &password).await;
 
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
     assert_eq!(
@@ -189,19 +167,19 @@ async fn changing_the_password_applies_the_same_rules() {
         ("Password1".to_owned(), "most common"),
         ("鍵".repeat(257), "at most 256 characters"),
     ] {
-        let response = change_password(&app, &access, PASSWORD, &new).await;
+        let response = app.change_password(&access, PASSWORD, &new).await;
         assert_weak(&new, &response, reason);
     }
     assert_eq!(app.login("ann", PASSWORD).await.status, StatusCode::OK);
 
-    let changed = change_password(&app, &access, PASSWORD, CHINESE_PASSPHRASE).await;
+    let changed = app.change_password(&access, PASSWORD, CHINESE_PASSPHRASE).await;
     assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
     assert_eq!(
         app.login("ann", CHINESE_PASSPHRASE).await.status,
         StatusCode::OK
     );
 
-    let changed = change_password(&app, &access, CHINESE_PASSPHRASE, PRECOMPOSED).await;
+    let changed = app.change_password(&access, CHINESE_PASSPHRASE, PRECOMPOSED).await;
     assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
     assert_eq!(app.login("ann", DECOMPOSED).await.status, StatusCode::OK);
 }

@@ -305,8 +305,11 @@ async fn the_step_up_check_accepts_a_password_up_to_reauth_max_age_old() {
         .require_recent_authentication(&claims, max_age)
         .unwrap_err();
     assert_eq!(refused.code(), "insufficient_user_authentication");
+    // An application's handler answers it as latchkey's routes do.
+    let answer = axum::response::IntoResponse::into_response(refused);
+    assert_eq!(answer.status(), 401);
     assert_eq!(
-        refused.header().unwrap().1,
+        answer.headers()[axum::http::header::WWW_AUTHENTICATE],
         r#"Bearer realm="latchkey", error="insufficient_user_authentication", error_description="this action needs your password again: reauthenticate and retry", max_age=60"#
     );
 }

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
 use crate::helpers::process::ChildServer;
-use crate::helpers::{PASSWORD, TestApp, call, test_vars};
+use crate::helpers::{PASSWORD, TestApp, TestServer, call, test_vars};
 
 /// Far longer than any test: a limit that must not be the one acting.
 const NEVER: &str = "600";
@@ -610,19 +610,8 @@ async fn a_reloaded_certificate_reaches_new_connections_while_open_ones_keep_wor
     let files = Files::holding(&first);
     let tls = Tls::load(&files.settings()).unwrap();
     let app = TestApp::new().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn({
-        let (app, tls) = (router(app.auth.clone()), tls.clone());
-        async move {
-            let limits = latchkey::ServeLimits::default();
-            latchkey::serve(listener, app, limits, Some(&tls), async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
+    let server = TestServer::serving(router(app.auth.clone()), Some(tls.clone())).await;
+    let addr = server.addr;
     let trusting_both = connector(&[&first.cert, &second.cert], H2_OR_H1, BOTH_VERSIONS);
     let trusting_both_h1 = connector(&[&first.cert, &second.cert], H1_ONLY, BOTH_VERSIONS);
     let open_h2 = Client::connect(addr, &trusting_both).await;
@@ -692,8 +681,7 @@ async fn a_reloaded_certificate_reaches_new_connections_while_open_ones_keep_wor
         assert_eq!(open.get("/healthz").await.status, StatusCode::OK);
     }
 
-    let _ = stop.send(());
-    serving.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -702,19 +690,8 @@ async fn a_changed_pair_of_files_is_picked_up_without_a_signal() {
     let files = Files::holding(&first);
     let tls = Tls::load(&files.settings()).unwrap();
     let app = TestApp::new().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (_stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn({
-        let (app, tls) = (router(app.auth.clone()), tls.clone());
-        async move {
-            let limits = latchkey::ServeLimits::default();
-            latchkey::serve(listener, app, limits, Some(&tls), async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
+    let server = TestServer::serving(router(app.auth.clone()), Some(tls.clone())).await;
+    let addr = server.addr;
     let watching = tokio::spawn(tls.clone().watch(Duration::from_millis(20)));
     let trusting_both = connector(&[&first.cert, &second.cert], H2_OR_H1, BOTH_VERSIONS);
     let open = Client::connect(addr, &trusting_both).await;

@@ -12,16 +12,6 @@ use super::*;
 
 const PW: &str = "browser-pass-3";
 
-async fn click(client: &Client, id: &str) {
-    client
-        .find(Locator::Id(id))
-        .await
-        .unwrap_or_else(|_| panic!("#{id}"))
-        .click()
-        .await
-        .unwrap_or_else(|_| panic!("click #{id}"));
-}
-
 async fn visible(client: &Client, id: &str) -> bool {
     match client.find(Locator::Id(id)).await {
         Ok(element) => element.is_displayed().await.unwrap_or(false),

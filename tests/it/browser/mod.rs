@@ -294,27 +294,9 @@ pub async fn sign_in_remembering(
     if !remember {
         keep.click().await.expect("untick");
     }
-    client
-        .find(Locator::Id("username"))
-        .await
-        .expect("username field")
-        .send_keys(username)
-        .await
-        .expect("type");
-    client
-        .find(Locator::Id("password"))
-        .await
-        .expect("password field")
-        .send_keys(password)
-        .await
-        .expect("type");
-    client
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("click");
+    fill(client, "username", username).await;
+    fill(client, "password", password).await;
+    submit(client).await;
     wait_until(
         Duration::from_secs(10),
         "/app to show the /protected answer",
@@ -326,6 +308,39 @@ pub async fn sign_in_remembering(
         },
     )
     .await;
+}
+
+/// Types `value` into the field whose id is `id`.
+pub async fn fill(client: &Client, id: &str, value: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|_| panic!("#{id}"))
+        .send_keys(value)
+        .await
+        .unwrap_or_else(|_| panic!("type into #{id}"));
+}
+
+/// Clicks the element whose id is `id`.
+pub async fn click(client: &Client, id: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|_| panic!("#{id}"))
+        .click()
+        .await
+        .unwrap_or_else(|_| panic!("click #{id}"));
+}
+
+/// Clicks the page's submit button.
+pub async fn submit(client: &Client) {
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("a submit button")
+        .click()
+        .await
+        .expect("click submit");
 }
 
 /// Whether `/app` in this window currently shows a signed-in user.
@@ -340,13 +355,7 @@ pub async fn signed_in_as(client: &Client, username: &str) -> bool {
 /// Clicks /app's "call /protected" button and waits for a `200` answer, the
 /// page still signed in as `username`.
 pub async fn call_protected(client: &Client, username: &str, limit: Duration) {
-    client
-        .find(Locator::Id("call"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "call").await;
     wait_until(limit, "a fresh /protected answer", || async {
         text(client, "protected-at").await.starts_with("Status 200")
             && signed_in_as(client, username).await

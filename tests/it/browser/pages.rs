@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use fantoccini::Locator;
-
 use super::*;
 
 const PW: &str = "browser-pass-1";
@@ -18,27 +16,9 @@ async fn signing_up_and_in_through_the_forms_lands_on_app_with_the_protected_ans
     let client = browser.context().await;
 
     client.goto(&app.url("/register")).await.unwrap();
-    client
-        .find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys("dora")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PW)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&client, "username", "dora").await;
+    fill(&client, "password", PW).await;
+    submit(&client).await;
     wait_until(
         Duration::from_secs(5),
         "the sign-in page after sign-up",
@@ -68,27 +48,9 @@ async fn the_login_form_works_with_javascript_disabled() {
         "/login",
         "no cookie: /app sends you to sign in"
     );
-    client
-        .find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys("ann")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("wrong-password")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&client, "username", "ann").await;
+    fill(&client, "password", "wrong-password").await;
+    submit(&client).await;
     // The form posts and a new page loads: wait for it rather than read
     // the old one.
     wait_until(
@@ -102,20 +64,8 @@ async fn the_login_form_works_with_javascript_disabled() {
     )
     .await;
 
-    client
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PW)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&client, "password", PW).await;
+    submit(&client).await;
     wait_until(
         Duration::from_secs(5),
         "signed in and sent on to next=/app",

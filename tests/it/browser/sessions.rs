@@ -73,13 +73,7 @@ async fn log_out_ends_the_session_and_app_then_leads_to_login() {
     sign_in(&client, &app, "ann", PW).await;
     let sid = session_of(&app, "ann").await;
 
-    client
-        .find(Locator::Id("logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "logout").await;
     wait_until(Duration::from_secs(5), "the sign-in page", || async {
         path(&client).await == "/login"
     })
@@ -128,13 +122,7 @@ async fn log_out_everywhere_ends_the_session_in_another_browser_too() {
     })
     .await;
 
-    laptop
-        .find(Locator::Id("logout-everywhere"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&laptop, "logout-everywhere").await;
     wait_until(Duration::from_secs(5), "the laptop at /login", || async {
         path(&laptop).await == "/login"
     })

@@ -392,10 +392,18 @@ async fn the_client_waits_out_the_refresh_limit() {
     };
     let spa = spa_site().await;
     let spa_origin = format!("http://{spa}");
-    let app = Latchkey::start(&[
-        ("CORS_ALLOWED_ORIGINS", &spa_origin),
-        ("MAX_REFRESHES_PER_MINUTE", "2"),
-    ])
+    // Held, so the wait is exactly half a minute: a real second ticking over
+    // between the refreshes would make it 29.
+    let clock = latchkey::clock::ManualClock::starting_at(latchkey::clock::Clock::now(
+        &latchkey::clock::SystemClock,
+    ));
+    let app = Latchkey::start_with_clock(
+        &[
+            ("CORS_ALLOWED_ORIGINS", &spa_origin),
+            ("MAX_REFRESHES_PER_MINUTE", "2"),
+        ],
+        Arc::new(clock.clone()),
+    )
     .await;
     app.add_user("ann", PW).await;
     let client = browser.context().await;
