@@ -47,7 +47,7 @@ impl Clock for ManualClock {
 }
 
 /// Unix seconds as RFC 3339 (`2026-11-22T08:00:00Z`), as the API shows times.
-pub fn rfc3339(unix: i64) -> String {
+pub(crate) fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {
@@ -58,6 +58,6 @@ pub fn rfc3339(unix: i64) -> String {
 }
 
 /// A duration as whole seconds, the unit of every time latchkey stores.
-pub fn seconds(duration: std::time::Duration) -> i64 {
+pub(crate) fn seconds(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }

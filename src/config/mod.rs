@@ -12,13 +12,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use origins::{OriginSettings, ProxyHeader, parse_origin};
-pub use server::{
-    DEFAULT_HSTS_MAX_AGE, DEFAULT_REQUEST_TIMEOUT, ServeLimits, ServerSettings, TlsSettings,
-};
+pub use origins::{OriginSettings, ProxyHeader};
+pub use server::{ServeLimits, ServerSettings, TlsSettings};
 pub(crate) use settings::Lookup;
 pub(crate) use settings::default_log_filter;
-pub use tokens::{AccessAlgorithm, MAX_REFRESH_REUSE_GRACE, MIN_SECRET_BYTES, TokenSettings};
+pub use tokens::{AccessAlgorithm, TokenSettings};
 
 /// The deployment (`APP_ENV`), which decides what must be configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +104,7 @@ impl fmt::Debug for Database {
 }
 
 /// `postgres://user:secret@host/db` becomes `postgres://user:[redacted]@host/db`.
-pub fn redact_password(url: &str) -> String {
+pub(crate) fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -356,7 +354,8 @@ impl Database {
 mod tests {
     use std::time::Duration;
 
-    use super::{Config, ServeLimits, parse_origin};
+    use super::origins::parse_origin;
+    use super::{Config, ServeLimits};
 
     /// A valid configuration (no files: configured secrets, an in-memory
     /// database) with `extra` on top.
@@ -382,12 +381,8 @@ mod tests {
     #[allow(clippy::unwrap_used)] // a failed expectation should panic with its message
     fn connection_limits_default_to_the_serve_defaults_and_are_read() {
         let defaults = config(&[]).unwrap();
-        // The public constants agree with config/settings.rs.
+        // `ServeLimits::default` agrees with config/settings.rs.
         assert_eq!(defaults.server.limits, ServeLimits::default());
-        assert_eq!(
-            defaults.server.request_timeout,
-            super::DEFAULT_REQUEST_TIMEOUT
-        );
         assert_eq!(defaults.server.request_timeout, Duration::from_secs(30));
 
         let set = config(&[
@@ -437,11 +432,11 @@ mod tests {
         );
         let public = config(&[("PUBLIC_ORIGIN", "https://auth.example.com")]).unwrap();
         assert_eq!(public.tokens.issuer, "https://auth.example.com");
-        // The public constants agree with config/settings.rs.
+        // Two years, as hstspreload.org asks.
         let tls = config(&[("TLS_CERT_FILE", "c.pem"), ("TLS_KEY_FILE", "k.pem")]).unwrap();
         assert_eq!(
             tls.server.tls.unwrap().hsts_max_age,
-            super::DEFAULT_HSTS_MAX_AGE
+            Duration::from_secs(63_072_000)
         );
     }
 

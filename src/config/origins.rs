@@ -128,7 +128,7 @@ pub(super) fn parse(
 /// Accepts `scheme://host[:port]` with an http(s) scheme and nothing after it;
 /// returns it as browsers send `Origin` (RFC 6454 §6.2): lower-cased, without
 /// a trailing slash, and without the scheme's default port.
-pub fn parse_origin(value: &str) -> Option<String> {
+pub(crate) fn parse_origin(value: &str) -> Option<String> {
     let value = value.trim().trim_end_matches('/').to_ascii_lowercase();
     let (authority, default_port) = match value.strip_prefix("https://") {
         Some(authority) => (authority, ":443"),

@@ -7,10 +7,6 @@ use std::time::Duration;
 
 use super::{ConfigError, Lookup, invalid};
 
-/// `REQUEST_TIMEOUT` unless configured: a login waiting its turn for a
-/// bcrypt thread under load still makes it, a stalled body does not linger.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Largest `MAX_CONNECTIONS` accepted: Linux's default ceiling on open files
 /// per process (`fs.nr_open`).
 const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
@@ -56,10 +52,6 @@ pub struct TlsSettings {
     /// `Strict-Transport-Security` header of every response (`HSTS_MAX_AGE`).
     pub hsts_max_age: Duration,
 }
-
-/// `HSTS_MAX_AGE` unless configured: two years, what hstspreload.org
-/// recommends (its list takes no site with less than one).
-pub const DEFAULT_HSTS_MAX_AGE: Duration = Duration::from_secs(63_072_000);
 
 /// The connection limits `server.rs` enforces; [`ServeLimits::default`] holds the
 /// defaults of `HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT` and `MAX_CONNECTIONS`.

@@ -53,6 +53,8 @@ pub(crate) const SETTINGS: &[Setting] = &[
     unset("METRICS_BIND"),
     unset("TLS_CERT_FILE"),
     unset("TLS_KEY_FILE"),
+    // Two years: what hstspreload.org recommends (its list takes no site
+    // with less than one).
     set("HSTS_MAX_AGE", "63072000"),
     set("COOKIE_SECURE", "true"),
     set("COOKIE_SAMESITE", "strict"),
@@ -76,6 +78,8 @@ pub(crate) const SETTINGS: &[Setting] = &[
     set("SHUTDOWN_DELAY", "0"),
     set("HEADER_READ_TIMEOUT", "10"),
     set("IDLE_TIMEOUT", "60"),
+    // A login waiting its turn for a bcrypt thread under load still makes
+    // it; a stalled body does not linger.
     set("REQUEST_TIMEOUT", "30"),
     set("MAX_CONNECTIONS", "2048"),
     set("HOUSEKEEPING_INTERVAL", "300"),

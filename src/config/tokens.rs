@@ -6,10 +6,10 @@ use std::time::Duration;
 use super::{ConfigError, Lookup, Secret, invalid};
 
 /// Shortest HMAC key accepted, in bytes (HS256 wants at least its output size).
-pub const MIN_SECRET_BYTES: usize = 32;
+pub(crate) const MIN_SECRET_BYTES: usize = 32;
 
 /// Longest `REFRESH_REUSE_GRACE` accepted.
-pub const MAX_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const MAX_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(60);
 
 /// The JWS algorithm of access tokens (`ACCESS_TOKEN_ALGORITHM`; README,
 /// "Signing keys").
