@@ -316,6 +316,27 @@ pub async fn audit_events(store: &dyn Store) -> Vec<AuditEvent> {
         .expect("events")
 }
 
+/// `pairs` as a browser's form sends them: percent-encoding everything but
+/// unreserved characters.
+pub fn form_body(pairs: &[(&str, &str)]) -> String {
+    let encode = |value: &str| -> String {
+        value
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name}={}", encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// `request` through `router`, with the whole answer read.
 pub async fn call(router: &Router, request: Request<Body>) -> TestResponse {
     let response = router

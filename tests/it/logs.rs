@@ -11,8 +11,8 @@ use std::time::Duration;
 use latchkey::store::SqliteStore;
 use serde_json::{Value, json};
 
-use crate::helpers::audit_events;
 use crate::helpers::process::{ChildServer, strip_ansi};
+use crate::helpers::{audit_events, form_body};
 
 const CANARY_PASSWORD: &str = "canary-PW-5f3a9c";
 const CANARY_WRONG: &str = "canary-PW-5f3a9c-wrong";
@@ -73,23 +73,23 @@ fn refresh_cookie(token: &str) -> String {
     format!("__Host-refresh_token={token}; theme=dark; tracking={CANARY_COOKIE}")
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            let v: String = v
-                .bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                        char::from(b).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect();
-            format!("{k}={v}")
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+/// A form `POST /login` as canary-user, going on to `/app`.
+async fn form_login(
+    http: &reqwest::Client,
+    server: &ChildServer,
+    password: &str,
+) -> reqwest::Response {
+    let pairs = [
+        ("username", "canary-user"),
+        ("password", password),
+        ("next", "/app"),
+    ];
+    http.post(server.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&pairs))
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn drive_every_flow(server: &ChildServer) -> Seen {
@@ -130,17 +130,7 @@ async fn drive_every_flow(server: &ChildServer) -> Seen {
             .unwrap();
         assert_eq!(status(&r), 401);
     }
-    let r = http
-        .post(server.url("/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[
-            ("username", "canary-user"),
-            ("password", CANARY_FORM_WRONG),
-            ("next", "/app"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let r = form_login(&http, server, CANARY_FORM_WRONG).await;
     assert_eq!(status(&r), 401);
     let html = r.text().await.unwrap();
     assert!(
@@ -221,17 +211,7 @@ async fn drive_every_flow(server: &ChildServer) -> Seen {
     let _ = second_refresh;
 
     // A form login, a logout.
-    let r = http
-        .post(server.url("/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[
-            ("username", "canary-user"),
-            ("password", CANARY_PASSWORD),
-            ("next", "/app"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let r = form_login(&http, server, CANARY_PASSWORD).await;
     assert_eq!(status(&r), 303);
     let form_refresh = seen.refresh(&r).expect("form login cookie");
     let r = http

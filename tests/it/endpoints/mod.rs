@@ -34,25 +34,10 @@ fn cookie(refresh: &str) -> String {
     format!("__Host-refresh_token={refresh}")
 }
 
-/// Percent-encodes everything but unreserved characters, as a browser's form would.
-fn enc(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn login_form(username: &str, password: &str, next: Option<&str>) -> String {
-    let mut body = format!("username={}&password={}", enc(username), enc(password));
-    if let Some(next) = next {
-        body.push_str(&format!("&next={}", enc(next)));
-    }
-    body
+    let mut pairs = vec![("username", username), ("password", password)];
+    pairs.extend(next.map(|next| ("next", next)));
+    form_body(&pairs)
 }
 
 /// A form `POST /login` with extra headers (name, value).

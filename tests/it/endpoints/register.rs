@@ -154,7 +154,7 @@ async fn the_sign_up_form_leads_to_the_login_page_with_a_notice() {
     let response = app
         .send(form_post(
             "/register",
-            &format!("username=carol&password={}", enc(PASSWORD)),
+            &form_body(&[("username", "carol"), ("password", PASSWORD)]),
         ))
         .await;
 
@@ -183,7 +183,7 @@ async fn a_failed_sign_up_form_shows_the_form_again_with_the_reason() {
     let taken = app
         .send(form_post(
             "/register",
-            &format!("username=carol&password={}", enc(PASSWORD)),
+            &form_body(&[("username", "carol"), ("password", PASSWORD)]),
         ))
         .await;
     let weak = app
