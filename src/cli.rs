@@ -90,6 +90,14 @@ enum UserCommand {
     Delete { name: String },
     /// List a user's live sessions.
     Sessions { name: String },
+    /// Set a user's email address (README, "Email addresses"); --verified
+    /// when you know it is theirs, so it signs in in place of the username.
+    SetEmail {
+        name: String,
+        address: String,
+        #[arg(long)]
+        verified: bool,
+    },
     /// Revoke a user's sessions: all of them, or one with --session.
     RevokeSessions {
         name: String,
@@ -338,6 +346,27 @@ async fn user_action(
                     text(s.user_agent.as_deref().unwrap_or("-")),
                 );
             }
+        }
+        UserCommand::SetEmail {
+            name,
+            address,
+            verified,
+        } => {
+            let user = named(auth, &name).await?;
+            let user = auth
+                .set_email(&user, &address, verified)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{}'s email is {} ({})",
+                word(&user.username),
+                word(user.email.as_deref().unwrap_or_default()),
+                if user.email_verified {
+                    "verified"
+                } else {
+                    "not verified"
+                }
+            );
         }
         UserCommand::RevokeSessions { name, session } => {
             let user = named(auth, &name).await?;

@@ -6,7 +6,7 @@
 //! lookup of the token's session.
 
 use crate::auth::{AccessClaims, ApiError, Auth};
-use crate::store::Session;
+use crate::store::{Session, User};
 
 /// An access token whose session was live when it was checked: not logged
 /// out, revoked, evicted or expired, and its user not deleted.
@@ -44,5 +44,14 @@ impl Auth {
             }
             _ => Err(ApiError::InvalidToken),
         }
+    }
+
+    /// The account a live token belongs to, as stored now.
+    pub async fn account(&self, token: &LiveToken) -> Result<User, ApiError> {
+        self.store()
+            .user_by_id(token.user_id())
+            .await?
+            // Erased since the session was checked: no longer live.
+            .ok_or(ApiError::InvalidToken)
     }
 }

@@ -25,13 +25,14 @@
 //!   (`tokens.rs`) and the asymmetric keys' ring in the store (`ring.rs`);
 //!
 //! and in files of their own: `live.rs` (the live-session check of account
-//! actions), `audit.rs`, `metrics.rs`, `cookies.rs` and `error.rs`. Below
+//! actions), `email.rs` (the address rule), `audit.rs`, `metrics.rs`, `cookies.rs` and `error.rs`. Below
 //! this file, the service that every flow extends, no module names by path
 //! one that names it back (`tests/it/layout.rs`).
 
 // The flows, one file each.
 mod account_deletion;
 mod accounts;
+pub(crate) mod email;
 pub(crate) mod housekeeping;
 mod login;
 mod logout;

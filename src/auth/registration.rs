@@ -4,21 +4,24 @@
 
 use crate::auth::credentials::normalize_username;
 use crate::auth::credentials::throttle;
+use crate::auth::email::normalize_email;
 use crate::auth::metrics::RegistrationOutcome;
 use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
 use crate::store::{NewUser, User};
 
 impl Auth {
-    /// Signs a new user up, with the role `user`. Sign-ups are counted per
-    /// address before the password is hashed, so sign-ups sent at the same
-    /// instant cannot create more accounts than the allowance.
+    /// Signs a new user up, with the role `user` and, if given, an email
+    /// address (unverified: README, "Email addresses"). Sign-ups are counted
+    /// per address before the password is hashed, so sign-ups sent at the
+    /// same instant cannot create more accounts than the allowance.
     pub async fn register(
         &self,
         username: &str,
         password: &str,
+        email: Option<&str>,
         client: &ClientInfo,
     ) -> Result<User, ApiError> {
-        let result = self.sign_up(username, password, client).await;
+        let result = self.sign_up(username, password, email, client).await;
         self.metrics().registration(outcome(&result));
         result
     }
@@ -27,11 +30,14 @@ impl Auth {
         &self,
         username: &str,
         password: &str,
+        email: Option<&str>,
         client: &ClientInfo,
     ) -> Result<User, ApiError> {
         if !self.config().accounts.registration_open {
             return Err(ApiError::RegistrationClosed);
         }
+        // Checked before anything is counted or hashed, as the username is.
+        let email = email.map(normalize_email).transpose()?;
         let counters =
             throttle::registration_counters(&self.config().throttle, client.ip.as_deref());
         if let Err(e) = self.reserve_attempt(&counters).await {
@@ -41,7 +47,9 @@ impl Auth {
             }
             return Err(e);
         }
-        let user = self.create_user(username, password, "user").await?;
+        let user = self
+            .new_user(username, password, "user", email.as_deref())
+            .await?;
         self.record(Event::new(AuditKind::UserRegistered, client).user(user.id, &user.username))
             .await;
         Ok(user)
@@ -56,6 +64,16 @@ impl Auth {
         password: &str,
         role: &str,
     ) -> Result<User, ApiError> {
+        self.new_user(username, password, role, None).await
+    }
+
+    async fn new_user(
+        &self,
+        username: &str,
+        password: &str,
+        role: &str,
+        email: Option<&str>,
+    ) -> Result<User, ApiError> {
         let username = normalize_username(username)?;
         let hash = self.hash_new_password(password).await?;
         let user = self
@@ -65,6 +83,7 @@ impl Auth {
                     username: &username,
                     password_hash: &hash,
                     role,
+                    email,
                 },
                 self.now(),
             )

@@ -22,7 +22,8 @@ pub(crate) fn router() -> OpenApiRouter<Auth> {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct Credentials {
-    /// Case-insensitive; surrounding spaces are ignored.
+    /// The username, or the account's verified email address (README,
+    /// "Email addresses"). Case-insensitive; surrounding spaces are ignored.
     #[schema(pattern = r"\S", examples("ann"))]
     username: String,
     #[schema(min_length = 1, examples("correct horse battery"))]

@@ -56,6 +56,13 @@ pub struct MeBody {
     pub user: UserView,
     /// The session the access token belongs to.
     pub session_id: String,
+    /// The account's email address, lower-cased, or `null` (README, "Email
+    /// addresses").
+    #[schema(examples("ann@example.com"))]
+    pub email: Option<String>,
+    /// Whether the address is verified: only then does it sign in in place
+    /// of the username.
+    pub email_verified: bool,
 }
 
 /// A greeting that needed a valid access token. Stateless: a token of a
@@ -88,11 +95,17 @@ async fn protected(Authenticated(claims): Authenticated) -> Json<ProtectedBody> 
         LiveBearerRefusals,
     )
 )]
-async fn me(LiveSession(token): LiveSession) -> Json<MeBody> {
-    Json(MeBody {
+async fn me(
+    State(auth): State<Auth>,
+    LiveSession(token): LiveSession,
+) -> Result<Json<MeBody>, ApiError> {
+    let account = auth.account(&token).await?;
+    Ok(Json(MeBody {
         user: UserView::from(token.claims()),
         session_id: token.session().id.clone(),
-    })
+        email: account.email,
+        email_verified: account.email_verified,
+    }))
 }
 
 /// Deletes the caller's account: the user, every session, and their

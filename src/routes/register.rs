@@ -31,6 +31,11 @@ pub(crate) struct NewAccount {
     username: String,
     #[schema(schema_with = new_account_password_schema)]
     password: String,
+    /// An email address for the account (README, "Email addresses"):
+    /// stored lower-cased and unverified; another account may name the same
+    /// one. Otherwise `400 invalid_request`.
+    #[schema(max_length = 254, examples("ann@example.com"))]
+    email: Option<String>,
 }
 
 /// `username`, from the username rule (`auth/credentials/mod.rs`).
@@ -131,7 +136,10 @@ async fn register(
     body: JsonOrForm<NewAccount>,
 ) -> Response {
     match body {
-        JsonOrForm::Json(a) => match auth.register(&a.username, &a.password, &client).await {
+        JsonOrForm::Json(a) => match auth
+            .register(&a.username, &a.password, a.email.as_deref(), &client)
+            .await
+        {
             Ok(user) => (
                 StatusCode::CREATED,
                 Json(Registered {
@@ -142,7 +150,10 @@ async fn register(
                 .into_response(),
             Err(e) => e.into_response(),
         },
-        JsonOrForm::Form(a) => match auth.register(&a.username, &a.password, &client).await {
+        JsonOrForm::Form(a) => match auth
+            .register(&a.username, &a.password, a.email.as_deref(), &client)
+            .await
+        {
             Ok(_) => Redirect::to(&base.to("/login?registered=1")).into_response(),
             Err(e) => pages::register_failed(&auth, &base, &e, &a.username),
         },

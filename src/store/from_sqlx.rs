@@ -66,6 +66,8 @@ from_row!(User {
     created_at,
     disabled_at,
     credentials_version,
+    email,
+    email_verified,
 });
 
 from_row!(StoredKey {
@@ -120,6 +122,8 @@ pub(super) struct RotatedRow {
     user_created_at: i64,
     user_disabled_at: Option<i64>,
     user_credentials_version: i64,
+    user_email: Option<String>,
+    user_email_verified: bool,
 }
 
 impl From<RotatedRow> for Rotated {
@@ -134,6 +138,8 @@ impl From<RotatedRow> for Rotated {
                 created_at: row.user_created_at,
                 disabled_at: row.user_disabled_at,
                 credentials_version: row.user_credentials_version,
+                email: row.user_email,
+                email_verified: row.user_email_verified,
             },
             session,
         }

@@ -43,6 +43,9 @@ pub enum StoreError {
     /// [`Users::create_user`] found the username already in use.
     #[error("username taken")]
     UsernameTaken,
+    /// [`Users::set_email`] found the address verified on another account.
+    #[error("email taken")]
+    EmailTaken,
     /// The database did not answer: a lost or refused connection, no free
     /// connection within the pool's wait, a lock held past the busy
     /// timeout, a file that cannot be read or written. Passing: the same

@@ -24,6 +24,12 @@ pub struct User {
     /// transaction that revokes the user's sessions: a login or rotation that
     /// verified older credentials finds it moved and creates nothing.
     pub credentials_version: i64,
+    /// The account's email address, lower-cased (README, "Email
+    /// addresses"), if it has one.
+    pub email: Option<String>,
+    /// Whether the address is verified: only then may it sign in in place
+    /// of the username, and only one account has it so.
+    pub email_verified: bool,
 }
 
 // The hash stays out of `Debug`, and so out of any log line that prints a user.
@@ -36,6 +42,7 @@ impl std::fmt::Debug for User {
             .field("created_at", &self.created_at)
             .field("disabled_at", &self.disabled_at)
             .field("credentials_version", &self.credentials_version)
+            .field("email_verified", &self.email_verified)
             .finish_non_exhaustive()
     }
 }
@@ -50,6 +57,8 @@ pub struct NewUser<'a> {
     pub password_hash: &'a str,
     /// The account's role (see [`User::role`]).
     pub role: &'a str,
+    /// The account's email address, lower-cased, unverified.
+    pub email: Option<&'a str>,
 }
 
 /// A password change: applied only if the stored hash is still the one the
@@ -95,6 +104,19 @@ pub trait Users: Send + Sync {
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
     /// The account with this id, enabled or not.
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
+    /// The account whose verified email address is `email` (lower-cased),
+    /// enabled or not.
+    async fn user_by_verified_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// Sets the account's email address (`None` removes it), verified or
+    /// not; [`StoreError::EmailTaken`](super::StoreError::EmailTaken) if
+    /// another account has it verified. False when there is no such user.
+    async fn set_email(
+        &self,
+        user_id: i64,
+        email: Option<&str>,
+        verified: bool,
+        now: i64,
+    ) -> StoreResult<bool>;
     /// Sets a new password hash outright (an operator's reset): the
     /// credentials version moves and every session of the user is revoked,
     /// in one transaction. Returns the sessions revoked.

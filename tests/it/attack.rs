@@ -596,6 +596,7 @@ async fn a_hash_upgrade_never_writes_the_old_password_over_a_new_one() {
                 username: "ann",
                 password_hash: &old_hash,
                 role: "user",
+                email: None,
             },
             START,
         )

@@ -18,6 +18,8 @@ macro_rules! store_suite {
         mod attack;
         #[path = "bad_input.rs"]
         mod bad_input;
+        #[path = "email.rs"]
+        mod email;
         #[path = "endpoints/mod.rs"]
         mod endpoints;
         #[path = "housekeeping.rs"]

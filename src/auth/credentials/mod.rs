@@ -8,6 +8,7 @@ mod devices;
 pub(crate) mod throttle;
 
 use crate::auth::credentials::admission::Ticket;
+use crate::auth::email::normalize_email;
 use crate::auth::password::policy as password_policy;
 use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
 use crate::store::User;
@@ -77,15 +78,24 @@ impl Auth {
         client: &ClientInfo,
         device_cookies: &[String],
     ) -> Result<Verified, ApiError> {
-        let (name, user) = match normalize_username(username) {
-            Ok(name) => {
+        let by_email = match normalize_email(username) {
+            Ok(email) => self.store().user_by_verified_email(&email).await?,
+            Err(_) => None,
+        };
+        let (name, user) = match (by_email, normalize_username(username)) {
+            // A verified address is the account's other name: counted and
+            // recorded under its username, one set of counters whichever is
+            // typed. It is looked up first, so a username shaped like
+            // someone's verified address never intercepts their logins.
+            (Some(user), _) => (user.username.clone(), Some(user)),
+            (None, Ok(name)) => {
                 let user = self.store().user_by_name(&name).await?;
                 (name, user)
             }
             // No account has such a name, but the attempt is still counted
             // and recorded under it: bounded, and without the control
             // characters (a NUL) that no database column or log line takes.
-            Err(_) => (printable(username), None),
+            (None, Err(_)) => (printable(username), None),
         };
         let device = match &user {
             Some(u) => self.known_device(u, device_cookies).await?,

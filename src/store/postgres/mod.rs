@@ -34,7 +34,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 // Column lists as macros so queries stay `&'static str` (sqlx refuses built strings).
 macro_rules! user_columns {
     () => {
-        "id, username, password_hash, role, created_at, disabled_at, credentials_version"
+        "id, username, password_hash, role, created_at, disabled_at, credentials_version, email, \
+         email_verified"
     };
 }
 macro_rules! session_columns {

@@ -143,7 +143,8 @@ impl Sessions for PostgresStore {
                  u.username AS user_username, \
                  u.password_hash AS user_password_hash, u.role AS user_role, \
                  u.created_at AS user_created_at, u.disabled_at AS user_disabled_at, \
-                 u.credentials_version AS user_credentials_version";
+                 u.credentials_version AS user_credentials_version, \
+                 u.email AS user_email, u.email_verified AS user_email_verified";
         let row: Option<RotatedRow> = sqlx::query_as(sql)
             .bind(now)
             .bind(idle.remembered)

@@ -14,8 +14,8 @@ use crate::store::{
 impl Users for PostgresStore {
     async fn create_user(&self, user: NewUser<'_>, now: i64) -> StoreResult<User> {
         let sql = concat!(
-            "INSERT INTO users (username, password_hash, role, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4) RETURNING ",
+            "INSERT INTO users (username, password_hash, role, created_at, updated_at, email) \
+             VALUES ($1, $2, $3, $4, $4, $5) RETURNING ",
             user_columns!(),
             ""
         );
@@ -24,6 +24,7 @@ impl Users for PostgresStore {
             .bind(user.password_hash)
             .bind(user.role)
             .bind(now)
+            .bind(user.email)
             .fetch_one(&self.pool)
             .await;
         match created {
@@ -54,6 +55,43 @@ impl Users for PostgresStore {
             .await
             .db()
             .map(optional)
+    }
+
+    async fn user_by_verified_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email = $1 AND email_verified = TRUE"
+        );
+        sqlx::query_as::<_, Row<User>>(sql)
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .db()
+            .map(optional)
+    }
+
+    async fn set_email(
+        &self,
+        user_id: i64,
+        email: Option<&str>,
+        verified: bool,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let set = sqlx::query(
+            "UPDATE users SET email = $1, email_verified = $2, updated_at = $3 \
+             WHERE id = $4",
+        )
+        .bind(email)
+        .bind(verified && email.is_some())
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await;
+        match set {
+            Err(e) if is_unique_violation(&e) => Err(StoreError::EmailTaken),
+            set => set.db().map(|done| done.rows_affected() == 1),
+        }
     }
 
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: i64) -> StoreResult<u64> {

@@ -64,7 +64,10 @@ fn rotate_statement(rows: usize) -> String {
                (SELECT created_at FROM users WHERE users.id = user_id) AS user_created_at, \
                (SELECT disabled_at FROM users WHERE users.id = user_id) AS user_disabled_at, \
                (SELECT credentials_version FROM users WHERE users.id = user_id) \
-                   AS user_credentials_version"
+                   AS user_credentials_version, \
+               (SELECT email FROM users WHERE users.id = user_id) AS user_email, \
+               (SELECT email_verified FROM users WHERE users.id = user_id) \
+                   AS user_email_verified"
         ),
         values = values
     )

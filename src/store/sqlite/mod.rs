@@ -21,7 +21,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 // Column lists as macros so queries stay `&'static str` (sqlx refuses built strings).
 macro_rules! user_columns {
     () => {
-        "id, username, password_hash, role, created_at, disabled_at, credentials_version"
+        "id, username, password_hash, role, created_at, disabled_at, credentials_version, email, \
+         email_verified"
     };
 }
 macro_rules! session_columns {

@@ -52,6 +52,7 @@ async fn a_cheaper_stored_hash_is_upgraded_at_the_next_sign_in() {
                 username: "dana",
                 password_hash: &old_hash,
                 role: "user",
+                email: None,
             },
             START,
         )
@@ -80,6 +81,7 @@ async fn a_failed_sign_in_does_not_touch_a_cheaper_stored_hash() {
                 username: "dana",
                 password_hash: &old_hash,
                 role: "user",
+                email: None,
             },
             START,
         )
@@ -109,6 +111,7 @@ async fn a_password_longer_than_72_bytes_is_refused_not_truncated() {
                 username: "erin",
                 password_hash: &hash,
                 role: "user",
+                email: None,
             },
             START,
         )

@@ -124,6 +124,7 @@ async fn an_account_with_a_72_byte_password_can_sign_in() {
                 username: "gina",
                 password_hash: &hash,
                 role: "user",
+                email: None,
             },
             START,
         )
