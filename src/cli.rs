@@ -15,6 +15,7 @@ use tracing_subscriber::EnvFilter;
 use crate::auth::{ApiError, Auth, KeyRevocation, KeyRotation};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{Config, LogFormat};
+use crate::mail::{Letter, Mailer, Sent};
 use crate::store::User;
 use crate::tls::TlsError;
 
@@ -40,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Mail (README, "Mail").
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
     /// Print audit events, oldest first.
     Audit {
         /// Only this user's events.
@@ -52,6 +58,13 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: i64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum MailCommand {
+    /// Send one mail to ADDRESS through the configured transport, and say
+    /// what the relay answered.
+    Test { address: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +150,9 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Serve => crate::run::run(config, shutdown_signal()).await,
             Command::User { command } => user_command(config, command).await,
             Command::Keys { command } => keys_command(config, command).await,
+            Command::Mail {
+                command: MailCommand::Test { address },
+            } => mail_test(&config, &address).await,
             Command::Audit { user, since, limit } => {
                 print_audit(config, user.as_deref(), &since, limit).await
             }
@@ -150,7 +166,10 @@ pub fn main(cli: Cli) -> ExitCode {
         // The files TLS_CERT_FILE and TLS_KEY_FILE name are configuration
         // too, read once parsing is done: the same exit code (README,
         // Configuration).
-        Err(e) if e.downcast_ref::<TlsError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<TlsError>().is_some()
+                || e.downcast_ref::<crate::config::ConfigError>().is_some() =>
+        {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
@@ -382,6 +401,33 @@ async fn user_action(
         }
     }
     Ok(())
+}
+
+/// `latchkey mail test ADDRESS`: one mail through the transport, and what
+/// became of it.
+async fn mail_test(config: &Config, address: &str) -> anyhow::Result<()> {
+    let mailer = Mailer::new(&config.mail)?;
+    let letter = Letter {
+        to: address.to_owned(),
+        subject: "latchkey: a test mail".to_owned(),
+        text: "This mail was sent by `latchkey mail test`: latchkey can send mail.\n".to_owned(),
+        html: "<p>This mail was sent by <code>latchkey mail test</code>: latchkey can send \
+               mail.</p>\n"
+            .to_owned(),
+    };
+    match mailer.send(&letter).await {
+        Sent::Accepted(said) => {
+            println!(
+                "sent to {} through {}: {}",
+                word(address),
+                mailer.describe(),
+                text(&said)
+            );
+            Ok(())
+        }
+        Sent::Refused(why) => bail!("refused by {}: {why}", mailer.describe()),
+        Sent::Failed(why) => bail!("not sent through {}: {why}", mailer.describe()),
+    }
 }
 
 /// The user `name` names, or an error that says there is none.

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 mod dev_secrets;
+mod mail;
 mod random;
 mod routes;
 mod run;

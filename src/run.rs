@@ -55,6 +55,10 @@ pub async fn run(
     // First: a certificate that does not load stops the start before
     // anything else happens (its files are closed again once read).
     let tls = config.server.tls.as_ref().map(Tls::load).transpose()?;
+    // So is a mail transport that cannot be built (`SMTP_CA_FILE`); and the
+    // operator learns where mail goes.
+    let mailer = crate::mail::Mailer::new(&config.mail)?;
+    tracing::info!(transport = mailer.describe(), "mail");
     // Before anything holds files open: the connection cap, not the
     // kernel's limit on open files, must be what stops new connections.
     let limits = &mut config.server.limits;

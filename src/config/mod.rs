@@ -3,6 +3,7 @@
 //! pass a map instead of mutating the process environment. Parsing touches no
 //! file: development secrets are loaded by `dev_secrets.rs`, a step of its own.
 
+mod mail;
 mod origins;
 mod server;
 mod settings;
@@ -12,6 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use mail::{MailSettings, MailTransport};
 pub use origins::{OriginSettings, ProxyHeader};
 pub use server::{ServeLimits, ServerSettings, TlsSettings};
 pub(crate) use settings::Lookup;
@@ -193,6 +195,8 @@ pub struct Config {
     pub housekeeping: HousekeepingSettings,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// How mail is sent.
+    pub mail: MailSettings,
 }
 
 /// One invalid setting, named so the operator knows what to fix.
@@ -269,6 +273,8 @@ impl Config {
             Some(_) => return Err(invalid("LOG_FORMAT", "must be `text` or `json`")),
         };
 
+        let mail = mail::parse(&get, production)?;
+
         Ok(Self {
             env,
             database,
@@ -280,6 +286,7 @@ impl Config {
             server,
             housekeeping,
             log_format,
+            mail,
         })
     }
 }

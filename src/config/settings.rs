@@ -87,6 +87,12 @@ pub(crate) const SETTINGS: &[Setting] = &[
     // Read by the log subscriber (`cli.rs`), not by `Config`.
     set("RUST_LOG", "latchkey=info,tower_http=info"),
     set("LOG_FORMAT", "text"),
+    unset("SMTP_URL"),
+    unset("SMTP_CA_FILE"),
+    // `latchkey <latchkey@localhost>` in development; required with
+    // `SMTP_URL` in production.
+    unset("MAIL_FROM"),
+    set("MAIL_OUTBOX_DIR", "./latchkey-outbox"),
 ];
 
 /// The setting named `name`. Asking for a name that is not in [`SETTINGS`]

@@ -11,6 +11,7 @@ const LAYERS: &[&str] = &[
     "config",
     "dev_secrets",
     "store",
+    "mail",
     "auth",
     "routes",
     "tls",

@@ -55,6 +55,8 @@ mod config;
 mod embedding;
 mod layout;
 mod logs;
+// Mail through a real SMTP server (aiosmtpd), and the development outbox.
+mod mail;
 mod openapi;
 mod outage;
 
