@@ -49,6 +49,7 @@ use connections::{Connections, Throttled};
 pub use file_limit::fit_open_file_limit;
 use tracking::{ConnectionService, TrackedStream, Tracker, Watchdog};
 
+/// Serves `app` on `listener` within `limits` until `shutdown` resolves;
 /// then stops accepting, closes the connections with no request in flight,
 /// and waits for the answers in flight. With `tls`, each connection begins
 /// with a TLS handshake. Handlers see the client's address as
