@@ -181,16 +181,28 @@ fn classify(e: &lettre::transport::smtp::Error) -> Sent {
 }
 
 /// Writes one mail into `dir`, named so the files sort by time; whole or not
-/// at all (a temporary name, then a rename).
+/// at all (a temporary name, then a rename). The folder and the files are
+/// the owner's alone: mail carries links that sign people in.
 async fn write_eml(dir: &Path, mail: &[u8]) -> std::io::Result<PathBuf> {
-    tokio::fs::create_dir_all(dir).await?;
+    let mut folder = tokio::fs::DirBuilder::new();
+    folder.recursive(true);
+    #[cfg(unix)]
+    folder.mode(0o700);
+    folder.create(dir).await?;
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let name = format!("{millis:013}-{}", crate::random::token(6));
     let partial = dir.join(format!(".{name}.tmp"));
     let path = dir.join(format!("{name}.eml"));
-    tokio::fs::write(&partial, mail).await?;
+    let mut file = tokio::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    file.mode(0o600);
+    let mut file = file.open(&partial).await?;
+    tokio::io::AsyncWriteExt::write_all(&mut file, mail).await?;
+    file.sync_all().await?;
+    drop(file);
     tokio::fs::rename(&partial, &path).await?;
     Ok(path)
 }

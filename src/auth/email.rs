@@ -15,8 +15,10 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 /// address mail can be sent to. Parsed by `email_address` (RFC 5322's
 /// addr-spec) without a display name or an IP-literal domain, and with a
 /// dot in the domain; ASCII only, since a relay without SMTPUTF8 could not
-/// deliver to anything else. Mailboxes whose local part differs only in case
-/// are one address here, as every common mail provider treats them.
+/// deliver to anything else; and no quoted local part (`"ann"@example.com`
+/// is `ann@example.com` written another way, so two accounts could hold one
+/// mailbox). Mailboxes whose local part differs only in case are one address
+/// here, as every common mail provider treats them.
 pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
     let address = raw.trim();
     let options = Options::default()
@@ -25,6 +27,7 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
         .with_required_tld();
     let valid = address.len() <= MAX_EMAIL_CHARS
         && address.is_ascii()
+        && !address.contains('"')
         && EmailAddress::parse_with_options(address, options).is_ok();
     if valid {
         Ok(address.to_ascii_lowercase())
@@ -46,6 +49,16 @@ impl Auth {
         verified: bool,
     ) -> Result<User, ApiError> {
         let email = normalize_email(address)?;
+        // Verified, an address signs in before a username does: one that is
+        // another account's username would take that account's logins.
+        if verified
+            && let Some(other) = self.store().user_by_name(&email).await?
+            && other.id != user.id
+        {
+            return Err(ApiError::InvalidRequest(
+                "that email address is another account's username".to_owned(),
+            ));
+        }
         match self
             .store()
             .set_email(user.id, Some(&email), verified, self.now())
@@ -76,7 +89,6 @@ mod tests {
         for (raw, stored) in [
             ("Ann@Example.COM", "ann@example.com"),
             ("  ann+tag@mail.example.org ", "ann+tag@mail.example.org"),
-            ("\"quoted name\"@example.com", "\"quoted name\"@example.com"),
         ] {
             assert_eq!(normalize_email(raw).ok().as_deref(), Some(stored), "{raw}");
         }
@@ -92,6 +104,7 @@ mod tests {
             "ann@-example.com",
             "ü@example.com",
             "ann@exämple.com",
+            "\"ann\"@example.com",
             long.as_str(),
         ] {
             assert!(normalize_email(bad).is_err(), "{bad:?} was accepted");

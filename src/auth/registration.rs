@@ -37,7 +37,11 @@ impl Auth {
             return Err(ApiError::RegistrationClosed);
         }
         // Checked before anything is counted or hashed, as the username is.
-        let email = email.map(normalize_email).transpose()?;
+        // A blank field (a form's empty input) gives no address.
+        let email = email
+            .filter(|e| !e.trim().is_empty())
+            .map(normalize_email)
+            .transpose()?;
         let counters =
             throttle::registration_counters(&self.config().throttle, client.ip.as_deref());
         if let Err(e) = self.reserve_attempt(&counters).await {

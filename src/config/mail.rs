@@ -86,6 +86,13 @@ fn smtp(raw: &str, ca_file: Option<PathBuf>) -> Result<MailTransport, ConfigErro
         .host_str()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| refuse("names no host"))?;
+    if host.starts_with('[') {
+        // lettre hands `[::1]` to the resolver and the TLS name check as it
+        // is, brackets and all, and neither takes it.
+        return Err(refuse(
+            "an IPv6 address cannot name the relay: use its host name",
+        ));
+    }
     let tls = url
         .query_pairs()
         .find(|(key, _)| key == "tls")
@@ -105,6 +112,12 @@ fn smtp(raw: &str, ca_file: Option<PathBuf>) -> Result<MailTransport, ConfigErro
             ));
         }
         _ => return Err(refuse("must start with smtps:// or smtp://")),
+    }
+    if ca_file.is_some() && url.scheme() == "smtp" && tls.is_none() {
+        return Err(invalid(
+            "SMTP_CA_FILE",
+            "names certificates for TLS, and SMTP_URL asks for none (smtps:// or ?tls=required)",
+        ));
     }
     if url.port().is_none() {
         // lettre's default port for plain smtp:// is 25, not the 587 one
@@ -155,7 +168,6 @@ mod tests {
             "smtp://smtp.example.com:587?tls=required",
             "smtp://127.0.0.1:2525",
             "smtp://localhost:25",
-            "smtp://[::1]:2525",
         ] {
             let from = ("MAIL_FROM", "a@example.com");
             assert!(
@@ -170,6 +182,7 @@ mod tests {
             ("smtp://smtp.example.com:25", "loopback"),
             ("smtp://smtp.example.com:587?tls=opportunistic", "required"),
             ("smtps://smtp.example.com", "port"),
+            ("smtp://[::1]:2525", "IPv6"),
             ("http://smtp.example.com:80", "smtps://"),
             ("not a url", "URL"),
         ] {

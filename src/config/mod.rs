@@ -106,15 +106,19 @@ impl fmt::Debug for Database {
 }
 
 /// `postgres://user:secret@host/db` becomes `postgres://user:[redacted]@host/db`.
+/// Everything from the first `:` after the user to the *last* `@` is
+/// redacted: a user name may hold an `@` (SMTP logins are often addresses)
+/// and a careless password a `/` or an `@`, so this errs towards hiding
+/// more, never less.
 pub(crate) fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
-            None => url.to_owned(),
-        },
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
         None => url.to_owned(),
     }
 }
@@ -456,6 +460,17 @@ mod tests {
             shown.contains("postgres://app:[redacted]@db:5432/latchkey"),
             "{shown}"
         );
+        for (url, shown) in [
+            (
+                "smtps://no-reply@example.com:hunter22@smtp.example.com:465",
+                "smtps://no-reply@example.com:[redacted]@smtp.example.com:465",
+            ),
+            ("smtps://u:hun@ter22@h:465", "smtps://u:[redacted]@h:465"),
+            ("smtps://u:hun/ter22@h:465", "smtps://u:[redacted]@h:465"),
+            ("smtp://127.0.0.1:25", "smtp://127.0.0.1:25"),
+        ] {
+            assert_eq!(super::redact_password(url), shown);
+        }
     }
 
     #[test]

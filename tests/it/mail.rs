@@ -257,4 +257,9 @@ fn in_development_without_smtp_mail_is_written_to_the_outbox() {
         mail.contains("From: latchkey <latchkey@localhost>"),
         "{mail}"
     );
+    // Mail carries links that sign people in: the owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("latchkey-outbox")), 0o700);
+    assert_eq!(mode(&files[0]), 0o600);
 }

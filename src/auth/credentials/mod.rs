@@ -82,16 +82,23 @@ impl Auth {
             Ok(email) => self.store().user_by_verified_email(&email).await?,
             Err(_) => None,
         };
-        let (name, user) = match (by_email, normalize_username(username)) {
+        // Both lookups whatever the first found, so the time taken does not
+        // tell a verified address from any other name.
+        let by_name = match normalize_username(username) {
+            Ok(name) => {
+                let user = self.store().user_by_name(&name).await?;
+                Ok((name, user))
+            }
+            Err(e) => Err(e),
+        };
+        let (name, user) = match (by_email, by_name) {
             // A verified address is the account's other name: counted and
             // recorded under its username, one set of counters whichever is
-            // typed. It is looked up first, so a username shaped like
-            // someone's verified address never intercepts their logins.
+            // typed. It wins over a username of the same spelling, so a
+            // username shaped like someone's verified address never catches
+            // their logins.
             (Some(user), _) => (user.username.clone(), Some(user)),
-            (None, Ok(name)) => {
-                let user = self.store().user_by_name(&name).await?;
-                (name, user)
-            }
+            (None, Ok((name, user))) => (name, user),
             // No account has such a name, but the attempt is still counted
             // and recorded under it: bounded, and without the control
             // characters (a NUL) that no database column or log line takes.
