@@ -34,7 +34,7 @@ pub(crate) struct NewAccount {
     /// An email address for the account (README, "Email addresses"):
     /// stored lower-cased and unverified; another account may name the same
     /// one. Otherwise `400 invalid_request`.
-    #[schema(max_length = 254, examples("ann@example.com"))]
+    #[schema(format = Email, max_length = 254, examples("ann@example.com"))]
     email: Option<String>,
 }
 
