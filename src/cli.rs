@@ -65,6 +65,13 @@ enum MailCommand {
     /// Send one mail to ADDRESS through the configured transport, and say
     /// what the relay answered.
     Test { address: String },
+    /// List the mails not sent yet: waiting (with their attempts and the
+    /// relay's last answer) or given up on.
+    Queue {
+        /// At most this many, oldest first.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +160,9 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Mail {
                 command: MailCommand::Test { address },
             } => mail_test(&config, &address).await,
+            Command::Mail {
+                command: MailCommand::Queue { limit },
+            } => print_mail_queue(config, limit).await,
             Command::Audit { user, since, limit } => {
                 print_audit(config, user.as_deref(), &since, limit).await
             }
@@ -436,6 +446,32 @@ async fn named(auth: &Auth, name: &str) -> anyhow::Result<User> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_context(|| format!("no user named {}", name.trim().to_lowercase()))
+}
+
+/// `latchkey mail queue`: one line per mail not sent yet.
+async fn print_mail_queue(config: Config, limit: i64) -> anyhow::Result<()> {
+    let auth = Auth::open(config).await?;
+    let mails = auth.unsent_mail(limit).await?;
+    auth.close().await;
+    if mails.is_empty() {
+        println!("no mail waiting");
+    }
+    for m in mails {
+        let state = match m.failed_at {
+            Some(at) => format!("failed {}", rfc3339(at)),
+            None => format!("due {}", rfc3339(m.next_attempt_at)),
+        };
+        println!(
+            "{:<6} {}  {:<20} to={} attempts={} {state} {}",
+            m.id,
+            rfc3339(m.created_at),
+            word(&m.kind),
+            word(&m.recipient),
+            m.attempts,
+            text(m.last_error.as_deref().unwrap_or("-")),
+        );
+    }
+    Ok(())
 }
 
 async fn print_audit(

@@ -1,6 +1,6 @@
 //! Serving: the connection-limited server around latchkey's router, and
 //! everything the `latchkey` binary does beside it (housekeeping, audit
-//! counts, the metrics listener, TLS certificate reloads, graceful shutdown).
+//! counts, the mail worker, the metrics listener, TLS certificate reloads, graceful shutdown).
 
 use std::future::Future;
 use std::time::Duration;
@@ -77,8 +77,8 @@ pub async fn run(
 
 /// Serves `auth` on `listener` within the configured connection limits
 /// (over TLS when `TLS_CERT_FILE` is set, the certificate reloaded on
-/// `SIGHUP` and when its files change), with housekeeping and the audit
-/// counts in the background, and its metrics on `METRICS_BIND` when set,
+/// `SIGHUP` and when its files change), with housekeeping, the audit
+/// counts and the mail worker in the background, and its metrics on `METRICS_BIND` when set,
 /// until `shutdown` resolves; then stops accepting, gives in-flight requests
 /// `SHUTDOWN_TIMEOUT` to finish, stops the background tasks and the metrics
 /// listener (last, so that the drain can be watched) and closes the store.
@@ -135,6 +135,7 @@ async fn serve_auth(
     let (stop, stopped) = watch::channel(false);
     let housekeeping = tokio::spawn(auth::housekeeping::run(auth.clone(), stopped.clone()));
     let audit_counts = tokio::spawn(auth::audit::run_flusher(auth.clone(), stopped.clone()));
+    let mail = tokio::spawn(auth::outbox::run(auth.clone(), stopped.clone()));
     let signal = {
         let stop = stop.clone();
         let auth = auth.clone();
@@ -186,6 +187,14 @@ async fn serve_auth(
     }
     if let Err(e) = audit_counts.await {
         tracing::warn!(error = %e, "audit count task failed");
+    }
+    // Reset links asked for just before the end are queued, not lost; the
+    // worker of the next start (or another instance) sends them.
+    if tokio::time::timeout(drain, auth.settled()).await.is_err() {
+        tracing::warn!("work left by requests did not finish in time");
+    }
+    if let Err(e) = mail.await {
+        tracing::warn!(error = %e, "mail worker failed");
     }
     // Closing waits for connections to come back; one held by a request that
     // was cut off may not, so that wait is bounded too.

@@ -38,6 +38,46 @@ auth.onToken((claims) => {
   // Show that each new access token works, and keep the sessions list current.
   callProtected();
   loadSessions();
+  if ($('email-section')) loadEmail();
+});
+
+async function loadEmail() {
+  const response = await auth.fetch(`${base}/me`);
+  if (!response.ok) return;
+  const me = await response.json();
+  $('email-current').textContent = me.email
+    ? `${me.email} (${me.email_verified ? 'verified: it signs in and gets reset links' : 'not verified yet'})`
+    : 'None: add one to be able to reset a forgotten password.';
+}
+
+// Changing the address wants a recent password, as deleting the account does:
+// the password field shows when latchkey asks for it.
+$('email-form')?.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  $('email-error').hidden = true;
+  $('email-sent').hidden = true;
+  const email = $('email-new').value;
+  try {
+    const password = $('email-password').value;
+    if (!$('email-step-up').hidden && password) {
+      await auth.reauthenticate(password);
+      $('email-password').value = '';
+      $('email-step-up').hidden = true;
+    }
+    await auth.changeEmail(email);
+    $('email-sent').textContent = `A link is on its way to ${email}: the address becomes yours once you open it.`;
+    $('email-sent').hidden = false;
+  } catch (error) {
+    if (error.code === 'insufficient_user_authentication') {
+      $('email-step-up').hidden = false;
+      $('email-password').required = true;
+      $('email-password').focus();
+      $('email-error').textContent = 'For this, enter your password again.';
+    } else {
+      $('email-error').textContent = error.message;
+    }
+    $('email-error').hidden = false;
+  }
 });
 
 async function callProtected() {

@@ -60,6 +60,17 @@ export function stepUpChallenge(response) {
   return { maxAge: maxAge ? Number(maxAge[1]) : undefined };
 }
 
+/**
+ * The token of a reset or verification link, from this page's address (`#token=…`; links
+ * carry it in the fragment so that it reaches no server's logs), which it then leaves.
+ */
+export function tokenFromLink() {
+  const match = /(?:^#|&)token=([A-Za-z0-9_-]+)/.exec(window.location.hash);
+  if (!match) return null;
+  history.replaceState(null, '', window.location.pathname + window.location.search);
+  return match[1];
+}
+
 /** An Error for a refusal: `code` is latchkey's error code, `retryAfter` its `Retry-After`. */
 async function refusal(response, what) {
   const body = await response.json().catch(() => ({}));
@@ -291,6 +302,71 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
       }
       const challenge = stepUpChallenge(response);
       const error = await refusal(response, 'account deletion');
+      if (challenge) error.maxAge = challenge.maxAge;
+      throw error;
+    },
+
+    /**
+     * Asks for a password reset link for `login` (a username or a verified email address).
+     * latchkey answers the same whoever it names, so this resolves alike for every name: the
+     * link, if any, arrives by mail.
+     */
+    async forgotPassword(login) {
+      const response = await fetch(`${base}/password/forgot`, {
+        method: 'POST',
+        credentials,
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ login }),
+      });
+      if (response.status !== 202) throw await refusal(response, 'password reset request');
+      return true;
+    },
+
+    /**
+     * Sets a new password with the token of a reset link (`tokenFromLink()` reads it). Every
+     * session of the account ends, this tab's included: sign in again with the new password.
+     * Throws an Error whose `code` is `invalid_token` (unknown, used or expired link) or
+     * `weak_password` (the link still works).
+     */
+    async resetPassword(token, password) {
+      const response = await fetch(`${base}/password/reset`, {
+        method: 'POST',
+        credentials,
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ token, password }),
+      });
+      if (response.status !== 204) throw await refusal(response, 'password reset');
+      end('password_reset', { announce: true });
+      return true;
+    },
+
+    /** Verifies an address with the token of its link (`tokenFromLink()` reads it too). */
+    async verifyEmail(token) {
+      const response = await fetch(`${base}/email/verify`, {
+        method: 'POST',
+        credentials,
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ token }),
+      });
+      if (response.status !== 204) throw await refusal(response, 'email verification');
+      return true;
+    },
+
+    /**
+     * Asks to change the account's address: a link goes to `email`, which becomes the account's
+     * once the link is used. Needs a recent password, as `deleteAccount` does
+     * (`insufficient_user_authentication`, then `reauthenticate(password)`).
+     */
+    async changeEmail(email) {
+      const response = await authFetch(`${base}/me/email`, {
+        method: 'PUT',
+        credentials,
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ email }),
+      });
+      if (response.status === 202) return true;
+      const challenge = stepUpChallenge(response);
+      const error = await refusal(response, 'email change');
       if (challenge) error.maxAge = challenge.maxAge;
       throw error;
     },

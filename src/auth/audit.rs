@@ -92,6 +92,17 @@ audit_kinds! {
     /// An account was deleted, by its user or an operator; the events that
     /// concern it keep the user id alone (README, "Deleting an account").
     AccountDeleted = "account_deleted";
+    /// A password reset link was asked for a known account (README,
+    /// "Account recovery"); unknown names leave no event.
+    PasswordResetRequested = "password_reset_requested";
+    /// A password was set with a reset link; every session ended.
+    PasswordReset = "password_reset";
+    /// An address was verified with its link.
+    EmailVerified = "email_verified";
+    /// The mail transport accepted a mail (`detail`: its kind).
+    MailSent = "mail_sent";
+    /// A mail was given up on: refused for good, or out of attempts.
+    MailFailed = "mail_failed";
 }
 
 impl std::fmt::Display for AuditKind {

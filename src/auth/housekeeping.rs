@@ -28,6 +28,8 @@ pub struct Swept {
     pub throttles: u64,
     /// Signing keys past removal (README, "Signing keys").
     pub signing_keys: u64,
+    /// Mails given up on and links expired, past `AUDIT_RETENTION`.
+    pub mail: u64,
 }
 
 /// Runs a sweep every `housekeeping_interval` until `stop` turns true.
@@ -64,6 +66,7 @@ impl Auth {
             events: drain(stop, || store.delete_events_before(before, BATCH)).await?,
             throttles: drain(stop, || store.delete_stale_throttles(quiet, now, BATCH)).await?,
             signing_keys: self.sweep_keys().await?,
+            mail: drain(stop, || store.delete_old_mail(before, BATCH)).await?,
         })
     }
 }

@@ -24,7 +24,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::auth::password::Hasher;
-use crate::store::{CommitObserver, RevokeReason, Store};
+use crate::store::{CommitObserver, MailKind, RevokeReason, Store};
 
 /// The `Content-Type` of [`Auth::metrics_text`](crate::Auth::metrics_text): Prometheus'
 /// text format, version 0.0.4.
@@ -166,6 +166,22 @@ impl LabelValues for RevokeReason {
     }
 }
 
+impl LabelValues for MailKind {
+    const LABEL: &'static str = "kind";
+    const ALL: &'static [Self] = MailKind::ALL;
+
+    fn as_str(self) -> &'static str {
+        MailKind::as_str(self)
+    }
+
+    fn index(self) -> usize {
+        MailKind::ALL
+            .iter()
+            .position(|k| *k == self)
+            .unwrap_or(usize::MAX)
+    }
+}
+
 /// A counter family over one label of known values, every series made up front.
 struct Counted<T> {
     counters: Vec<Counter>,
@@ -272,6 +288,10 @@ pub(crate) struct Metrics {
     refreshes: Counted<RefreshOutcome>,
     registrations: Counted<RegistrationOutcome>,
     revoked: Counted<RevokeReason>,
+    mail_queued: Counted<MailKind>,
+    mail_sent: Counted<MailKind>,
+    mail_failed: Counted<MailKind>,
+    mail_oldest: Gauge,
     http_requests: Family<RequestLabels, Counter>,
     http_durations: HttpDurations,
     hash_queue_depth: Gauge,
@@ -303,6 +323,23 @@ impl Metrics {
             r,
             "latchkey_sessions_revoked",
             "Sessions ended before their expiry, by reason",
+        );
+        let mail_queued = Counted::register(r, "latchkey_mail_queued", "Mails queued, by kind");
+        let mail_sent = Counted::register(
+            r,
+            "latchkey_mail_sent",
+            "Mails the transport accepted, by kind",
+        );
+        let mail_failed = Counted::register(
+            r,
+            "latchkey_mail_failed",
+            "Mails given up on (refused for good, or out of attempts), by kind",
+        );
+        let mail_oldest = Gauge::default();
+        r.register(
+            "latchkey_mail_queue_age_seconds",
+            "Age of the oldest mail still to be sent, as the mail worker last saw it; 0 when none",
+            mail_oldest.clone(),
         );
 
         let http_requests = Family::<RequestLabels, Counter>::default();
@@ -385,6 +422,10 @@ impl Metrics {
             refreshes,
             registrations,
             revoked,
+            mail_queued,
+            mail_sent,
+            mail_failed,
+            mail_oldest,
             http_requests,
             http_durations,
             hash_queue_depth,
@@ -417,6 +458,23 @@ impl Metrics {
     /// `count` sessions just ended for `reason`.
     pub(crate) fn sessions_revoked(&self, reason: RevokeReason, count: u64) {
         self.revoked.add(reason, count);
+    }
+
+    pub(crate) fn mail_queued(&self, kind: MailKind) {
+        self.mail_queued.add(kind, 1);
+    }
+
+    pub(crate) fn mail_sent(&self, kind: MailKind) {
+        self.mail_sent.add(kind, 1);
+    }
+
+    pub(crate) fn mail_failed(&self, kind: MailKind) {
+        self.mail_failed.add(kind, 1);
+    }
+
+    /// The oldest mail still to be sent is `seconds` old.
+    pub(crate) fn mail_queue_age(&self, seconds: i64) {
+        self.mail_oldest.set(seconds.max(0));
     }
 
     /// A request answered with `status`, `took` after its head arrived.

@@ -12,6 +12,9 @@
 //! - `step_up.rs`: re-authentication, and asking for a recent password;
 //! - `account_deletion.rs`: erasing an account, by its user or an operator;
 //! - `accounts.rs`: an operator's other actions on accounts;
+//! - `recovery.rs`: a reset link for a forgotten password, and its use;
+//! - `verification.rs`: verifying an address, and changing it;
+//! - `outbox.rs`: queueing mail and the worker that sends it;
 //! - `housekeeping.rs`: deleting what can never be used again.
 //!
 //! What they share, in folders by concern:
@@ -25,7 +28,8 @@
 //!   (`tokens.rs`) and the asymmetric keys' ring in the store (`ring.rs`);
 //!
 //! and in files of their own: `live.rs` (the live-session check of account
-//! actions), `email.rs` (the address rule), `audit.rs`, `metrics.rs`, `cookies.rs` and `error.rs`. Below
+//! actions), `email.rs` (the address rule), `links.rs` (the tokens in mailed
+//! links), `audit.rs`, `metrics.rs`, `cookies.rs` and `error.rs`. Below
 //! this file, the service that every flow extends, no module names by path
 //! one that names it back (`tests/it/layout.rs`).
 
@@ -36,11 +40,14 @@ pub(crate) mod email;
 pub(crate) mod housekeeping;
 mod login;
 mod logout;
+pub(crate) mod outbox;
 mod password_change;
+mod recovery;
 mod registration;
 mod rotation;
 mod sessions;
 mod step_up;
+mod verification;
 
 // What they share.
 pub(crate) mod audit;
@@ -48,6 +55,7 @@ pub(crate) mod cookies;
 pub(crate) mod credentials;
 pub(crate) mod error;
 pub(crate) mod keys;
+mod links;
 mod live;
 pub(crate) mod metrics;
 pub(crate) mod password;
@@ -58,12 +66,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
+use crate::mail::Mailer;
 use crate::store::Store;
 use audit::Aggregator;
 use cookies::CookiePolicy;
 use credentials::admission::Admission;
 use keys::ring::AccessKeys;
 use keys::tokens::TokenKeys;
+use links::LinkKey;
 use metrics::Metrics;
 use password::Hasher;
 use refresh_limit::RefreshLimiter;
@@ -77,6 +87,11 @@ pub use keys::tokens::AccessClaims;
 pub use live::LiveToken;
 pub use password::policy::Weakness;
 pub use rotation::Refused;
+
+/// Requests' work in flight after their answer, at most: past it, more is
+/// dropped (a reset link asked for is not sent, which the asker cannot
+/// tell from any other answer).
+const BACKGROUND: usize = 256;
 
 /// latchkey's auth service: the store, the signing keys, the cookie policy,
 /// the password hasher, the clock and the configuration, with every flow as
@@ -101,6 +116,15 @@ struct Inner {
     refresh_limit: RefreshLimiter,
     /// A shutdown has begun ([`Auth::begin_draining`]).
     draining: AtomicBool,
+    /// Where mail goes (README, "Mail").
+    mailer: Mailer,
+    /// The key mailed links are made with (`links.rs`).
+    links: LinkKey,
+    /// Wakes the mail worker when this instance queues a mail.
+    mail_queued: tokio::sync::Notify,
+    /// Work that goes on after its request was answered (a reset link
+    /// asked for): one permit each, so it is bounded.
+    background: Arc<tokio::sync::Semaphore>,
     metrics: Metrics,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -160,6 +184,10 @@ impl Auth {
                 audit: Aggregator::default(),
                 refresh_limit: RefreshLimiter::new(config.tokens.max_refreshes_per_minute),
                 draining: AtomicBool::new(false),
+                mailer: Mailer::new(&config.mail)?,
+                links: LinkKey::new(config.tokens.refresh_secret.as_ref()),
+                mail_queued: tokio::sync::Notify::new(),
+                background: Arc::new(tokio::sync::Semaphore::new(BACKGROUND)),
                 metrics,
                 config,
                 store,
@@ -241,6 +269,17 @@ impl Auth {
         if let Err(e) = self.inner.hasher.warm_up().await {
             tracing::warn!(error = %e, "could not prepare the dummy password hash");
         }
+    }
+
+    /// Waits until the work requests left behind them is done (a reset link
+    /// asked for is queued); a hook for latchkey's own tests, and for a
+    /// shutdown.
+    #[doc(hidden)]
+    pub async fn settled(&self) {
+        let all = u32::try_from(BACKGROUND).unwrap_or(u32::MAX);
+        // Every permit free means no task holds one; the semaphore is never
+        // closed, so this only waits.
+        let _ = self.inner.background.acquire_many(all).await;
     }
 
     /// Closes the store; in-flight queries finish first.

@@ -56,6 +56,7 @@ impl Auth {
             .await?;
         self.record(Event::new(AuditKind::UserRegistered, client).user(user.id, &user.username))
             .await;
+        self.verify_new_address(&user).await;
         Ok(user)
     }
 

@@ -19,8 +19,7 @@ fn audit_kind(reason: RevokeReason) -> AuditKind {
         RevokeReason::UserDisabled => AuditKind::UserDisabled,
         RevokeReason::SessionEvicted => AuditKind::SessionEvicted,
         RevokeReason::AccountDeleted => AuditKind::AccountDeleted,
-        // Not an event of its own: the operator's reset is.
-        RevokeReason::PasswordReset => AuditKind::SessionsRevokedByOperator,
+        RevokeReason::PasswordReset => AuditKind::PasswordReset,
     }
 }
 

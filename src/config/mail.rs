@@ -2,8 +2,9 @@
 //! reaches (or one on this machine), or in development a folder of `.eml`
 //! files; and who the mail is from.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use lettre::message::Mailbox;
 
@@ -18,6 +19,23 @@ pub struct MailSettings {
     /// `MAIL_FROM`: the `From` of every mail, as `Name <address>` or an
     /// address.
     pub from: String,
+    /// Where the links in mail point (`PUBLIC_ORIGIN`; in development,
+    /// `BIND`'s address): `None` when latchkey sends no mail.
+    pub link_origin: Option<String>,
+    /// How long a password reset link works (`RESET_TOKEN_TTL`).
+    pub reset_ttl: Duration,
+    /// How long an address verification link works (`EMAIL_VERIFICATION_TTL`).
+    pub verification_ttl: Duration,
+    /// Mails an hour to one account, and to one address (`MAIL_PER_HOUR`).
+    pub per_hour: i64,
+}
+
+impl MailSettings {
+    /// Whether latchkey sends mail, and so offers what needs it (README,
+    /// "Account recovery").
+    pub fn sends(&self) -> bool {
+        !matches!(self.transport, MailTransport::Off)
+    }
 }
 
 /// Where mail goes.
@@ -50,6 +68,8 @@ const DEVELOPMENT_FROM: &str = "latchkey <latchkey@localhost>";
 pub(super) fn parse(
     get: &Lookup<impl Fn(&str) -> Option<String>>,
     production: bool,
+    public_origin: Option<&str>,
+    bind: SocketAddr,
 ) -> Result<MailSettings, ConfigError> {
     let transport = match get.get("SMTP_URL") {
         Some(url) => smtp(&url, get.get("SMTP_CA_FILE").map(PathBuf::from))?,
@@ -74,7 +94,35 @@ pub(super) fn parse(
             "must be an address such as `latchkey <no-reply@example.com>`",
         ));
     }
-    Ok(MailSettings { transport, from })
+    let link_origin = match (&transport, public_origin) {
+        (MailTransport::Off, _) => None,
+        (_, Some(origin)) => Some(origin.to_owned()),
+        (MailTransport::Smtp { .. }, None) if production => {
+            return Err(invalid(
+                "PUBLIC_ORIGIN",
+                "must be set with SMTP_URL in production: the links in mail point there, and \
+                 a request's Host header must never choose where (it is the client's to write)",
+            ));
+        }
+        (_, None) => Some(development_origin(bind)),
+    };
+    Ok(MailSettings {
+        transport,
+        from,
+        link_origin,
+        reset_ttl: get.seconds("RESET_TOKEN_TTL", 60)?,
+        verification_ttl: get.seconds("EMAIL_VERIFICATION_TTL", 60)?,
+        per_hour: get.number("MAIL_PER_HOUR", 1)?,
+    })
+}
+
+/// The origin a development server on `bind` answers at.
+fn development_origin(bind: SocketAddr) -> String {
+    if bind.ip().is_unspecified() {
+        format!("http://localhost:{}", bind.port())
+    } else {
+        format!("http://{bind}")
+    }
 }
 
 /// `SMTP_URL`, held to TLS unless the relay is on this machine.
@@ -156,7 +204,8 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         let get = Lookup(|k: &str| vars.get(k).cloned());
-        parse(&get, production)
+        let bind = "127.0.0.1:3000".parse().unwrap();
+        parse(&get, production, Some("https://auth.example.com"), bind)
             .map(|m| m.transport)
             .map_err(|e| e.to_string())
     }

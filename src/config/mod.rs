@@ -277,7 +277,12 @@ impl Config {
             Some(_) => return Err(invalid("LOG_FORMAT", "must be `text` or `json`")),
         };
 
-        let mail = mail::parse(&get, production)?;
+        let mail = mail::parse(
+            &get,
+            production,
+            origins.public_origin.as_deref(),
+            server.bind,
+        )?;
 
         Ok(Self {
             env,

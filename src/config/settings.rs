@@ -93,6 +93,9 @@ pub(crate) const SETTINGS: &[Setting] = &[
     // `SMTP_URL` in production.
     unset("MAIL_FROM"),
     set("MAIL_OUTBOX_DIR", "./latchkey-outbox"),
+    set("MAIL_PER_HOUR", "3"),
+    set("RESET_TOKEN_TTL", "1800"),
+    set("EMAIL_VERIFICATION_TTL", "86400"),
 ];
 
 /// The setting named `name`. Asking for a name that is not in [`SETTINGS`]

@@ -29,6 +29,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../static/latchkey.js"),
     ),
     (
+        "link.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/link.js"),
+    ),
+    (
         "app.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/app.js"),
@@ -44,7 +49,7 @@ pub(crate) fn router() -> OpenApiRouter<Auth> {
 #[utoipa::path(
     get, path = "/static/{file}", tag = "pages",
     params(("file" = String, Path, example = "latchkey.js",
-        description = "`style.css`, `favicon.svg`, `latchkey.js` or `app.js`")),
+        description = "`style.css`, `favicon.svg`, `latchkey.js`, `link.js` or `app.js`")),
     responses(
         (status = 200, description = "The file; cached for five minutes",
             content(

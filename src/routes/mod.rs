@@ -24,6 +24,7 @@ use request_id::REQUEST_ID;
 
 mod assets;
 pub(crate) mod body;
+pub(crate) mod email;
 pub(crate) mod error;
 pub(crate) mod extract;
 mod forwarded;
@@ -35,9 +36,11 @@ mod me;
 pub(crate) mod metrics;
 pub(crate) mod openapi;
 pub(crate) mod origin;
+mod outbox;
 pub(crate) mod pages;
 mod password;
 mod reauthenticate;
+pub(crate) mod recovery;
 mod register;
 pub(crate) mod request_id;
 mod respond;
@@ -142,6 +145,9 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
         .merge(password::router())
         .merge(reauthenticate::router())
         .merge(register::router())
+        .merge(recovery::router())
+        .merge(email::router())
+        .merge(outbox::router())
         .merge(me::router())
         .merge(sessions::router())
         .merge(health::router())
@@ -257,7 +263,7 @@ fn cors(config: &Config) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
             .allow_credentials(true)
-            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             // Beyond the CORS-safelisted ones, what `latchkey.js` reads: the
             // step-up challenge and how long to wait before trying again.

@@ -187,6 +187,12 @@ const WITHOUT_STORE: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
     ("get", "/static/{file}"),
     ("get", "/.well-known/openid-configuration"),
+    ("get", "/password/forgot"),
+    ("get", "/password/reset"),
+    ("get", "/email/verify"),
+    ("get", "/dev/outbox"),
+    // Answered before any lookup: the work comes after (README, "Account recovery").
+    ("post", "/password/forgot"),
 ];
 
 /// Adds `503 unavailable`, with its `Retry-After`, to every operation that

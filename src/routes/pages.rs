@@ -38,6 +38,8 @@ struct LoginPage<'a> {
     /// failed attempt had it.
     remember: bool,
     registration_open: bool,
+    /// Whether "Forgot your password?" leads anywhere: latchkey sends mail.
+    recovery: bool,
 }
 
 #[derive(Template)]
@@ -53,9 +55,11 @@ struct RegisterPage<'a> {
 #[template(path = "app.html")]
 struct AppPage<'a> {
     base: &'a str,
+    /// Whether the email section shows: latchkey sends mail.
+    mail: bool,
 }
 
-fn render(status: StatusCode, page: &impl Template) -> Response {
+pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
@@ -85,7 +89,7 @@ pub fn safe_next(base: &Base, next: Option<&str>) -> String {
 }
 
 /// What a form shows for a refusal: plain words, never internals.
-fn form_message(e: &ApiError) -> String {
+pub(crate) fn form_message(e: &ApiError) -> String {
     match e {
         ApiError::InvalidCredentials => "Wrong username or password.".to_owned(),
         ApiError::InvalidRequest(_) | ApiError::WeakPassword(_) => {
@@ -102,13 +106,16 @@ fn form_message(e: &ApiError) -> String {
         }
         ApiError::UsernameTaken => "That username is taken.".to_owned(),
         ApiError::RegistrationClosed => "Registration is closed.".to_owned(),
+        ApiError::InvalidLink => {
+            "This link is unknown, used or expired. Ask for a new one.".to_owned()
+        }
         _ => "Something went wrong. Please try again.".to_owned(),
     }
 }
 
 /// The form again, with the refusal's status and header (`Retry-After` when
 /// throttled).
-fn refused(mut page: Response, e: &ApiError) -> Response {
+pub(crate) fn refused(mut page: Response, e: &ApiError) -> Response {
     if let Some((name, value)) = super::error::header(e) {
         page.headers_mut().insert(name, value);
     }
@@ -131,6 +138,7 @@ pub fn login_failed(
         username,
         remember,
         registration_open: auth.config().accounts.registration_open,
+        recovery: auth.config().mail.sends(),
     };
     refused(render(super::error::status(e), &page), e)
 }
@@ -189,6 +197,7 @@ async fn login(
             username: "",
             remember: true,
             registration_open: auth.config().accounts.registration_open,
+            recovery: auth.config().mail.sends(),
         },
     )
 }
@@ -222,12 +231,18 @@ async fn register(State(auth): State<Auth>, base: Base) -> Response {
             headers(("location" = String, description = "`/login?next=/app`"))),
     )
 )]
-async fn app(cookies: BrowserCookies, base: Base) -> Response {
+async fn app(State(auth): State<Auth>, cookies: BrowserCookies, base: Base) -> Response {
     match cookies.refresh {
         Presented::None => {
             Redirect::to(&base.to(&format!("/login?next={}", base.to("/app")))).into_response()
         }
-        _ => render(StatusCode::OK, &AppPage { base: &base.0 }),
+        _ => render(
+            StatusCode::OK,
+            &AppPage {
+                base: &base.0,
+                mail: auth.config().mail.sends(),
+            },
+        ),
     }
 }
 

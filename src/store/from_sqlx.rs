@@ -3,7 +3,7 @@
 
 use sqlx::{ColumnIndex, Decode, FromRow, Type};
 
-use super::{AuditEvent, Connections, Rotated, Session, StoredKey, User};
+use super::{AuditEvent, Connections, QueuedMail, Rotated, Session, StoredKey, User};
 
 /// A pool's connections now, from its own counts (no query).
 pub(super) fn connections<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Connections {
@@ -68,6 +68,19 @@ from_row!(User {
     credentials_version,
     email,
     email_verified,
+});
+
+from_row!(QueuedMail {
+    id,
+    kind,
+    recipient,
+    user_id,
+    link_id,
+    attempts,
+    created_at,
+    next_attempt_at,
+    failed_at,
+    last_error,
 });
 
 from_row!(StoredKey {

@@ -1,5 +1,6 @@
 //! The store: everything latchkey keeps, behind one trait per concern
-//! ([`Users`], [`Sessions`], [`Devices`], [`AuditLog`], [`Throttles`], [`SigningKeys`], and the [`Pool`]
+//! ([`Users`], [`Sessions`], [`Devices`], [`AuditLog`], [`Throttles`], [`SigningKeys`],
+//! [`Outbox`], [`Links`], and the [`Pool`]
 //! under them all), gathered by [`Store`], with one implementation per
 //! database. Each implementation keeps its SQL in one file per concern
 //! (`sqlite/sessions.rs`, `postgres/sessions.rs`, …) and its own migrations.
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 mod audit;
 mod devices;
 mod from_sqlx;
+mod mail;
 mod postgres;
 mod sessions;
 mod signing_keys;
@@ -26,6 +28,9 @@ mod users;
 
 pub use audit::{AuditEvent, AuditLog};
 pub use devices::{Devices, NewDevice};
+pub use mail::{
+    EmailVerified, Links, LiveLink, MailKind, MailOutcome, NewLink, NewMail, Outbox, QueuedMail,
+};
 pub use postgres::PostgresStore;
 pub use sessions::{Created, IdleTimeouts, NewSession, RevokeReason, Rotated, Session, Sessions};
 pub use signing_keys::{SigningKeys, StoredKey};
@@ -113,12 +118,21 @@ pub trait CommitObserver: Send + Sync {
 /// Everything latchkey keeps: what the application holds (`Arc<dyn Store>`).
 /// Any type with every concern is one.
 pub trait Store:
-    Users + Sessions + Devices + AuditLog + Throttles + SigningKeys + Pool + 'static
+    Users + Sessions + Devices + AuditLog + Throttles + SigningKeys + Outbox + Links + Pool + 'static
 {
 }
 
 impl<T> Store for T where
-    T: Users + Sessions + Devices + AuditLog + Throttles + SigningKeys + Pool + 'static
+    T: Users
+        + Sessions
+        + Devices
+        + AuditLog
+        + Throttles
+        + SigningKeys
+        + Outbox
+        + Links
+        + Pool
+        + 'static
 {
 }
 

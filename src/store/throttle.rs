@@ -50,6 +50,18 @@ pub trait Throttles: Send + Sync {
         window: i64,
         max_delay: i64,
     ) -> StoreResult<Reservation>;
+    /// Counts one use against every counter in `keys`, atomically, unless
+    /// one of them has counted `limit` uses already, the last less than
+    /// `window` seconds ago (then nothing is counted). A hard quota, for
+    /// what must not happen more than `limit` times an hour (mail), where
+    /// [`Throttles::throttle_reserve`] slows guessing down.
+    async fn quota_take(
+        &self,
+        keys: &[&str],
+        limit: i64,
+        now: i64,
+        window: i64,
+    ) -> StoreResult<Reservation>;
     /// Settles a successful attempt: `clear` counters are deleted; `release`
     /// counters give back the attempt reserved for it.
     async fn throttle_settle(&self, clear: &[&str], release: &[&str]) -> StoreResult<()>;

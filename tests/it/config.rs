@@ -286,7 +286,11 @@ fn the_metrics_address_is_an_address_other_than_the_public_one() {
 fn the_defaults_are_those_of_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     // Only the secrets: everything else from the defaults.
-    let only_secrets = vars(&dir, &[], &["BCRYPT_COST", "DATABASE_URL"]);
+    let only_secrets = vars(
+        &dir,
+        &[],
+        &["BCRYPT_COST", "DATABASE_URL", "MAIL_OUTBOX_DIR"],
+    );
     assert_eq!(only_secrets.len(), 2, "{only_secrets:?}");
 
     let config = config_from(&only_secrets).unwrap();
@@ -314,6 +318,45 @@ fn the_defaults_are_those_of_the_contract() {
     assert_eq!(config.tokens.previous_access_secret, None);
     assert_eq!(config.tokens.previous_refresh_secret, None);
     assert_eq!(config.server.tls, None, "plain HTTP");
+    // Mail: development writes files; links point at BIND.
+    assert!(matches!(
+        &config.mail.transport,
+        latchkey::config::MailTransport::Outbox(dir) if dir.ends_with("latchkey-outbox")
+    ));
+    assert_eq!(
+        config.mail.link_origin.as_deref(),
+        Some("http://127.0.0.1:3000")
+    );
+    assert_eq!(config.mail.per_hour, 3);
+    assert_eq!(secs(config.mail.reset_ttl), 1800);
+    assert_eq!(secs(config.mail.verification_ttl), 86_400);
+}
+
+#[test]
+fn mail_links_never_take_their_origin_from_a_request() {
+    // Production with a relay: PUBLIC_ORIGIN, or no start.
+    let relay = [
+        ("APP_ENV", "production"),
+        ("SMTP_URL", "smtps://smtp.example.com:465"),
+        ("MAIL_FROM", "no-reply@example.com"),
+    ];
+    assert_refused(&relay, &[], "PUBLIC_ORIGIN");
+    let dir = tempfile::tempdir().unwrap();
+    let mut with_origin = relay.to_vec();
+    with_origin.push(("PUBLIC_ORIGIN", "https://auth.example.com"));
+    let config = config_from(&vars(&dir, &with_origin, &[])).unwrap();
+    assert_eq!(
+        config.mail.link_origin.as_deref(),
+        Some("https://auth.example.com")
+    );
+    // Production without a relay sends nothing, and needs no origin.
+    let config = config_from(&vars(&dir, &[("APP_ENV", "production")], &[])).unwrap();
+    assert!(!config.mail.sends());
+    assert_eq!(config.mail.link_origin, None);
+    for bad in ["0", "-1", "soon"] {
+        assert_refused(&[("RESET_TOKEN_TTL", bad)], &[], "RESET_TOKEN_TTL");
+        assert_refused(&[("MAIL_PER_HOUR", bad)], &[], "MAIL_PER_HOUR");
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 mod database;
 pub mod process;
+pub mod smtp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -130,6 +131,9 @@ pub fn test_vars(dir: &TempDir, overrides: &[(&str, &str)]) -> HashMap<String, S
     .collect();
     let db = dir.path().join("latchkey.db");
     vars.insert("DATABASE_URL".into(), format!("sqlite://{}", db.display()));
+    // Development writes mail here unless a test names a relay.
+    let outbox = dir.path().join("outbox");
+    vars.insert("MAIL_OUTBOX_DIR".into(), outbox.display().to_string());
     for (k, v) in overrides {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }

@@ -34,6 +34,8 @@ macro_rules! store_suite {
         mod passwords;
         #[path = "proxies.rs"]
         mod proxies;
+        #[path = "recovery.rs"]
+        mod recovery;
         #[path = "rotation.rs"]
         mod rotation;
         #[path = "session_controls.rs"]

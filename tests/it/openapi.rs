@@ -37,6 +37,15 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/.well-known/openid-configuration"),
+    ("get", "/password/forgot"),
+    ("post", "/password/forgot"),
+    ("get", "/password/reset"),
+    ("post", "/password/reset"),
+    ("put", "/me/email"),
+    ("post", "/me/email/verification"),
+    ("get", "/email/verify"),
+    ("post", "/email/verify"),
+    ("get", "/dev/outbox"),
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];

@@ -48,6 +48,7 @@ macro_rules! session_columns {
 
 mod audit;
 mod devices;
+mod mail;
 mod sessions;
 mod signing_keys;
 mod throttle;

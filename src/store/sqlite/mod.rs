@@ -36,6 +36,7 @@ macro_rules! session_columns {
 mod audit;
 mod devices;
 mod group_commit;
+mod mail;
 mod sessions;
 mod signing_keys;
 mod throttle;

@@ -57,6 +57,50 @@ impl Throttles for SqliteStore {
         Ok(Reservation::Granted)
     }
 
+    async fn quota_take(
+        &self,
+        keys: &[&str],
+        limit: i64,
+        now: i64,
+        window: i64,
+    ) -> StoreResult<Reservation> {
+        let mut tx = begin_write(&self.pool).await.db()?;
+        for key in keys {
+            // No row comes back while the quota is spent.
+            let counted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO throttle (key, failures, blocked_until, updated_at) \
+                 VALUES (?1, 1, 0, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                     failures = CASE WHEN throttle.updated_at <= ?2 - ?3 THEN 1 \
+                         ELSE throttle.failures + 1 END, \
+                     updated_at = ?2 \
+                 WHERE throttle.updated_at <= ?2 - ?3 OR throttle.failures < ?4 \
+                 RETURNING failures",
+            )
+            .bind(key)
+            .bind(now)
+            .bind(window)
+            .bind(limit)
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?;
+            if counted.is_none() {
+                let last: i64 =
+                    sqlx::query_scalar("SELECT updated_at FROM throttle WHERE key = ?1")
+                        .bind(key)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .db()?;
+                // Dropping the transaction rolls back what was counted so far.
+                return Ok(Reservation::Refused {
+                    until: last + window,
+                });
+            }
+        }
+        tx.commit().await.db()?;
+        Ok(Reservation::Granted)
+    }
+
     async fn throttle_settle(&self, clear: &[&str], release: &[&str]) -> StoreResult<()> {
         let mut tx = begin_write(&self.pool).await.db()?;
         for key in clear {

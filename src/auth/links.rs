@@ -1,0 +1,90 @@
+//! The tokens in mailed links (README, "Account recovery").
+//!
+//! A token is a random id (128 bits) followed by an HMAC-SHA256 of that id
+//! under a key derived from `JWT_REFRESH_SECRET`. The store keeps the id and
+//! the token's SHA-256, never the token: a copy of the database rebuilds no
+//! link, and neither does the mail queue, which holds the id alone. The mail
+//! worker, which has the key, rebuilds the token as it sends. A changed
+//! `JWT_REFRESH_SECRET` therefore ends every link not yet sent.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::config::Secret;
+
+/// What the key is derived for: no other use of the secret meets it.
+const PURPOSE: &[u8] = b"latchkey mail link tokens v1";
+
+/// The key links are made with.
+#[derive(Clone)]
+pub(crate) struct LinkKey([u8; 32]);
+
+// Never printed.
+impl std::fmt::Debug for LinkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkKey(…)")
+    }
+}
+
+/// A new link: the id the store keeps, the token the mail carries, and the
+/// hash the store keeps of it.
+pub(crate) struct NewToken {
+    pub(crate) id: String,
+    pub(crate) hash: [u8; 32],
+}
+
+impl LinkKey {
+    pub(crate) fn new(secret: Option<&Secret>) -> Self {
+        let secret = secret.map(Secret::expose).unwrap_or_default();
+        Self(mac(secret, PURPOSE))
+    }
+
+    /// A new link's id and the hash of its token.
+    pub(crate) fn issue(&self) -> NewToken {
+        let id = crate::random::token(16);
+        let hash = hash(&self.token(&id));
+        NewToken { id, hash }
+    }
+
+    /// The token of the link `id`.
+    pub(crate) fn token(&self, id: &str) -> String {
+        format!(
+            "{id}{}",
+            URL_SAFE_NO_PAD.encode(mac(&self.0, id.as_bytes()))
+        )
+    }
+}
+
+/// What the store looks a presented token up by.
+pub(crate) fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn mac(key: &[u8], message: &[u8]) -> [u8; 32] {
+    // HMAC takes a key of any length; `new_from_slice` cannot fail for it.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of every length"),
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LinkKey, hash};
+    use crate::config::Secret;
+
+    #[test]
+    fn a_token_is_rebuilt_from_its_id_only_with_the_key() {
+        let key = LinkKey::new(Some(&Secret::new("a-secret-of-enough-length-0123456789")));
+        let issued = key.issue();
+        let token = key.token(&issued.id);
+        assert_eq!(hash(&token), issued.hash);
+        assert!(token.starts_with(&issued.id) && token.len() == 22 + 43);
+        let other = LinkKey::new(Some(&Secret::new("another-secret-of-enough-length-0123")));
+        assert_ne!(other.token(&issued.id), token);
+    }
+}

@@ -1,0 +1,512 @@
+//! Account recovery and verified addresses (README, "Account recovery"),
+//! through a real SMTP server (aiosmtpd, STARTTLS with a certificate made by
+//! the test): the tests read each delivered mail, follow its link, and check
+//! what it may and may not do.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::smtp::{SmtpServer, header, link_token};
+use crate::helpers::*;
+
+const NEW_PASSWORD: &str = "a brand new passphrase";
+
+/// An app of the suite's store whose mail goes to `smtp` over STARTTLS.
+macro_rules! mail_app {
+    ($smtp:expr) => {
+        mail_app!($smtp, &[])
+    };
+    ($smtp:expr, $more:expr) => {{
+        let vars = $smtp.starttls_vars();
+        let mut overrides: Vec<(&str, &str)> =
+            vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        overrides.push(("PUBLIC_ORIGIN", "https://auth.example.com"));
+        overrides.extend_from_slice($more);
+        Arc::new(test_app!(&overrides))
+    }};
+}
+
+/// Sends what is due, after the work requests left behind; the mails the
+/// relay holds.
+async fn deliver(app: &TestApp, smtp: &SmtpServer) -> Vec<String> {
+    app.auth.settled().await;
+    app.auth.deliver_mail().await.expect("the store answers");
+    smtp.delivered()
+}
+
+/// `ann`, signed up with `ann@example.com`, verified by its mailed link.
+async fn ann_with_verified_address(app: &TestApp, smtp: &SmtpServer) {
+    let body = json!({ "username": "ann", "password": PASSWORD, "email": "Ann@Example.com" });
+    let created = app.send(json_post("/register", &body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let mails = deliver(app, smtp).await;
+    let mail = mails.last().expect("a verification mail");
+    assert_eq!(header(mail, "To"), Some("ann@example.com"));
+    let verified = verify(app, &link_token(mail)).await;
+    assert_eq!(verified.status, StatusCode::NO_CONTENT, "{}", verified.text());
+}
+
+async fn forgot(app: &TestApp, login: &str) -> TestResponse {
+    app.send(json_post("/password/forgot", &json!({ "login": login })))
+        .await
+}
+
+async fn reset(app: &TestApp, token: &str, password: &str) -> TestResponse {
+    let body = json!({ "token": token, "password": password });
+    app.send(json_post("/password/reset", &body)).await
+}
+
+async fn verify(app: &TestApp, token: &str) -> TestResponse {
+    app.send(json_post("/email/verify", &json!({ "token": token })))
+        .await
+}
+
+fn mails_to<'a>(mails: &'a [String], to: &str) -> Vec<&'a String> {
+    mails
+        .iter()
+        .filter(|m| header(m, "To") == Some(to))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reset_link_sets_a_new_password_once_and_ends_every_session() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let app = mail_app!(smtp);
+    ann_with_verified_address(&app, &smtp).await;
+    let first = app.login("ann", PASSWORD).await;
+    let second = app.login("ann", PASSWORD).await;
+
+    let asked = forgot(&app, "ANN@example.com").await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text());
+    let mails = deliver(&app, &smtp).await;
+    let mail = mails.last().unwrap();
+    assert_eq!(header(mail, "Subject"), Some("Reset your latchkey password"));
+    assert!(mail.contains("multipart/alternative"), "{mail}");
+    // The link points at PUBLIC_ORIGIN, with its token in the fragment.
+    assert!(
+        mail.replace("=\r\n", "")
+            .contains("https://auth.example.com/password/reset#token=3D"),
+        "{mail}"
+    );
+    let token = link_token(mail);
+    assert!(token.len() >= 22, "at least 128 bits: {token}");
+
+    // A weak password is refused, and the link still works.
+    let weak = reset(&app, &token, "password").await;
+    assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(weak.error_code(), "weak_password");
+    let done = reset(&app, &token, NEW_PASSWORD).await;
+    assert_eq!(done.status, StatusCode::NO_CONTENT, "{}", done.text());
+    assert!(done.refresh_cookie().is_none(), "a reset signs nobody in");
+
+    // Every session ended: refresh cookies and access tokens alike.
+    for login in [&first, &second] {
+        let refreshed = app.refresh(&login.refresh_token()).await;
+        assert_eq!(refreshed.status, StatusCode::UNAUTHORIZED);
+        let me = app.get_with_bearer("/me", &login.access_token()).await;
+        assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(app.login("ann", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login("ann", NEW_PASSWORD).await.status, StatusCode::OK);
+
+    // Used once: unknown, used and expired answer alike.
+    let again = reset(&app, &token, "another fine passphrase").await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(again.error_code(), "invalid_token");
+    let made_up = reset(&app, "not-a-token-anybody-sent", "another fine passphrase").await;
+    assert_eq!(made_up.status, StatusCode::BAD_REQUEST);
+    assert_eq!(made_up.error_code(), "invalid_token");
+    assert_eq!(made_up.json()["message"], again.json()["message"]);
+
+    app.auth.flush_audit(true).await;
+    let kinds = app.event_kinds().await;
+    for kind in [
+        "email_verified",
+        "password_reset_requested",
+        "mail_sent",
+        "password_reset",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_store_keeps_no_usable_link() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let app = mail_app!(smtp);
+    ann_with_verified_address(&app, &smtp).await;
+    forgot(&app, "ann").await;
+    app.auth.settled().await;
+    // Queued, not sent: what the store holds is an id and a hash.
+    let queued = app.auth.unsent_mail(10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    let link_id = queued[0].link_id.clone().expect("a link");
+    let mails = deliver(&app, &smtp).await;
+    let token = link_token(mails.last().unwrap());
+    assert!(token.starts_with(&link_id), "the token is rebuilt from its id");
+    assert_ne!(token, link_id);
+    // Sent: nothing of the mail is left.
+    assert!(app.auth.unsent_mail(10).await.unwrap().is_empty());
+    if let Some(path) = app.vars["DATABASE_URL"].strip_prefix("sqlite://") {
+        app.store.close().await;
+        for file in [path.to_owned(), format!("{path}-wal")] {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            let found = bytes
+                .windows(token.len())
+                .any(|w| w == token.as_bytes());
+            assert!(!found, "the token is in {file}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reset_link_runs_out_and_a_password_change_ends_it() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let app = mail_app!(smtp);
+    ann_with_verified_address(&app, &smtp).await;
+    forgot(&app, "ann").await;
+    forgot(&app, "ann").await;
+    let mails = deliver(&app, &smtp).await;
+    let resets = mails_to(&mails, "ann@example.com");
+    let (old, newer) = (
+        link_token(resets[resets.len() - 2]),
+        link_token(resets[resets.len() - 1]),
+    );
+
+    // Past RESET_TOKEN_TTL (1800 s): as unknown.
+    app.advance(1801);
+    let expired = reset(&app, &old, NEW_PASSWORD).await;
+    assert_eq!(expired.status, StatusCode::BAD_REQUEST);
+    assert_eq!(expired.error_code(), "invalid_token");
+
+    // A fresh one dies with a password change.
+    app.advance(3600);
+    forgot(&app, "ann").await;
+    let mails = deliver(&app, &smtp).await;
+    let fresh = link_token(mails.last().unwrap());
+    assert_ne!(fresh, newer);
+    let login = app.login("ann", PASSWORD).await;
+    let changed = app
+        .change_password(&login.access_token(), PASSWORD, NEW_PASSWORD)
+        .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
+    let dead = reset(&app, &fresh, "another fine passphrase").await;
+    assert_eq!(dead.error_code(), "invalid_token");
+}
+
+/// Unknown, known without a verified address, known with one, and over
+/// the allowance: the same status, body and headers, and no time apart.
+#[tokio::test]
+async fn asking_for_a_reset_tells_nothing_about_the_account() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let app = mail_app!(smtp);
+    ann_with_verified_address(&app, &smtp).await;
+    app.add_user("bob", PASSWORD).await;
+    // carl has used up his hourly allowance.
+    let body = json!({ "username": "carl", "password": PASSWORD, "email": "carl@example.com" });
+    app.send(json_post("/register", &body)).await;
+    deliver(&app, &smtp).await;
+    let carl = app.auth.user_named("carl").await.unwrap().unwrap();
+    app.auth
+        .set_email(&carl, "carl@example.com", true)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        forgot(&app, "carl").await;
+    }
+    let before = deliver(&app, &smtp).await.len();
+
+    let names = ["nobody-at-all", "bob", "ann", "carl"];
+    let comparable = |r: &TestResponse| {
+        let mut headers: Vec<String> = r
+            .headers
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "date" | "x-request-id"))
+            .map(|(name, value)| format!("{name}: {value:?}"))
+            .collect();
+        headers.sort();
+        (r.status, r.text(), headers)
+    };
+    let first = comparable(&forgot(&app, names[0]).await);
+    assert_eq!(first.0, StatusCode::ACCEPTED);
+    // Rounds alternate the names, so that a machine's drift falls on all.
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+    for _ in 0..60 {
+        for (i, name) in names.iter().enumerate() {
+            app.auth.settled().await;
+            let started = Instant::now();
+            let answer = forgot(&app, name).await;
+            times[i].push(started.elapsed());
+            assert_eq!(comparable(&answer), first, "{name}");
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort();
+            t[t.len() / 2].as_secs_f64()
+        })
+        .collect();
+    let (fastest, slowest) = medians
+        .iter()
+        .fold((f64::MAX, 0.0_f64), |(lo, hi), m| (lo.min(*m), hi.max(*m)));
+    // The work is after the answer: the answers take alike, whatever the
+    // name. A lookup, a bcrypt or a mail queued before answering would be
+    // many times the rest.
+    assert!(
+        slowest / fastest < 2.0,
+        "median answer times by name {names:?}: {medians:?}"
+    );
+    // Only ann, who may, got mail: carl stayed over his allowance.
+    let mails = deliver(&app, &smtp).await;
+    assert!(mails.len() > before);
+    let after: Vec<_> = mails[before..].iter().map(|m| header(m, "To")).collect();
+    assert!(
+        after.iter().all(|to| *to == Some("ann@example.com")),
+        "{after:?}"
+    );
+    // ann's allowance (MAIL_PER_HOUR, 3) less her verification mail; and
+    // this client's (30 an hour) is spent long before the rounds end.
+    assert_eq!(after.len(), 2, "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_requests_at_the_same_instant_send_at_most_the_allowance() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let app = mail_app!(smtp);
+    ann_with_verified_address(&app, &smtp).await;
+    let before = smtp.delivered().len();
+    let asked = futures_join_all((0..50).map(|_| {
+        let app = app.clone();
+        tokio::spawn(async move { forgot(&app, "ann").await.status })
+    }))
+    .await;
+    assert!(asked.iter().all(|s| *s == StatusCode::ACCEPTED), "{asked:?}");
+    let mails = deliver(&app, &smtp).await;
+    // MAIL_PER_HOUR is 3; the verification mail was the account's first.
+    assert_eq!(mails.len() - before, 2, "{} mails", mails.len() - before);
+}
+
+async fn futures_join_all<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for task in tasks.collect::<Vec<_>>() {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_token_used_twice_at_the_same_instant_works_once() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let app = mail_app!(smtp);
+    ann_with_verified_address(&app, &smtp).await;
+    forgot(&app, "ann").await;
+    let token = link_token(deliver(&app, &smtp).await.last().unwrap());
+
+    // Both pass the link check and wait on the hasher; released together,
+    // both reach the store's one use of the link.
+    let hold = app.auth.hasher().hold();
+    let uses: Vec<_> = ["first passphrase here", "second passphrase here"]
+        .into_iter()
+        .map(|password| {
+            let (app, token) = (app.clone(), token.clone());
+            tokio::spawn(async move { reset(&app, &token, password).await })
+        })
+        .collect();
+    wait_for_hash_queue(&app.auth, 2).await;
+    drop(hold);
+    let mut statuses = Vec::new();
+    for used in uses {
+        let answer = used.await.unwrap();
+        let code = if answer.status == StatusCode::NO_CONTENT {
+            String::new()
+        } else {
+            answer.error_code()
+        };
+        statuses.push((answer.status, code));
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            (StatusCode::NO_CONTENT, String::new()),
+            (StatusCode::BAD_REQUEST, "invalid_token".to_owned()),
+        ]
+    );
+    let signed_in = [
+        app.login("ann", "first passphrase here").await.status,
+        app.login("ann", "second passphrase here").await.status,
+    ];
+    assert_eq!(
+        signed_in.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{signed_in:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_racing_a_reset_with_the_old_password_leaves_no_session() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let app = mail_app!(smtp);
+    ann_with_verified_address(&app, &smtp).await;
+    forgot(&app, "ann").await;
+    let token = link_token(deliver(&app, &smtp).await.last().unwrap());
+    let ann = app.auth.user_named("ann").await.unwrap().unwrap();
+
+    // The login has the old password checked, and waits on the hasher…
+    let hold = app.auth.hasher().hold();
+    let login = {
+        let app = app.clone();
+        tokio::spawn(async move { app.login("ann", PASSWORD).await })
+    };
+    wait_for_hash_queue(&app.auth, 1).await;
+    // …while the reset lands (its own hash made outside the held pool).
+    let new_hash = bcrypt::hash(NEW_PASSWORD, 4).unwrap();
+    let hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()).into();
+    let (_, ended) = app
+        .store
+        .use_reset_link(&hash, &new_hash, START)
+        .await
+        .unwrap()
+        .expect("the link works");
+    assert_eq!(ended, 0);
+    drop(hold);
+
+    let login = login.await.unwrap();
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED, "{}", login.text());
+    assert!(login.refresh_cookie().is_none());
+    assert!(app.store.active_sessions(ann.id, START).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_address_is_verified_by_its_link_and_a_new_one_replaces_it_only_then() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let app = mail_app!(smtp);
+    ann_with_verified_address(&app, &smtp).await;
+    let login = app.login("ann@example.com", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::OK, "a verified address signs in");
+    let access = login.access_token();
+    let me = app.get_with_bearer("/me", &access).await.json();
+    assert_eq!(me["email_verified"], true);
+
+    let change = |email: &str| {
+        let mut request = bearer(Method::PUT, "/me/email", &access);
+        *request.body_mut() = axum::body::Body::from(json!({ "email": email }).to_string());
+        request.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            "application/json".parse().unwrap(),
+        );
+        request
+    };
+    let asked = app.send(change("Ann@Example.org")).await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text());
+    let mails = deliver(&app, &smtp).await;
+    let link = mails_to(&mails, "ann@example.org");
+    assert_eq!(link.len(), 1);
+    // Not the account's until verified: the old one still signs in.
+    let me = app.get_with_bearer("/me", &access).await.json();
+    assert_eq!(me["email"], "ann@example.com");
+
+    let verified = verify(&app, &link_token(link[0])).await;
+    assert_eq!(verified.status, StatusCode::NO_CONTENT, "{}", verified.text());
+    let me = app.get_with_bearer("/me", &access).await.json();
+    assert_eq!(me["email"], "ann@example.org");
+    assert_eq!(me["email_verified"], true);
+    assert_eq!(app.login("ann@example.org", PASSWORD).await.status, StatusCode::OK);
+    assert_eq!(
+        app.login("ann@example.com", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The old address is told, and carries no link.
+    let mails = deliver(&app, &smtp).await;
+    let notices: Vec<_> = mails_to(&mails, "ann@example.com")
+        .into_iter()
+        .filter(|m| header(m, "Subject") == Some("Your latchkey account has a new email address"))
+        .collect();
+    assert_eq!(notices.len(), 1);
+    assert!(!notices[0].contains("#token"));
+
+    // Twice: as unknown.
+    let again = verify(&app, &link_token(link[0])).await;
+    assert_eq!(again.error_code(), "invalid_token");
+
+    // Past REAUTH_MAX_AGE the change needs the password again.
+    app.advance(601);
+    let refused = app.send(change("ann@example.net")).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.error_code(), "insufficient_user_authentication");
+}
+
+#[tokio::test]
+async fn a_newer_address_to_verify_supersedes_the_older_link() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let app = mail_app!(smtp);
+    let body = json!({ "username": "ann", "password": PASSWORD, "email": "ann@example.com" });
+    app.send(json_post("/register", &body)).await;
+    let first = link_token(deliver(&app, &smtp).await.last().unwrap());
+    let login = app.login("ann", PASSWORD).await;
+    let resent = app
+        .send(bearer(
+            Method::POST,
+            "/me/email/verification",
+            &login.access_token(),
+        ))
+        .await;
+    assert_eq!(resent.status, StatusCode::ACCEPTED, "{}", resent.text());
+    let second = link_token(deliver(&app, &smtp).await.last().unwrap());
+    assert_eq!(verify(&app, &first).await.error_code(), "invalid_token");
+    assert_eq!(verify(&app, &second).await.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn without_a_mail_transport_recovery_is_not_there() {
+    let app = test_app!(&[("APP_ENV", "production"), ("COOKIE_SECURE", "true")]);
+    for (method, path) in [
+        ("GET", "/password/forgot"),
+        ("GET", "/password/reset"),
+        ("GET", "/email/verify"),
+        ("GET", "/dev/outbox"),
+    ] {
+        let answer = app
+            .send(
+                axum::http::Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    let asked = forgot(&app, "ann").await;
+    assert_eq!(asked.status, StatusCode::NOT_FOUND);
+    let login_page = app
+        .send(
+            axum::http::Request::get("/login")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert!(!login_page.text().contains("Forgot your password?"));
+}
