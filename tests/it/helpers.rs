@@ -488,9 +488,13 @@ impl TestServer {
     /// `app` (latchkey's router, its metrics router, or a site of a test's
     /// own), over TLS with `tls`.
     pub async fn serving(app: Router, tls: Option<latchkey::Tls>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        Self::serving_at(SocketAddr::from(([127, 0, 0, 1], 0)), app, tls).await
+    }
+
+    /// As [`TestServer::serving`], on `address` (a test that must know its
+    /// origin before the app is built: `PUBLIC_ORIGIN`).
+    pub async fn serving_at(address: SocketAddr, app: Router, tls: Option<latchkey::Tls>) -> Self {
+        let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -7,7 +7,12 @@
 use std::path::Path;
 use std::process::Command;
 
+use std::sync::Arc;
+
+use latchkey::Auth;
+
 use crate::helpers::smtp::{SmtpServer, free_port};
+use crate::helpers::{PASSWORD, StoreKind, TestApp, TestStore, config_from};
 
 /// `latchkey mail test ADDRESS` with `vars` (and nothing else of this
 /// process's environment), in `dir`.
@@ -155,4 +160,128 @@ fn in_development_without_smtp_mail_is_written_to_the_outbox() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir.path().join("latchkey-outbox")), 0o700);
     assert_eq!(mode(&files[0]), 0o600);
+}
+
+/// `n` accounts with verified addresses `user{i}@example.com`, each of
+/// which has asked for a reset link.
+async fn queue_resets(app: &TestApp, n: usize) {
+    for i in 0..n {
+        let name = format!("user{i}");
+        let user = app.add_user(&name, PASSWORD).await;
+        app.auth
+            .set_email(&user, &format!("{name}@example.com"), true)
+            .await
+            .unwrap();
+        app.auth
+            .forgot_password(&name, &latchkey::ClientInfo::default());
+    }
+    app.auth.settled().await;
+}
+
+#[tokio::test]
+async fn a_relay_that_is_down_gets_the_mail_once_it_is_back() {
+    let port = free_port();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let app = TestApp::with(&[("SMTP_URL", &url)]).await;
+    queue_resets(&app, 1).await;
+
+    // Nobody listens: not sent, kept, due again after a back-off.
+    assert_eq!(app.auth.deliver_mail().await.unwrap(), 0);
+    let waiting = app.auth.unsent_mail(10).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].attempts, 1);
+    assert_eq!(waiting[0].failed_at, None);
+    assert!(waiting[0].last_error.is_some());
+
+    // Back, on the same port: not before the back-off, then once.
+    let Some(smtp) = SmtpServer::start_on(port, free_port()) else {
+        return;
+    };
+    assert_eq!(app.auth.deliver_mail().await.unwrap(), 0, "not due yet");
+    app.advance(30);
+    assert_eq!(app.auth.deliver_mail().await.unwrap(), 1);
+    assert_eq!(app.auth.deliver_mail().await.unwrap(), 0);
+    app.advance(3600);
+    assert_eq!(app.auth.deliver_mail().await.unwrap(), 0);
+    let delivered = smtp.delivered();
+    assert_eq!(delivered.len(), 1, "once");
+    assert!(delivered[0].contains("To: user0@example.com"));
+    assert!(app.auth.unsent_mail(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_relay_that_refuses_a_mail_for_good_is_not_asked_again() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let url = format!("smtp://127.0.0.1:{}", smtp.plain);
+    let app = TestApp::with(&[("SMTP_URL", &url)]).await;
+    let user = app.add_user("ann", PASSWORD).await;
+    app.auth
+        .set_email(&user, "reject@example.com", true)
+        .await
+        .unwrap();
+    app.auth
+        .forgot_password("ann", &latchkey::ClientInfo::default());
+    app.auth.settled().await;
+    assert_eq!(app.auth.deliver_mail().await.unwrap(), 0);
+    let failed = app.auth.unsent_mail(10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].failed_at.is_some());
+    assert_eq!(failed[0].link_id, None, "a mail given up on keeps no link");
+    assert!(failed[0].last_error.as_deref().unwrap().contains("550"));
+    app.advance(7200);
+    assert_eq!(app.auth.deliver_mail().await.unwrap(), 0);
+    assert!(smtp.delivered().is_empty());
+    app.auth.flush_audit(true).await;
+    assert!(app.event_kinds().await.iter().any(|k| k == "mail_failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_database_send_each_mail_once() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let url = format!("smtp://127.0.0.1:{}", smtp.plain);
+    let overrides = [("SMTP_URL", url.as_str()), ("MAIL_PER_HOUR", "1000")];
+    let Some(app) = TestApp::on(StoreKind::Postgres, &overrides).await else {
+        return;
+    };
+    const MAILS: usize = 40;
+    queue_resets(&app, MAILS).await;
+    // A second instance: its own pool, the same database.
+    let config = config_from(&app.vars).unwrap();
+    let other_store = TestStore::open(&config.database).await;
+    let other =
+        Auth::with_clock(config, other_store.shared(), Arc::new(app.clock.clone())).unwrap();
+
+    // Three workers on each instance, all at once.
+    let workers: Vec<_> = (0..6)
+        .map(|i| {
+            let auth = if i % 2 == 0 {
+                app.auth.clone()
+            } else {
+                other.clone()
+            };
+            tokio::spawn(async move { auth.deliver_mail().await.unwrap() })
+        })
+        .collect();
+    let mut sent = 0;
+    for worker in workers {
+        sent += worker.await.unwrap();
+    }
+    assert_eq!(sent, MAILS);
+    let mut recipients: Vec<String> = smtp
+        .delivered()
+        .iter()
+        .filter_map(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("To: ").map(str::to_owned))
+        })
+        .collect();
+    assert_eq!(recipients.len(), MAILS, "each mail once");
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(recipients.len(), MAILS, "every mail");
+    other_store.close().await;
 }

@@ -6,6 +6,7 @@
 
 mod account;
 mod pages;
+mod recovery;
 mod sessions;
 mod spa;
 
@@ -180,8 +181,15 @@ impl Latchkey {
         let config = config_from(&vars).expect("config");
         let path = config.database.sqlite_path().expect("sqlite").to_owned();
         let store = Arc::new(SqliteStore::open(&path).await.expect("store"));
+        let bind = vars.contains_key("BIND").then_some(config.server.bind);
         let auth = Auth::with_clock(config, store.clone(), clock).expect("secrets set");
-        let server = TestServer::start(auth.clone()).await;
+        let server = match bind {
+            // Where the test said: the origin mail links point at.
+            Some(address) => {
+                TestServer::serving_at(address, latchkey::router(auth.clone()), None).await
+            }
+            None => TestServer::start(auth.clone()).await,
+        };
         Self {
             server,
             auth,

@@ -1,0 +1,131 @@
+//! A forgotten password in the browser, as `cargo run` shows it with no mail
+//! server: "Forgot your password?" on the login page, the mail opened from
+//! `/dev/outbox`, a new password set from its link, the old session gone
+//! from another window, and a sign-in with the new password (README,
+//! "Account recovery").
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+
+use super::*;
+use crate::helpers::smtp::free_port;
+
+const PW: &str = "browser-pass-7";
+const NEW_PW: &str = "a browser's new passphrase";
+
+#[tokio::test]
+async fn a_forgotten_password_is_reset_from_the_development_outbox() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let port = free_port().to_string();
+    let bind = format!("127.0.0.1:{port}");
+    let origin = format!("http://127.0.0.1:{port}");
+    let app = Latchkey::start(&[
+        ("BIND", &bind),
+        ("PUBLIC_ORIGIN", &origin),
+        ("JWT_EXPIRATION", "3"),
+    ])
+    .await;
+    app.add_user("ann", PW).await;
+    let ann = app.auth.user_named("ann").await.unwrap().unwrap();
+    app.auth
+        .set_email(&ann, "ann@example.com", true)
+        .await
+        .unwrap();
+
+    // Signed in on one computer…
+    let laptop = browser.context().await;
+    sign_in(&laptop, &app, "ann", PW).await;
+
+    // …and forgotten on another.
+    let phone = browser.context().await;
+    phone.goto(&app.url("/login")).await.unwrap();
+    phone
+        .find(Locator::LinkText("Forgot your password?"))
+        .await
+        .expect("the link on the login page")
+        .click()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(5), "the forgot page", || async {
+        path(&phone).await == "/password/forgot"
+    })
+    .await;
+    fill(&phone, "login", "ann@example.com").await;
+    submit(&phone).await;
+    wait_until(Duration::from_secs(5), "the answer", || async {
+        phone
+            .source()
+            .await
+            .unwrap_or_default()
+            .contains("is on its way")
+    })
+    .await;
+
+    // The worker's step (the binary runs it in the background).
+    app.auth.settled().await;
+    assert_eq!(app.auth.deliver_mail().await.unwrap(), 1);
+
+    phone.goto(&app.url("/dev/outbox")).await.unwrap();
+    let page = phone.source().await.unwrap();
+    assert!(page.contains("ann@example.com"), "{page}");
+    assert!(page.contains("Reset your latchkey password"), "{page}");
+    phone
+        .find(Locator::Css("table.outbox a"))
+        .await
+        .expect("the mail's link")
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "the reset page, its token read",
+        || async {
+            path(&phone).await == "/password/reset"
+                && run_js(&phone, "return document.getElementById('token').value")
+                    .await
+                    .as_str()
+                    .is_some_and(|t| t.len() > 40)
+        },
+    )
+    .await;
+    // The token left the address bar (and so the history).
+    let address = phone.current_url().await.unwrap();
+    assert_eq!(address.fragment(), None, "{address}");
+
+    fill(&phone, "password", NEW_PW).await;
+    submit(&phone).await;
+    wait_until(
+        Duration::from_secs(5),
+        "the reset to be confirmed",
+        || async {
+            phone
+                .source()
+                .await
+                .unwrap_or_default()
+                .contains("Your password is changed")
+        },
+    )
+    .await;
+
+    // The laptop's session is gone: its next refresh finds out.
+    wait_until(Duration::from_secs(10), "the laptop at /login", || async {
+        path(&laptop).await == "/login"
+    })
+    .await;
+
+    // The new password signs in; the page linked to /login says so.
+    phone
+        .find(Locator::LinkText("Sign in"))
+        .await
+        .expect("a link to sign in")
+        .click()
+        .await
+        .unwrap();
+    sign_in(&phone, &app, "ann", NEW_PW).await;
+    assert!(console_problems(&phone).await.is_empty());
+    laptop.close().await.unwrap();
+    phone.close().await.unwrap();
+}
