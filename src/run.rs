@@ -193,8 +193,14 @@ async fn serve_auth(
     if tokio::time::timeout(drain, auth.settled()).await.is_err() {
         tracing::warn!("work left by requests did not finish in time");
     }
-    if let Err(e) = mail.await {
-        tracing::warn!(error = %e, "mail worker failed");
+    // The worker stops between mails; one in the relay's hands gets its
+    // time-out, not forever.
+    match tokio::time::timeout(drain.max(Duration::from_secs(31)), mail).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "mail worker failed"),
+        Err(_) => {
+            tracing::warn!("the mail worker did not stop in time; its mail is sent again later")
+        }
     }
     // Closing waits for connections to come back; one held by a request that
     // was cut off may not, so that wait is bounded too.

@@ -185,7 +185,12 @@ impl Auth {
                 refresh_limit: RefreshLimiter::new(config.tokens.max_refreshes_per_minute),
                 draining: AtomicBool::new(false),
                 mailer: Mailer::new(&config.mail)?,
-                links: LinkKey::new(config.tokens.refresh_secret.as_ref()),
+                links: LinkKey::new(config.tokens.refresh_secret.as_ref().ok_or_else(|| {
+                    crate::config::invalid(
+                        "JWT_REFRESH_SECRET",
+                        "must be set: it keys mailed links",
+                    )
+                })?),
                 mail_queued: tokio::sync::Notify::new(),
                 background: Arc::new(tokio::sync::Semaphore::new(BACKGROUND)),
                 metrics,

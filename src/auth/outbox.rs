@@ -3,17 +3,21 @@
 //! answered, so no request waits on a relay, a crash or a relay's outage
 //! loses nothing, and instances sharing a database send each mail once.
 //!
-//! A mail is claimed for [`LEASE`] seconds (longer than a send may take),
-//! tried, then settled by the claim that holds it: deleted once sent, due
-//! again after a back-off when the relay could not take it, kept as failed
-//! (without its link) when refused for good or out of attempts.
+//! A mail is claimed alone for [`LEASE`] seconds (four times the longest a
+//! send may take), tried, then settled by the claim that holds it: deleted
+//! once sent, due again after a back-off when the relay could not take it,
+//! kept as failed (without its link) when refused for good, out of
+//! attempts, or when its link no longer works. Delivery is at least once: a
+//! crash between the relay's `250` and the settling sends the mail again
+//! when the lease runs out.
 
 use std::time::Duration;
 
 use askama::Template;
 use tokio::sync::watch;
 
-use crate::auth::credentials::throttle::WINDOW;
+use crate::auth::credentials::throttle::{self, WINDOW};
+use crate::auth::links;
 use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
 use crate::clock::seconds;
 use crate::mail::{Letter, Sent};
@@ -21,13 +25,11 @@ use crate::store::{
     MailKind, MailOutcome, NewLink, NewMail, QueuedMail, Reservation, StoreResult, User,
 };
 
-/// Seconds a claim holds a mail: well past the transport's own time-out
-/// (`mail.rs`), so a mail is never taken by a second worker while the first
-/// is still sending it.
+/// Seconds a claim holds its one mail: four times the transport's own
+/// time-out (`mail.rs`), so a mail is never taken by a second worker while
+/// the first is still sending it (instances' clocks must agree to within
+/// the difference, as NTP keeps them).
 const LEASE: i64 = 120;
-
-/// Mails claimed at once.
-const BATCH: i64 = 16;
 
 /// Attempts before a mail is given up on. With [`backoff`], the last comes
 /// about six hours after the first: a relay's outage of a morning. A reset
@@ -106,7 +108,7 @@ pub(crate) async fn run(auth: Auth, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
         // An outage is logged by the store, once.
-        if let Err(e) = auth.deliver_mail().await {
+        if let Err(e) = auth.deliver_mail_until(&stop).await {
             tracing::debug!(error = %e, "mail worker: the store did not answer");
         }
     }
@@ -115,8 +117,9 @@ pub(crate) async fn run(auth: Auth, mut stop: watch::Receiver<bool>) {
 impl Auth {
     /// Queues a mail of `kind` to `to` about `user`, with its link when the
     /// kind has one (verifying `verifies`), counted first against
-    /// `MAIL_PER_HOUR` for the account and for the address:
-    /// `TooManyAttempts` when either is spent, and nothing is queued.
+    /// `MAIL_PER_HOUR`: a reset per account; a verification per account and
+    /// per address. `TooManyAttempts` when one is spent, and nothing is
+    /// queued.
     pub(crate) async fn queue_mail(
         &self,
         kind: MailKind,
@@ -125,13 +128,16 @@ impl Auth {
         verifies: Option<&str>,
     ) -> Result<(), ApiError> {
         let mail = &self.config().mail;
-        let mut keys = [
-            format!("mail-account:{}", user.id),
-            format!("mail-address:{to}"),
-        ];
+        let mut keys = match kind {
+            MailKind::PasswordReset => vec![throttle::mail_reset_key(user.id)],
+            _ => vec![
+                throttle::mail_verify_key(user.id),
+                throttle::mail_verify_to_key(&self.inner.links.tag(to)),
+            ],
+        };
         // In one order everywhere, so two reservations never deadlock.
         keys.sort();
-        let keys = keys.each_ref().map(String::as_str);
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let now = self.now();
         if let Reservation::Refused { until } = self
             .store()
@@ -181,20 +187,23 @@ impl Auth {
         Ok(self.store().unsent_mail(limit.clamp(1, 10_000)).await?)
     }
 
-    /// Sends every mail due now, batch by batch; returns how many the
+    /// Sends every mail due now, one claim at a time; returns how many the
     /// transport accepted. The worker's one step, and a hook for latchkey's
     /// own tests, which drive it by hand.
     #[doc(hidden)]
     pub async fn deliver_mail(&self) -> StoreResult<usize> {
+        let (_keep, never) = watch::channel(false);
+        self.deliver_mail_until(&never).await
+    }
+
+    /// As [`Auth::deliver_mail`], stopping between mails once `stop` says so.
+    async fn deliver_mail_until(&self, stop: &watch::Receiver<bool>) -> StoreResult<usize> {
         let mut sent = 0;
-        loop {
-            let batch = self.store().claim_mail(self.now(), LEASE, BATCH).await?;
-            if batch.is_empty() {
+        while !*stop.borrow() {
+            let Some(mail) = self.store().claim_mail(self.now(), LEASE, 1).await?.pop() else {
                 break;
-            }
-            for mail in batch {
-                sent += usize::from(self.deliver(mail).await?);
-            }
+            };
+            sent += usize::from(self.deliver(mail).await?);
         }
         let oldest = self.store().oldest_unsent_mail().await?;
         self.metrics()
@@ -270,7 +279,17 @@ impl Auth {
                 if let Some(kind) = kind {
                     self.metrics().mail_failed(kind);
                 }
-                self.record(event(AuditKind::MailFailed).detail(format!("{kind_name}: {why}")))
+                // The relay's words may name the recipient: the trail keeps
+                // its code alone, the queue (`latchkey mail queue`) the rest.
+                let code = why
+                    .split_whitespace()
+                    .next()
+                    .filter(|w| w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()));
+                let detail = match code {
+                    Some(code) => format!("{kind_name}: {code}"),
+                    None => kind_name.to_owned(),
+                };
+                self.record(event(AuditKind::MailFailed).detail(detail))
                     .await;
                 Ok(false)
             }
@@ -292,6 +311,21 @@ impl Auth {
             return Ok(Err("the account is gone".to_owned()));
         };
         let mail = &self.config().mail;
+        // A link used, superseded, expired or ended by a password change is
+        // not worth a mail: the mail is given up on.
+        if let (Some(id), MailKind::PasswordReset | MailKind::EmailVerification) =
+            (&queued.link_id, kind)
+        {
+            let hash = links::hash(&self.inner.links.token(id));
+            if self
+                .store()
+                .live_link(&hash, kind, self.now())
+                .await?
+                .is_none()
+            {
+                return Ok(Err("its link no longer works".to_owned()));
+            }
+        }
         let url = |path: &str| {
             let origin = mail.link_origin.as_deref().unwrap_or_default();
             queued.link_id.as_deref().map(|id| {

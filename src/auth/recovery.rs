@@ -9,7 +9,7 @@
 //! without, or a request over its allowance from one within it.
 
 use crate::auth::credentials::normalize_username;
-use crate::auth::credentials::throttle::WINDOW;
+use crate::auth::credentials::throttle::{self, WINDOW};
 use crate::auth::email::normalize_email;
 use crate::auth::links;
 use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event};
@@ -43,7 +43,7 @@ impl Auth {
 
     async fn send_reset_link(&self, login: &str, client: &ClientInfo) -> Result<(), ApiError> {
         if let Some(ip) = &client.ip {
-            let key = format!("mail-ip:{ip}");
+            let key = throttle::mail_ip_key(ip);
             let allowance = self.config().mail.per_hour.saturating_mul(ADDRESS_FACTOR);
             let reserved = self
                 .store()

@@ -1,7 +1,7 @@
 //! Verified addresses (README, "Email addresses"): `PUT /me/email` asks to
 //! change the account's address, `POST /me/email/verification` sends the
-//! link again, `POST /email/verify` uses it, and its page. Only while
-//! latchkey sends mail; otherwise `404`.
+//! link again, `POST /email/verify` uses it, and its page. Routed only
+//! while latchkey sends mail (`routes/mod.rs`).
 
 use askama::Template;
 use axum::Json;
@@ -20,7 +20,7 @@ use crate::routes::extract::{Base, LiveSession};
 use crate::routes::openapi::BodyRefusals;
 use crate::routes::origin::AllowedOrigin;
 use crate::routes::pages::{form_message, refused, render};
-use crate::routes::recovery::{Accepted, mail_on};
+use crate::routes::recovery::Accepted;
 
 pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new()
@@ -68,7 +68,6 @@ struct VerifyPage<'a> {
             session no longer live), or `insufficient_user_authentication`: the password was \
             last checked more than `REAUTH_MAX_AGE` seconds ago (RFC 9470 §3; `POST \
             /reauthenticate` answers it)", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 404, description = "`not_found`: latchkey sends no mail", body = ErrorBody),
         BodyRefusals,
         (status = 429, description = "`too_many_attempts`: `MAIL_PER_HOUR` mails to this account \
             or address already", body = ErrorBody, headers(("retry-after" = String))),
@@ -79,7 +78,6 @@ async fn change_email(
     LiveSession(token): LiveSession,
     body: Result<Json<NewEmail>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    mail_on(&auth)?;
     auth.require_recent_authentication(token.claims(), auth.config().tokens.reauth_max_age)?;
     let Json(new) = body?;
     auth.change_email(&token, &new.email).await?;
@@ -98,7 +96,6 @@ async fn change_email(
             be verified, or more than one `Authorization` header", body = ErrorBody),
         (status = 401, description = "`unauthenticated` or `invalid_token` (bad or expired, or \
             its session no longer live)", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 404, description = "`not_found`: latchkey sends no mail", body = ErrorBody),
         (status = 429, description = "`too_many_attempts`: `MAIL_PER_HOUR` mails to this account \
             or address already", body = ErrorBody, headers(("retry-after" = String))),
     )
@@ -107,7 +104,6 @@ async fn resend_verification(
     State(auth): State<Auth>,
     LiveSession(token): LiveSession,
 ) -> Result<Response, ApiError> {
-    mail_on(&auth)?;
     auth.resend_verification(&token).await?;
     Ok(accepted(
         "A link to confirm the address is on its way to it.",
@@ -130,18 +126,16 @@ fn accepted(message: &str) -> Response {
     get, path = "/email/verify", tag = "pages", operation_id = "verify_email_page",
     responses(
         (status = 200, description = "The page", body = String, content_type = "text/html"),
-        (status = 404, description = "`not_found`: latchkey sends no mail", body = ErrorBody),
     )
 )]
-async fn verify_page(State(auth): State<Auth>, base: Base) -> Result<Response, ApiError> {
-    mail_on(&auth)?;
+async fn verify_page(base: Base) -> Response {
     let page = VerifyPage {
         base: &base.0,
         done: false,
         error: None,
         token: "",
     };
-    Ok(render(StatusCode::OK, &page))
+    render(StatusCode::OK, &page)
 }
 
 /// Verifies an address with its link's token: it becomes the account's,
@@ -163,7 +157,6 @@ async fn verify_page(State(auth): State<Auth>, base: Base) -> Result<Response, A
             page again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 403, description = "`forbidden_origin`: a cross-site request", body = ErrorBody),
-        (status = 404, description = "`not_found`: latchkey sends no mail", body = ErrorBody),
         BodyRefusals,
     )
 )]
@@ -174,7 +167,6 @@ async fn verify(
     base: Base,
     body: JsonOrForm<VerifyEmail>,
 ) -> Result<Response, ApiError> {
-    mail_on(&auth)?;
     match body {
         JsonOrForm::Json(v) => {
             auth.verify_email(&v.token, &client).await?;

@@ -145,13 +145,14 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
         .merge(password::router())
         .merge(reauthenticate::router())
         .merge(register::router())
-        .merge(recovery::router())
-        .merge(email::router())
-        .merge(outbox::router())
         .merge(me::router())
         .merge(sessions::router())
         .merge(health::router())
         .merge(openapi::router())
+        // Only while latchkey sends mail: without it there is no way to
+        // recover an account, and no path pretends there is (README,
+        // "Account recovery").
+        .merge(mail_routes(auth.config()))
         .split_for_parts();
     // The static assets and the published keys: public, and cached.
     let (assets, assets_api) = assets::router()
@@ -229,6 +230,20 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
                 .layer(timeout::RequestTimeoutLayer(auth.config().server.request_timeout)),
         )
     .with_state(auth)
+}
+
+/// The endpoints and pages that send mail, when latchkey does; the
+/// development outbox, when that is where mail goes.
+fn mail_routes(config: &Config) -> utoipa_axum::router::OpenApiRouter<Auth> {
+    let routes = utoipa_axum::router::OpenApiRouter::new();
+    if !config.mail.sends() {
+        return routes;
+    }
+    let routes = routes.merge(recovery::router()).merge(email::router());
+    match config.mail.transport {
+        crate::config::MailTransport::Outbox(_) => routes.merge(outbox::router()),
+        _ => routes,
+    }
 }
 
 /// Puts each of `headers` on a response that lacks it (a handler's own

@@ -1,7 +1,8 @@
 //! `GET /dev/outbox`: in development without `SMTP_URL`, the mail latchkey
 //! wrote to `MAIL_OUTBOX_DIR` instead of sending it, as a page with each
 //! mail's link, so the whole recovery flow runs in a browser with nothing
-//! set up (README, "Mail"). `404` whenever mail goes anywhere else.
+//! set up (README, "Mail"). Routed only then (`routes/mod.rs`), and shown
+//! only to a client on this machine: the links in it sign people in.
 
 use std::path::Path;
 
@@ -12,7 +13,7 @@ use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{ApiError, Auth};
+use crate::auth::{ApiError, Auth, ClientInfo};
 use crate::config::MailTransport;
 use crate::routes::error::ErrorBody;
 use crate::routes::extract::Base;
@@ -21,7 +22,7 @@ use crate::routes::pages::render;
 /// The newest mails shown.
 const SHOWN: usize = 50;
 
-/// Mails larger than this are listed without their contents.
+/// Mails larger than this are left out (latchkey writes none so large).
 const LARGEST: u64 = 256 * 1024;
 
 pub(crate) fn router() -> OpenApiRouter<Auth> {
@@ -50,14 +51,27 @@ struct OutboxPage<'a> {
     responses(
         (status = 200, description = "The mails written so far, newest first", body = String,
             content_type = "text/html"),
-        (status = 404, description = "`not_found`: not in development, or `SMTP_URL` is set",
+        (status = 404, description = "`not_found`: asked from another machine (the page is \
+            routed only in development without `SMTP_URL`)",
             body = ErrorBody),
     )
 )]
-async fn outbox(State(auth): State<Auth>, base: Base) -> Result<Response, ApiError> {
+async fn outbox(
+    State(auth): State<Auth>,
+    client: ClientInfo,
+    base: Base,
+) -> Result<Response, ApiError> {
     let MailTransport::Outbox(dir) = &auth.config().mail.transport else {
         return Err(ApiError::NotFound);
     };
+    let here = client
+        .ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback());
+    if !here {
+        return Err(ApiError::NotFound);
+    }
     let dir = dir.clone();
     let mails = tokio::task::spawn_blocking({
         let dir = dir.clone();

@@ -1,6 +1,6 @@
 //! A forgotten password (README, "Account recovery"): `POST /password/forgot`
 //! asks for a reset link, `POST /password/reset` uses it, and their pages.
-//! Only while latchkey sends mail; otherwise `404`.
+//! Routed only while latchkey sends mail (`routes/mod.rs`).
 
 use askama::Template;
 use axum::Json;
@@ -25,16 +25,6 @@ pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new()
         .routes(routes!(forgot_page, forgot))
         .routes(routes!(reset_page, reset))
-}
-
-/// `404` unless latchkey sends mail: without it there is no way to recover
-/// an account, and no endpoint pretends there is.
-pub(crate) fn mail_on(auth: &Auth) -> Result<(), ApiError> {
-    if auth.config().mail.sends() {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound)
-    }
 }
 
 /// What `POST /password/forgot` always answers.
@@ -94,17 +84,15 @@ struct ResetPage<'a> {
     get, path = "/password/forgot", tag = "pages", operation_id = "forgot_password_page",
     responses(
         (status = 200, description = "The form", body = String, content_type = "text/html"),
-        (status = 404, description = "`not_found`: latchkey sends no mail", body = ErrorBody),
     )
 )]
-async fn forgot_page(State(auth): State<Auth>, base: Base) -> Result<Response, ApiError> {
-    mail_on(&auth)?;
+async fn forgot_page(base: Base) -> Response {
     let page = ForgotPage {
         base: &base.0,
         asked: false,
         answer: "",
     };
-    Ok(render(StatusCode::OK, &page))
+    render(StatusCode::OK, &page)
 }
 
 /// Asks for a password reset link. Always the same `202`, at once, for an
@@ -124,7 +112,6 @@ async fn forgot_page(State(auth): State<Auth>, base: Base) -> Result<Response, A
         (status = 400, description = "`invalid_request`: a missing or malformed field",
             body = ErrorBody),
         (status = 403, description = "`forbidden_origin`: a cross-site request", body = ErrorBody),
-        (status = 404, description = "`not_found`: latchkey sends no mail", body = ErrorBody),
         BodyRefusals,
     )
 )]
@@ -135,7 +122,6 @@ async fn forgot(
     base: Base,
     body: JsonOrForm<ForgotPassword>,
 ) -> Result<Response, ApiError> {
-    mail_on(&auth)?;
     let (JsonOrForm::Json(asked) | JsonOrForm::Form(asked)) = &body;
     auth.forgot_password(&asked.login, &client);
     Ok(match body {
@@ -163,18 +149,16 @@ async fn forgot(
     get, path = "/password/reset", tag = "pages", operation_id = "reset_password_page",
     responses(
         (status = 200, description = "The form", body = String, content_type = "text/html"),
-        (status = 404, description = "`not_found`: latchkey sends no mail", body = ErrorBody),
     )
 )]
-async fn reset_page(State(auth): State<Auth>, base: Base) -> Result<Response, ApiError> {
-    mail_on(&auth)?;
+async fn reset_page(base: Base) -> Response {
     let page = ResetPage {
         base: &base.0,
         done: false,
         error: None,
         token: "",
     };
-    Ok(render(StatusCode::OK, &page))
+    render(StatusCode::OK, &page)
 }
 
 /// Sets a new password with a reset link's token. Every session of the
@@ -195,7 +179,6 @@ async fn reset_page(State(auth): State<Auth>, base: Base) -> Result<Response, Ap
             HTML form: its page again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 403, description = "`forbidden_origin`: a cross-site request", body = ErrorBody),
-        (status = 404, description = "`not_found`: latchkey sends no mail", body = ErrorBody),
         BodyRefusals,
         (status = 422, description = format!("`weak_password`: the password is under \
             {MIN_PASSWORD_CHARS} or over {MAX_PASSWORD_CHARS} characters, or one of the most \
@@ -212,7 +195,6 @@ async fn reset(
     base: Base,
     body: JsonOrForm<ResetPassword>,
 ) -> Result<Response, ApiError> {
-    mail_on(&auth)?;
     match body {
         JsonOrForm::Json(r) => {
             auth.reset_password(&r.token, &r.password, &client).await?;

@@ -544,3 +544,56 @@ pub async fn wait_for_hash_queue(auth: &Auth, jobs: usize) {
 pub fn secs(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_secs()).expect("a sane duration")
 }
+
+/// Every row of every table of the app's store, as text, one line per row.
+pub async fn every_row(app: &TestApp) -> Vec<String> {
+    let url = &app.vars["DATABASE_URL"];
+    let mut rows = Vec::new();
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::TEXT FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        for table in tables {
+            let sql = format!("SELECT t::TEXT FROM \"{table}\" t");
+            let texts: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            rows.extend(texts.into_iter().map(|t| format!("{table}: {t}")));
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        for table in tables {
+            let columns: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT name FROM pragma_table_info('{table}')"
+            )))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let row = columns
+                .iter()
+                .map(|c| format!("quote(\"{c}\")"))
+                .collect::<Vec<_>>()
+                .join(" || ' | ' || ");
+            let sql = format!("SELECT {row} FROM \"{table}\"");
+            let texts: Vec<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            rows.extend(texts.into_iter().flatten().map(|t| format!("{table}: {t}")));
+        }
+        pool.close().await;
+    }
+    rows
+}

@@ -105,7 +105,8 @@ async fn the_description_names_every_routed_operation_and_nothing_else() {
             let status = app.send(request).await.status;
             if expected.contains(&((*method).to_owned(), path.clone())) {
                 assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
-                if !path.contains('{') {
+                // `/dev/outbox` is `404` to another machine, as this client is.
+                if !path.contains('{') && path != "/dev/outbox" {
                     assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path}");
                 }
             } else {

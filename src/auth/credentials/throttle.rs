@@ -144,9 +144,38 @@ fn devices_key(user_id: i64) -> String {
 /// the key prefixes (README, "Deleting an account").
 pub fn account_counters(username: &str, user_id: i64) -> (Vec<String>, Vec<String>) {
     (
-        vec![account_key(username), devices_key(user_id)],
+        vec![
+            account_key(username),
+            devices_key(user_id),
+            mail_reset_key(user_id),
+            mail_verify_key(user_id),
+        ],
         vec![pair_prefix(username), device_prefix(user_id)],
     )
+}
+
+/// Reset links mailed to an account: per account only, so that nobody else
+/// can spend a victim's allowance by naming their address elsewhere, and a
+/// request about one account tells nothing about another's (README,
+/// "Account recovery").
+pub fn mail_reset_key(user_id: i64) -> String {
+    format!("mail-reset:{user_id}")
+}
+
+/// Verification links asked for by an account.
+pub fn mail_verify_key(user_id: i64) -> String {
+    format!("mail-verify:{user_id}")
+}
+
+/// Verification links mailed to one address, whichever accounts ask: named
+/// by a keyed tag, never the address.
+pub fn mail_verify_to_key(address_tag: &str) -> String {
+    format!("mail-verify-to:{address_tag}")
+}
+
+/// Reset links asked for from one client address, whatever names they carry.
+pub fn mail_ip_key(ip: &str) -> String {
+    format!("mail-ip:{}", address_key(ip))
 }
 
 /// Sign-ups from one address: every attempt counts, successful or not, so a

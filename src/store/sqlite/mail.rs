@@ -99,9 +99,26 @@ impl Outbox for SqliteStore {
     ) -> StoreResult<bool> {
         let query = match outcome {
             MailOutcome::Sent => {
-                sqlx::query("DELETE FROM mail_outbox WHERE id = ?1 AND attempts = ?2")
+                let mut tx = begin_write(&self.pool).await.db()?;
+                // The link's id rebuilds its token (with the key): once sent,
+                // it gives way to its hash, from which nothing is rebuilt.
+                sqlx::query(
+                    "UPDATE links SET id = 'sent:' || hex(hash) WHERE id = \
+                     (SELECT link_id FROM mail_outbox WHERE id = ?1 AND attempts = ?2)",
+                )
+                .bind(id)
+                .bind(attempts)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+                let done = sqlx::query("DELETE FROM mail_outbox WHERE id = ?1 AND attempts = ?2")
                     .bind(id)
                     .bind(attempts)
+                    .execute(&mut *tx)
+                    .await
+                    .db()?;
+                tx.commit().await.db()?;
+                return Ok(done.rows_affected() > 0);
             }
             MailOutcome::Retry { at, error } => sqlx::query(
                 "UPDATE mail_outbox SET leased_until = 0, next_attempt_at = ?3, last_error = ?4 \
@@ -180,8 +197,7 @@ impl Links for SqliteStore {
         let row: Option<(i64, Option<String>)> = sqlx::query_as(
             "SELECT l.user_id, l.email FROM links l JOIN users u ON u.id = l.user_id \
              WHERE l.hash = ?1 AND l.kind = ?2 AND l.used_at IS NULL AND l.expires_at > ?3 \
-                 AND u.disabled_at IS NULL \
-                 AND (l.kind <> 'password_reset' OR l.credentials_version = u.credentials_version)",
+                 AND u.disabled_at IS NULL AND l.credentials_version = u.credentials_version",
         )
         .bind(hash)
         .bind(kind.as_str())
@@ -199,33 +215,28 @@ impl Links for SqliteStore {
         now: i64,
     ) -> StoreResult<Option<(User, u64)>> {
         let mut tx = begin_write(&self.pool).await.db()?;
-        let user_id: Option<i64> = sqlx::query_scalar(
-            "UPDATE links SET used_at = ?1 \
-             WHERE hash = ?2 AND kind = 'password_reset' AND used_at IS NULL AND expires_at > ?1 \
-                 AND credentials_version = (SELECT credentials_version FROM users \
-                     WHERE id = links.user_id AND disabled_at IS NULL) \
-             RETURNING user_id",
-        )
-        .bind(now)
-        .bind(hash)
-        .fetch_optional(&mut *tx)
-        .await
-        .db()?;
-        let Some(user_id) = user_id else {
+        let Some((user_id, version)) =
+            use_link(&mut tx, hash, MailKind::PasswordReset, now).await?
+        else {
             return Ok(None);
         };
         let sql = concat!(
             "UPDATE users SET password_hash = ?1, updated_at = ?2, \
-                 credentials_version = credentials_version + 1 WHERE id = ?3 RETURNING ",
+                 credentials_version = credentials_version + 1 \
+             WHERE id = ?3 AND credentials_version = ?4 AND disabled_at IS NULL RETURNING ",
             user_columns!()
         );
-        let user = one(sqlx::query_as::<_, Row<User>>(sql)
+        let user = sqlx::query_as::<_, Row<User>>(sql)
             .bind(new_hash)
             .bind(now)
             .bind(user_id)
-            .fetch_one(&mut *tx)
+            .bind(version)
+            .fetch_optional(&mut *tx)
             .await
-            .db()?);
+            .db()?;
+        let Some(user) = user.map(one) else {
+            return Ok(None);
+        };
         let revoked = revoke_all_in(&mut *tx, user_id, None, RevokeReason::PasswordReset, now)
             .await
             .db()?;
@@ -239,27 +250,31 @@ impl Links for SqliteStore {
         now: i64,
     ) -> StoreResult<Option<EmailVerified>> {
         let mut tx = begin_write(&self.pool).await.db()?;
-        let used: Option<(i64, String)> = sqlx::query_as(
-            "UPDATE links SET used_at = ?1 \
-             WHERE hash = ?2 AND kind = 'email_verification' AND used_at IS NULL \
-                 AND expires_at > ?1 AND email IS NOT NULL \
-                 AND EXISTS (SELECT 1 FROM users WHERE id = links.user_id AND disabled_at IS NULL) \
-             RETURNING user_id, email",
+        let Some((user_id, version)) =
+            use_link(&mut tx, hash, MailKind::EmailVerification, now).await?
+        else {
+            return Ok(None);
+        };
+        let email: Option<String> = sqlx::query_scalar("SELECT email FROM links WHERE hash = ?1")
+            .bind(hash)
+            .fetch_one(&mut *tx)
+            .await
+            .db()?;
+        let Some(email) = email else {
+            return Ok(None);
+        };
+        let before: Option<(Option<String>, bool)> = sqlx::query_as(
+            "SELECT email, email_verified FROM users \
+             WHERE id = ?1 AND credentials_version = ?2 AND disabled_at IS NULL",
         )
-        .bind(now)
-        .bind(hash)
+        .bind(user_id)
+        .bind(version)
         .fetch_optional(&mut *tx)
         .await
         .db()?;
-        let Some((user_id, email)) = used else {
+        let Some(before) = before else {
             return Ok(None);
         };
-        let before: (Option<String>, bool) =
-            sqlx::query_as("SELECT email, email_verified FROM users WHERE id = ?1")
-                .bind(user_id)
-                .fetch_one(&mut *tx)
-                .await
-                .db()?;
         let sql = concat!(
             "UPDATE users SET email = ?1, email_verified = 1, updated_at = ?2 WHERE id = ?3 \
              RETURNING ",
@@ -277,11 +292,55 @@ impl Links for SqliteStore {
             Err(e) if is_unique_violation(&e) => return Err(StoreError::EmailTaken),
             Err(e) => return Err(e).db(),
         };
-        tx.commit().await.db()?;
+        // Links issued for the account before (a reset to the old address,
+        // another address to verify) go with the address they were for.
+        sqlx::query("UPDATE links SET used_at = ?1 WHERE user_id = ?2 AND used_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .db()?;
         let replaced = match before {
             (Some(old), true) if old != email => Some(old),
             _ => None,
         };
+        // The old address is told in the same step, so neither a crash nor
+        // an allowance spent by someone else can keep it from knowing.
+        if let Some(old) = &replaced {
+            sqlx::query(
+                "INSERT INTO mail_outbox (kind, recipient, user_id, created_at, next_attempt_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )
+            .bind(MailKind::EmailChanged.as_str())
+            .bind(old)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        }
+        tx.commit().await.db()?;
         Ok(Some(EmailVerified { user, replaced }))
     }
+}
+
+/// Marks the link of `kind` whose token hashes to `hash` used, if it still
+/// works; its account and the credentials version it was issued under.
+async fn use_link(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    hash: &[u8],
+    kind: MailKind,
+    now: i64,
+) -> StoreResult<Option<(i64, i64)>> {
+    sqlx::query_as(
+        "UPDATE links SET used_at = ?1 \
+         WHERE hash = ?2 AND kind = ?3 AND used_at IS NULL AND expires_at > ?1 \
+         RETURNING user_id, credentials_version",
+    )
+    .bind(now)
+    .bind(hash)
+    .bind(kind.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .db()
 }
