@@ -125,6 +125,8 @@ run_seed() {
   BASE=http://127.0.0.1:$PORT
   export DATABASE_URL="sqlite://$dir/latchkey.db"
   export BIND=127.0.0.1:$PORT
+  # Mail from sign-ups with an address goes to files, in the scratch folder.
+  export MAIL_OUTBOX_DIR=$dir/outbox
   echo "$PASSWORD" | "$BIN" user add fuzzer >/dev/null
 
   "$BIN" >"$dir/server.log" 2>&1 &

@@ -20,7 +20,7 @@ use crate::routes::extract::{Base, LiveSession};
 use crate::routes::openapi::BodyRefusals;
 use crate::routes::origin::AllowedOrigin;
 use crate::routes::pages::{form_message, refused, render};
-use crate::routes::recovery::Accepted;
+use crate::routes::recovery::{Accepted, MAX_TOKEN_CHARS, within};
 
 pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new()
@@ -40,7 +40,7 @@ pub(crate) struct NewEmail {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct VerifyEmail {
     /// The token from the mailed link (its fragment's `token`).
-    #[schema(max_length = 128)]
+    #[schema(min_length = 1, max_length = 128)]
     token: String,
 }
 
@@ -57,7 +57,7 @@ struct VerifyPage<'a> {
 /// when the link is used, and the old one, if verified, is told. Needs a
 /// password checked within `REAUTH_MAX_AGE` seconds (`auth_time`).
 #[utoipa::path(
-    put, path = "/me/email", tag = "account",
+    put, path = "/me/email", tag = "account", operation_id = "change_email",
     security(("bearer" = [])),
     request_body(content = NewEmail, content_type = "application/json"),
     responses(
@@ -88,7 +88,7 @@ async fn change_email(
 
 /// Mails the link for the account's unverified address again.
 #[utoipa::path(
-    post, path = "/me/email/verification", tag = "account",
+    post, path = "/me/email/verification", tag = "account", operation_id = "resend_email_verification",
     security(("bearer" = [])),
     responses(
         (status = 202, description = "The link is on its way", body = Accepted),
@@ -142,7 +142,7 @@ async fn verify_page(base: Base) -> Response {
 /// verified (it signs in, and reset links go there), and the verified
 /// address it replaces is told.
 #[utoipa::path(
-    post, path = "/email/verify", tag = "account",
+    post, path = "/email/verify", tag = "account", operation_id = "verify_email",
     request_body(content(
         (VerifyEmail = "application/json"),
         (VerifyEmail = "application/x-www-form-urlencoded"),
@@ -169,11 +169,15 @@ async fn verify(
 ) -> Result<Response, ApiError> {
     match body {
         JsonOrForm::Json(v) => {
+            within("token", &v.token, MAX_TOKEN_CHARS)?;
             auth.verify_email(&v.token, &client).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         JsonOrForm::Form(v) => {
-            let result = auth.verify_email(&v.token, &client).await;
+            let result = match within("token", &v.token, MAX_TOKEN_CHARS) {
+                Ok(()) => auth.verify_email(&v.token, &client).await,
+                Err(e) => Err(e),
+            };
             let error = result.as_ref().err().map(form_message);
             let page = VerifyPage {
                 base: &base.0,

@@ -31,17 +31,36 @@ pub(crate) fn router() -> OpenApiRouter<Auth> {
 const FORGOT_ANSWER: &str = "If an account matches and has a verified email address, a link to \
     choose a new password is on its way to it.";
 
+/// The longest `login` taken: the longest address (RFC 5321), and so longer
+/// than any username. The schemas below state these bounds as literals.
+const MAX_LOGIN_CHARS: usize = 254;
+
+/// The longest token taken: latchkey's are 65 characters.
+pub(crate) const MAX_TOKEN_CHARS: usize = 128;
+
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct ForgotPassword {
     /// A username, or an account's verified email address.
-    #[schema(examples("ann"), max_length = 254)]
+    #[schema(examples("ann"), min_length = 1, max_length = 254)]
     login: String,
+}
+
+/// `400 invalid_request` for a field outside its schema's length bounds:
+/// what the description promises, whatever the rest of the request.
+pub(crate) fn within(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    let chars = value.chars().count();
+    if chars == 0 || chars > max {
+        return Err(ApiError::InvalidRequest(format!(
+            "{field} must be 1 to {max} characters"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct ResetPassword {
     /// The token from the mailed link (its fragment's `token`).
-    #[schema(max_length = 128)]
+    #[schema(min_length = 1, max_length = 128)]
     token: String,
     #[schema(schema_with = reset_password_schema)]
     password: String,
@@ -101,7 +120,7 @@ async fn forgot_page(base: Base) -> Response {
 /// answer. A known account with a verified address gets a link, at most
 /// `MAIL_PER_HOUR` an hour.
 #[utoipa::path(
-    post, path = "/password/forgot", tag = "account",
+    post, path = "/password/forgot", tag = "account", operation_id = "forgot_password",
     request_body(content(
         (ForgotPassword = "application/json"),
         (ForgotPassword = "application/x-www-form-urlencoded"),
@@ -123,6 +142,7 @@ async fn forgot(
     body: JsonOrForm<ForgotPassword>,
 ) -> Result<Response, ApiError> {
     let (JsonOrForm::Json(asked) | JsonOrForm::Form(asked)) = &body;
+    within("login", &asked.login, MAX_LOGIN_CHARS)?;
     auth.forgot_password(&asked.login, &client);
     Ok(match body {
         JsonOrForm::Json(_) => (
@@ -165,7 +185,7 @@ async fn reset_page(base: Base) -> Response {
 /// account ends, every other reset link dies, and device cookies issued
 /// before count no more. Nobody is signed in: sign in with the new password.
 #[utoipa::path(
-    post, path = "/password/reset", tag = "account",
+    post, path = "/password/reset", tag = "account", operation_id = "reset_password",
     request_body(content(
         (ResetPassword = "application/json"),
         (ResetPassword = "application/x-www-form-urlencoded"),
@@ -197,11 +217,15 @@ async fn reset(
 ) -> Result<Response, ApiError> {
     match body {
         JsonOrForm::Json(r) => {
+            within("token", &r.token, MAX_TOKEN_CHARS)?;
             auth.reset_password(&r.token, &r.password, &client).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         JsonOrForm::Form(r) => {
-            let result = auth.reset_password(&r.token, &r.password, &client).await;
+            let result = match within("token", &r.token, MAX_TOKEN_CHARS) {
+                Ok(()) => auth.reset_password(&r.token, &r.password, &client).await,
+                Err(e) => Err(e),
+            };
             let error = result.as_ref().err().map(form_message);
             let page = ResetPage {
                 base: &base.0,
