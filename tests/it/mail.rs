@@ -192,6 +192,13 @@ async fn a_relay_that_is_down_gets_the_mail_once_it_is_back() {
     assert_eq!(waiting[0].attempts, 1);
     assert_eq!(waiting[0].failed_at, None);
     assert!(waiting[0].last_error.is_some());
+    // What an operator sees of it.
+    let listed = app.cli(&["mail", "queue"], "");
+    let out = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{out}");
+    for part in ["password_reset", "to=user0@example.com", "attempts=1", "due "] {
+        assert!(out.contains(part), "{part} in {out}");
+    }
 
     // Back, on the same port: not before the back-off, then once.
     let Some(smtp) = SmtpServer::start_on(port, free_port()) else {

@@ -129,3 +129,110 @@ async fn a_forgotten_password_is_reset_from_the_development_outbox() {
     laptop.close().await.unwrap();
     phone.close().await.unwrap();
 }
+
+/// The mails in the development outbox, oldest first.
+fn outbox(app: &Latchkey) -> Vec<String> {
+    let dir = std::path::PathBuf::from(&app.vars["MAIL_OUTBOX_DIR"]);
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "eml"));
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+const ASK: &str = r#"
+const [latchkey, login, done] = arguments;
+import('/latchkey.js').then(async ({ createClient }) => {
+  const auth = createClient({ baseUrl: latchkey });
+  try {
+    done({ asked: await auth.forgotPassword(login) });
+  } catch (error) {
+    done({ error: String(error) });
+  }
+});
+"#;
+
+const USE: &str = r#"
+const [latchkey, token, password, done] = arguments;
+import('/latchkey.js').then(async ({ createClient }) => {
+  const auth = createClient({ baseUrl: latchkey });
+  const report = {};
+  try {
+    report.reset = await auth.resetPassword(token, password);
+    try {
+      await auth.resetPassword(token, password);
+    } catch (error) {
+      report.again = { code: error.code, status: error.status };
+    }
+    try {
+      await auth.verifyEmail('no-such-link');
+    } catch (error) {
+      report.bogus = { code: error.code, status: error.status };
+    }
+    await auth.login('ann', password);
+    report.changed = await auth.changeEmail('ann@example.org');
+  } catch (error) {
+    report.error = String(error);
+  }
+  done(report);
+});
+"#;
+
+#[tokio::test]
+async fn an_spa_resets_a_password_and_changes_the_address_through_the_client() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let spa = super::spa::spa_site().await;
+    let spa_origin = format!("http://{spa}");
+    let app = Latchkey::start(&[("CORS_ALLOWED_ORIGINS", &spa_origin)]).await;
+    app.add_user("ann", PW).await;
+    let ann = app.auth.user_named("ann").await.unwrap().unwrap();
+    app.auth
+        .set_email(&ann, "ann@example.com", true)
+        .await
+        .unwrap();
+    let client = browser.context().await;
+    client.goto(&format!("{spa_origin}/")).await.unwrap();
+
+    let asked = client
+        .execute_async(ASK, vec![json!(app.origin()), json!("ann@example.com")])
+        .await
+        .unwrap();
+    assert_eq!(asked["asked"], true, "{asked}");
+    app.auth.settled().await;
+    app.auth.deliver_mail().await.unwrap();
+    let mails = outbox(&app);
+    let token = crate::helpers::smtp::link_token(mails.last().expect("the reset mail"));
+
+    let report = client
+        .execute_async(
+            USE,
+            vec![json!(app.origin()), json!(token), json!(NEW_PW)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report["reset"], true, "{report}");
+    assert_eq!(report["again"]["code"], "invalid_token", "{report}");
+    assert_eq!(report["again"]["status"], 400, "{report}");
+    assert_eq!(report["bogus"]["code"], "invalid_token", "{report}");
+    assert_eq!(report["changed"], true, "PUT crosses origins: {report}");
+    app.auth.settled().await;
+    app.auth.deliver_mail().await.unwrap();
+    let mails = outbox(&app);
+    assert!(
+        mails.last().unwrap().contains("To: ann@example.org"),
+        "the verification link went to the new address"
+    );
+    let problems = console_problems(&client).await;
+    // The refused calls are logged by the browser as failed requests.
+    assert!(
+        problems.iter().all(|p| p.contains("400")),
+        "{problems:?}"
+    );
+    client.close().await.unwrap();
+}

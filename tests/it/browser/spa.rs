@@ -16,7 +16,7 @@ const PW: &str = "browser-pass-3";
 
 /// A static site on its own port: another origin on the same site as
 /// latchkey (127.0.0.1), as an SPA deployed beside its auth service is.
-async fn spa_site() -> SocketAddr {
+pub(super) async fn spa_site() -> SocketAddr {
     let site = Router::new()
         .route(
             "/",
