@@ -196,7 +196,12 @@ async fn a_relay_that_is_down_gets_the_mail_once_it_is_back() {
     let listed = app.cli(&["mail", "queue"], "");
     let out = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.status.success(), "{out}");
-    for part in ["password_reset", "to=user0@example.com", "attempts=1", "due "] {
+    for part in [
+        "password_reset",
+        "to=user0@example.com",
+        "attempts=1",
+        "due ",
+    ] {
         assert!(out.contains(part), "{part} in {out}");
     }
 

@@ -210,10 +210,7 @@ async fn an_spa_resets_a_password_and_changes_the_address_through_the_client() {
     let token = crate::helpers::smtp::link_token(mails.last().expect("the reset mail"));
 
     let report = client
-        .execute_async(
-            USE,
-            vec![json!(app.origin()), json!(token), json!(NEW_PW)],
-        )
+        .execute_async(USE, vec![json!(app.origin()), json!(token), json!(NEW_PW)])
         .await
         .unwrap();
     assert_eq!(report["reset"], true, "{report}");
@@ -230,9 +227,6 @@ async fn an_spa_resets_a_password_and_changes_the_address_through_the_client() {
     );
     let problems = console_problems(&client).await;
     // The refused calls are logged by the browser as failed requests.
-    assert!(
-        problems.iter().all(|p| p.contains("400")),
-        "{problems:?}"
-    );
+    assert!(problems.iter().all(|p| p.contains("400")), "{problems:?}");
     client.close().await.unwrap();
 }
