@@ -9,6 +9,9 @@ use crate::random;
 use crate::store::NewSession;
 use crate::store::RevokeReason;
 
+/// The `amr` of a session signed in with a password (RFC 8176 §2).
+const PASSWORD_AMR: &str = "pwd";
+
 impl Auth {
     /// Signs in with a username and password. Any refresh cookie the
     /// browser sent along loses its session: the browser is about to
@@ -83,6 +86,7 @@ impl Auth {
                     user_agent: client.user_agent.clone(),
                     ip: client.ip.clone(),
                     remember,
+                    amr: PASSWORD_AMR.to_owned(),
                 },
                 config.accounts.max_sessions_per_user,
             )

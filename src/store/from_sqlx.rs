@@ -109,6 +109,7 @@ from_row!(Session {
     credentials_version,
     auth_time,
     remember,
+    amr,
 });
 
 from_row!(AuditEvent {

@@ -52,6 +52,10 @@ pub struct Session {
     /// only as long as the browser does, and the idle expiry is the shorter
     /// [`IdleTimeouts::not_remembered`].
     pub remember: bool,
+    /// How the user proved who they are for this session: RFC 8176 method
+    /// values, space-separated (`pwd`). Access tokens carry it as `amr`,
+    /// unchanged by rotation.
+    pub amr: String,
 }
 
 impl Session {
@@ -101,6 +105,8 @@ pub struct NewSession {
     pub ip: Option<String>,
     /// See [`Session::remember`]. Its `auth_time` is `now`.
     pub remember: bool,
+    /// See [`Session::amr`].
+    pub amr: String,
 }
 
 /// How long a session may go unused, by its [`Session::remember`]; a

@@ -61,6 +61,7 @@ async fn a_sweep_works_through_more_rows_than_one_batch() {
                 user_agent: None,
                 ip: None,
                 remember: true,
+                amr: "pwd".to_owned(),
             }, i64::MAX)
             .await
             .unwrap()

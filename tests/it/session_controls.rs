@@ -61,10 +61,12 @@ async fn session_auth_time(app: &TestApp, access: &str) -> i64 {
 // auth_time and step-up
 
 #[tokio::test]
-async fn access_tokens_carry_the_logins_auth_time_across_every_rotation() {
+async fn access_tokens_carry_the_logins_auth_time_and_amr_across_every_rotation() {
     let app = test_app!();
     let login = app.signed_in_ann().await;
     assert_eq!(auth_time(&login.access_token()), START);
+    // RFC 8176: signed in with a password.
+    assert_eq!(claims(&login.access_token())["amr"], serde_json::json!(["pwd"]));
 
     let mut refresh = login.refresh_token();
     for step in 1..=3 {
@@ -74,6 +76,7 @@ async fn access_tokens_carry_the_logins_auth_time_across_every_rotation() {
         let access = rotated.access_token();
         assert_eq!(claims(&access)["iat"], START + 500 * step, "a new token…");
         assert_eq!(auth_time(&access), START, "…with the login's auth_time");
+        assert_eq!(claims(&access)["amr"], serde_json::json!(["pwd"]), "…and amr");
         refresh = rotated.refresh_token();
     }
 }

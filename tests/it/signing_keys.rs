@@ -814,6 +814,14 @@ async fn a_revoked_key_stops_verifying_and_leaves_the_jwks_at_once() {
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.text());
     assert_eq!(app.store.session(&sid).await.unwrap().unwrap().generation, 0);
     assert_eq!(app.auth.signing_keys().await.unwrap().len(), 1, "no key from a leaked secret");
+    // A login meets the same refusal before it writes anything: no session
+    // that no client received.
+    let user = app.auth.user_named("ann").await.unwrap().unwrap();
+    let now = latchkey::clock::Clock::now(&app.clock);
+    let before = app.store.active_sessions(user.id, now).await.unwrap().len();
+    let login = log_in(&app.router, "ann").await;
+    assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE, "{}", login.text());
+    assert_eq!(app.store.active_sessions(user.id, now).await.unwrap().len(), before);
 
     // Under a new secret a fresh key signs at once.
     let auth = restarted_auth(&app, &[("JWT_REFRESH_SECRET", NEW_REFRESH_SECRET)]);

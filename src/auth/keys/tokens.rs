@@ -52,6 +52,11 @@ pub struct AccessClaims {
     /// reads as 0, long ago.
     #[serde(default)]
     pub auth_time: i64,
+    /// How the user proved who they are for this session (RFC 8176):
+    /// `["pwd"]` for a password. Carried unchanged by rotation; a token
+    /// issued before latchkey carried it reads as none.
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 impl AccessClaims {
@@ -172,6 +177,7 @@ impl TokenKeys {
             exp: now + self.access_ttl,
             jti: random::token(16),
             auth_time: session.auth_time,
+            amr: session.amr.split_whitespace().map(str::to_owned).collect(),
         };
         sign(ACCESS_TYP, &claims, keys, now)
     }

@@ -42,7 +42,7 @@ macro_rules! session_columns {
     () => {
         "id, user_id, generation, rotated_at, created_at, last_used_at, idle_expires_at, \
          absolute_expires_at, revoked_at, revoked_reason, user_agent, ip, credentials_version, \
-         auth_time, remember"
+         auth_time, remember, amr"
     };
 }
 

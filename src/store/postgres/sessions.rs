@@ -63,8 +63,8 @@ impl Sessions for PostgresStore {
         let insert = concat!(
             "INSERT INTO sessions (id, user_id, generation, rotated_at, created_at, last_used_at, \
              idle_expires_at, absolute_expires_at, user_agent, ip, credentials_version, \
-             auth_time, remember) \
-             VALUES ($1, $2, 0, $3, $3, $3, $4, $5, $6, $7, $8, $3, $9) RETURNING ",
+             auth_time, remember, amr) \
+             VALUES ($1, $2, 0, $3, $3, $3, $4, $5, $6, $7, $8, $3, $9, $10) RETURNING ",
             session_columns!(),
             ""
         );
@@ -78,6 +78,7 @@ impl Sessions for PostgresStore {
             .bind(&s.ip)
             .bind(s.credentials_version)
             .bind(s.remember)
+            .bind(&s.amr)
             .fetch_one(&mut *tx)
             .await
             .db()?;
@@ -139,7 +140,7 @@ impl Sessions for PostgresStore {
                  AND u.credentials_version = s.credentials_version AND u.disabled_at IS NULL \
              RETURNING s.id, s.user_id, s.generation, s.rotated_at, s.created_at, s.last_used_at, \
                  s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, \
-                 s.user_agent, s.ip, s.credentials_version, s.auth_time, s.remember, \
+                 s.user_agent, s.ip, s.credentials_version, s.auth_time, s.remember, s.amr, \
                  u.username AS user_username, \
                  u.password_hash AS user_password_hash, u.role AS user_role, \
                  u.created_at AS user_created_at, u.disabled_at AS user_disabled_at, \
@@ -173,7 +174,7 @@ impl Sessions for PostgresStore {
                  AND u.password_hash = $3 \
              RETURNING s.id, s.user_id, s.generation, s.rotated_at, s.created_at, s.last_used_at, \
                  s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, \
-                 s.user_agent, s.ip, s.credentials_version, s.auth_time, s.remember";
+                 s.user_agent, s.ip, s.credentials_version, s.auth_time, s.remember, s.amr";
         sqlx::query_as::<_, Row<Session>>(sql)
             .bind(now)
             .bind(id)

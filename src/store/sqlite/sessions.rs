@@ -42,8 +42,9 @@ impl Sessions for SqliteStore {
         let insert = concat!(
             "INSERT INTO sessions (id, user_id, generation, rotated_at, created_at, last_used_at, \
              idle_expires_at, absolute_expires_at, user_agent, ip, credentials_version, \
-             auth_time, remember) \
-             SELECT ?1, id, 0, ?3, ?3, ?3, ?4, ?5, ?6, ?7, credentials_version, ?3, ?9 FROM users \
+             auth_time, remember, amr) \
+             SELECT ?1, id, 0, ?3, ?3, ?3, ?4, ?5, ?6, ?7, credentials_version, ?3, ?9, ?10 \
+             FROM users \
              WHERE id = ?2 AND credentials_version = ?8 AND disabled_at IS NULL RETURNING ",
             session_columns!(),
             ""
@@ -59,6 +60,7 @@ impl Sessions for SqliteStore {
             .bind(&s.ip)
             .bind(s.credentials_version)
             .bind(s.remember)
+            .bind(&s.amr)
             .fetch_optional(&mut *tx)
             .await
             .db()
