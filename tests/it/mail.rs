@@ -209,10 +209,22 @@ async fn a_relay_that_is_down_gets_the_mail_once_it_is_back() {
     let Some(smtp) = SmtpServer::start_on(port, free_port()) else {
         return;
     };
+    app.advance(10);
     assert_eq!(app.auth.deliver_mail().await.unwrap(), 0, "not due yet");
-    app.advance(30);
+    // The operator's alert: the oldest mail waiting, by age.
+    assert!(
+        app.auth
+            .metrics_text()
+            .contains("latchkey_mail_queue_age_seconds 10\n")
+    );
+    app.advance(20);
     assert_eq!(app.auth.deliver_mail().await.unwrap(), 1);
     assert_eq!(app.auth.deliver_mail().await.unwrap(), 0);
+    assert!(
+        app.auth
+            .metrics_text()
+            .contains("latchkey_mail_queue_age_seconds 0\n")
+    );
     app.advance(3600);
     assert_eq!(app.auth.deliver_mail().await.unwrap(), 0);
     let delivered = smtp.delivered();

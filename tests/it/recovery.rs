@@ -123,6 +123,19 @@ async fn a_reset_link_sets_a_new_password_once_and_ends_every_session() {
     assert_eq!(made_up.error_code(), "invalid_token");
     assert_eq!(made_up.json()["message"], again.json()["message"]);
 
+    // Counted as README "Metrics" says: two mails queued and sent (the
+    // verification, the reset), none failed, none waiting.
+    let metrics = app.auth.metrics_text();
+    for line in [
+        "latchkey_mail_queued_total{kind=\"password_reset\"} 1",
+        "latchkey_mail_queued_total{kind=\"email_verification\"} 1",
+        "latchkey_mail_sent_total{kind=\"password_reset\"} 1",
+        "latchkey_mail_failed_total{kind=\"password_reset\"} 0",
+        "latchkey_mail_queue_age_seconds 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+
     app.auth.flush_audit(true).await;
     let kinds = app.event_kinds().await;
     for kind in [
