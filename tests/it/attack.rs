@@ -441,7 +441,7 @@ async fn stockpiled_device_cookies_buy_nothing_once_the_password_changes() {
 
 #[tokio::test]
 async fn an_operator_reset_or_a_disable_ends_the_exemption_too() {
-    for action in ["none", "reset", "disable"] {
+    for action in ["none", "reset", "mailed reset", "disable"] {
         let app = test_app!(&[("TRUSTED_PROXIES", "203.0.113.7")]);
         let ann = app.add_user("ann", PASSWORD).await;
         let (cookies, _) = stockpile_device_cookies(&app, 1).await;
@@ -449,6 +449,35 @@ async fn an_operator_reset_or_a_disable_ends_the_exemption_too() {
             "reset" => {
                 let hash = app.store.user_by_id(ann.id).await.unwrap().unwrap().password_hash;
                 app.store.set_password_hash(ann.id, &hash, START).await.unwrap();
+            }
+            "mailed reset" => {
+                // A reset link (README, "Account recovery") whose token the
+                // test knows, used to set the same password again.
+                let token = "a-reset-token-the-test-made-0123456789";
+                let hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(token).into();
+                let link = latchkey::store::NewLink {
+                    id: "test-link",
+                    hash: &hash,
+                    email: None,
+                    expires_at: START + 1800,
+                    supersedes: false,
+                };
+                let mail = latchkey::store::NewMail {
+                    kind: latchkey::store::MailKind::PasswordReset,
+                    to: "ann@example.com",
+                    user_id: ann.id,
+                    link: Some(link),
+                };
+                app.store.queue_mail(mail, START).await.unwrap().unwrap();
+                let reset = app
+                    .send(
+                        Request::post("/password/reset")
+                            .header(header::CONTENT_TYPE, "application/json")
+                            .body(json!({ "token": token, "password": PASSWORD }).to_string().into())
+                            .unwrap(),
+                    )
+                    .await;
+                assert_eq!(reset.status, StatusCode::NO_CONTENT, "{}", reset.text());
             }
             "disable" => {
                 app.store.disable_user(ann.id, START).await.unwrap();

@@ -299,7 +299,7 @@ async fn fifty_requests_at_the_same_instant_send_at_most_the_allowance() {
     let app = mail_app!(smtp);
     ann_with_verified_address(&app, &smtp).await;
     let before = smtp.delivered().len();
-    let asked = futures_join_all((0..50).map(|_| {
+    let asked = awaited((0..50).map(|_| {
         let app = app.clone();
         tokio::spawn(async move { forgot(&app, "ann").await.status })
     }))
@@ -310,7 +310,8 @@ async fn fifty_requests_at_the_same_instant_send_at_most_the_allowance() {
     assert_eq!(mails.len() - before, 3, "{} mails", mails.len() - before);
 }
 
-async fn futures_join_all<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+/// What each task came to, in order.
+async fn awaited<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut out = Vec::new();
     for task in tasks.collect::<Vec<_>>() {
         out.push(task.await.unwrap());
