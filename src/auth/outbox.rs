@@ -235,9 +235,16 @@ impl Auth {
         let now = self.now();
         match outcome {
             Sent::Accepted(said) => {
-                self.store()
+                let settled = self
+                    .store()
                     .finish_mail(mail.id, mail.attempts, MailOutcome::Sent)
                     .await?;
+                if !settled {
+                    tracing::warn!(
+                        mail = mail.id,
+                        "mail sent after its claim ran out: another worker may send it too"
+                    );
+                }
                 tracing::info!(mail = mail.id, kind = kind_name, relay = %said, "mail sent");
                 if let Some(kind) = kind {
                     self.metrics().mail_sent(kind);
@@ -247,13 +254,18 @@ impl Auth {
             }
             Sent::Failed(why) if mail.attempts < MAX_ATTEMPTS => {
                 let at = now + backoff(mail.attempts);
-                self.store()
+                let settled = self
+                    .store()
                     .finish_mail(
                         mail.id,
                         mail.attempts,
                         MailOutcome::Retry { at, error: &why },
                     )
                     .await?;
+                if !settled {
+                    // Another claim has it now, and settles it.
+                    return Ok(false);
+                }
                 tracing::warn!(
                     mail = mail.id,
                     kind = kind_name,
@@ -265,7 +277,8 @@ impl Auth {
                 Ok(false)
             }
             Sent::Failed(why) | Sent::Refused(why) => {
-                self.store()
+                let settled = self
+                    .store()
                     .finish_mail(
                         mail.id,
                         mail.attempts,
@@ -275,6 +288,9 @@ impl Auth {
                         },
                     )
                     .await?;
+                if !settled {
+                    return Ok(false);
+                }
                 tracing::warn!(mail = mail.id, kind = kind_name, attempts = mail.attempts, error = %why, "mail given up on");
                 if let Some(kind) = kind {
                     self.metrics().mail_failed(kind);

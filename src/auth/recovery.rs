@@ -109,8 +109,12 @@ impl Auth {
         new_password: &str,
         client: &ClientInfo,
     ) -> Result<(), ApiError> {
+        // Checked before the password is hashed: a made-up token costs no
+        // bcrypt, and one made under a secret since changed works no more.
+        if !self.inner.links.genuine(token) {
+            return Err(ApiError::InvalidLink);
+        }
         let hash = links::hash(token);
-        // Checked before the password is hashed: a made-up token costs no bcrypt.
         self.store()
             .live_link(&hash, MailKind::PasswordReset, self.now())
             .await?

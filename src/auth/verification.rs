@@ -56,6 +56,9 @@ impl Auth {
     /// becomes the account's, verified, and the address it replaces is
     /// told. `InvalidLink` for a token unknown, used or expired alike.
     pub async fn verify_email(&self, token: &str, client: &ClientInfo) -> Result<(), ApiError> {
+        if !self.inner.links.genuine(token) {
+            return Err(ApiError::InvalidLink);
+        }
         let hash = links::hash(token);
         let link = self
             .store()

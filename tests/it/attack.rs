@@ -451,24 +451,14 @@ async fn an_operator_reset_or_a_disable_ends_the_exemption_too() {
                 app.store.set_password_hash(ann.id, &hash, START).await.unwrap();
             }
             "mailed reset" => {
-                // A reset link (README, "Account recovery") whose token the
-                // test knows, used to set the same password again.
-                let token = "a-reset-token-the-test-made-0123456789";
-                let hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(token).into();
-                let link = latchkey::store::NewLink {
-                    id: "test-link",
-                    hash: &hash,
-                    email: None,
-                    expires_at: START + 1800,
-                    supersedes: false,
-                };
-                let mail = latchkey::store::NewMail {
-                    kind: latchkey::store::MailKind::PasswordReset,
-                    to: "ann@example.com",
-                    user_id: ann.id,
-                    link: Some(link),
-                };
-                app.store.queue_mail(mail, START).await.unwrap().unwrap();
+                // A reset link (README, "Account recovery") from the
+                // development outbox, used to set the same password again.
+                app.auth.set_email(&ann, "ann@example.com", true).await.unwrap();
+                app.auth.forgot_password("ann", &latchkey::ClientInfo::default());
+                app.auth.settled().await;
+                assert_eq!(app.auth.deliver_mail().await.unwrap(), 1);
+                let mails = outbox_mails(std::path::Path::new(&app.vars["MAIL_OUTBOX_DIR"]));
+                let token = crate::helpers::smtp::link_token(mails.last().unwrap());
                 let reset = app
                     .send(
                         Request::post("/password/reset")

@@ -597,3 +597,16 @@ pub async fn every_row(app: &TestApp) -> Vec<String> {
     }
     rows
 }
+
+/// The mails in a development outbox folder (`MAIL_OUTBOX_DIR`), oldest first.
+pub fn outbox_mails(dir: &std::path::Path) -> Vec<String> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}

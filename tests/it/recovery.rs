@@ -586,6 +586,16 @@ async fn a_new_verified_address_ends_reset_links_sent_to_the_old_one() {
     app.auth.disable_user(&ann).await.unwrap();
     app.auth.enable_user(&ann).await.unwrap();
     assert_eq!(reset(&app, &fresh, NEW_PASSWORD).await.error_code(), "invalid_token");
+    // So does an operator's new address for the account.
+    app.advance(3600);
+    forgot(&app, "ann").await;
+    let before_operator = link_token(deliver(&app, &smtp).await.last().unwrap());
+    let ann = app.auth.user_named("ann").await.unwrap().unwrap();
+    app.auth.set_email(&ann, "ann@example.net", true).await.unwrap();
+    assert_eq!(
+        reset(&app, &before_operator, NEW_PASSWORD).await.error_code(),
+        "invalid_token"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,14 @@ macro_rules! mail_columns {
 impl Outbox for PostgresStore {
     async fn queue_mail(&self, mail: NewMail<'_>, now: i64) -> StoreResult<Option<i64>> {
         let mut tx = self.pool.begin().await.db()?;
+        // The account's row first, as every change of its links takes it:
+        // two queueings (or a queueing and a use) for one account go one
+        // after the other, and never deadlock.
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+            .bind(mail.user_id)
+            .execute(&mut *tx)
+            .await
+            .db()?;
         if let Some(link) = &mail.link {
             if link.supersedes {
                 sqlx::query(
@@ -42,7 +50,8 @@ impl Outbox for PostgresStore {
             let issued = sqlx::query(
                 "INSERT INTO links (id, hash, kind, user_id, email, credentials_version, \
                      created_at, expires_at) \
-                 SELECT $1, $2, $3, id, $4, credentials_version, $5, $6 FROM users WHERE id = $7",
+                 SELECT $1, $2, $3, id, $4, credentials_version, $5, $6 FROM users \
+                 WHERE id = $7 AND ($3 <> 'password_reset' OR (email = $8 AND email_verified))",
             )
             .bind(link.id)
             .bind(link.hash)
@@ -51,6 +60,7 @@ impl Outbox for PostgresStore {
             .bind(now)
             .bind(link.expires_at)
             .bind(mail.user_id)
+            .bind(mail.to)
             .execute(&mut *tx)
             .await
             .db()?;
@@ -132,15 +142,34 @@ impl Outbox for PostgresStore {
             .bind(attempts)
             .bind(at)
             .bind(error),
-            MailOutcome::Failed { error, at } => sqlx::query(
-                "UPDATE mail_outbox SET leased_until = 0, failed_at = $3, last_error = $4, \
-                     link_id = NULL \
-                 WHERE id = $1 AND attempts = $2",
-            )
-            .bind(id)
-            .bind(attempts)
-            .bind(at)
-            .bind(error),
+            MailOutcome::Failed { error, at } => {
+                let mut tx = self.pool.begin().await.db()?;
+                // A mail given up on takes its link with it.
+                sqlx::query(
+                    "UPDATE links SET used_at = $3 WHERE id = \
+                     (SELECT link_id FROM mail_outbox WHERE id = $1 AND attempts = $2)",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+                let done = sqlx::query(
+                    "UPDATE mail_outbox SET leased_until = 0, failed_at = $3, last_error = $4, \
+                         link_id = NULL \
+                     WHERE id = $1 AND attempts = $2",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(at)
+                .bind(error)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+                tx.commit().await.db()?;
+                return Ok(done.rows_affected() > 0);
+            }
         };
         let done = query.execute(&self.pool).await.db()?;
         Ok(done.rows_affected() > 0)
@@ -219,6 +248,7 @@ impl Links for PostgresStore {
         now: i64,
     ) -> StoreResult<Option<(User, u64)>> {
         let mut tx = self.pool.begin().await.db()?;
+        lock_account_of_link(&mut tx, hash).await?;
         let Some((user_id, version)) =
             use_link(&mut tx, hash, MailKind::PasswordReset, now).await?
         else {
@@ -254,6 +284,7 @@ impl Links for PostgresStore {
         now: i64,
     ) -> StoreResult<Option<EmailVerified>> {
         let mut tx = self.pool.begin().await.db()?;
+        lock_account_of_link(&mut tx, hash).await?;
         let Some((user_id, version)) =
             use_link(&mut tx, hash, MailKind::EmailVerification, now).await?
         else {
@@ -326,6 +357,24 @@ impl Links for PostgresStore {
         tx.commit().await.db()?;
         Ok(Some(EmailVerified { user, replaced }))
     }
+}
+
+/// Locks the row of the account the link belongs to, before anything of
+/// the link's: every change of an account's links takes that row first, so
+/// a reset and a verification for one account at once never deadlock.
+async fn lock_account_of_link(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    hash: &[u8],
+) -> StoreResult<()> {
+    sqlx::query(
+        "SELECT u.id FROM users u JOIN links l ON l.user_id = u.id WHERE l.hash = $1 \
+         FOR UPDATE OF u",
+    )
+    .bind(hash)
+    .execute(&mut **tx)
+    .await
+    .db()?;
+    Ok(())
 }
 
 /// Marks the link of `kind` whose token hashes to `hash` used, if it still

@@ -78,6 +78,7 @@ impl Users for PostgresStore {
         verified: bool,
         now: i64,
     ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.db()?;
         let set = sqlx::query(
             "UPDATE users SET email = $1, email_verified = $2, updated_at = $3 \
              WHERE id = $4",
@@ -86,12 +87,22 @@ impl Users for PostgresStore {
         .bind(verified && email.is_some())
         .bind(now)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
-        match set {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::EmailTaken),
-            set => set.db().map(|done| done.rows_affected() == 1),
-        }
+        let set = match set {
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::EmailTaken),
+            set => set.db()?.rows_affected() == 1,
+        };
+        // Links mailed for the account's old address go with it (README,
+        // "Account recovery": what ends a link).
+        sqlx::query("UPDATE links SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        tx.commit().await.db()?;
+        Ok(set)
     }
 
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: i64) -> StoreResult<u64> {

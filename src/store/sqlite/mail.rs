@@ -38,7 +38,8 @@ impl Outbox for SqliteStore {
             let issued = sqlx::query(
                 "INSERT INTO links (id, hash, kind, user_id, email, credentials_version, \
                      created_at, expires_at) \
-                 SELECT ?1, ?2, ?3, id, ?4, credentials_version, ?5, ?6 FROM users WHERE id = ?7",
+                 SELECT ?1, ?2, ?3, id, ?4, credentials_version, ?5, ?6 FROM users \
+                 WHERE id = ?7 AND (?3 <> 'password_reset' OR (email = ?8 AND email_verified = 1))",
             )
             .bind(link.id)
             .bind(link.hash)
@@ -47,6 +48,7 @@ impl Outbox for SqliteStore {
             .bind(now)
             .bind(link.expires_at)
             .bind(mail.user_id)
+            .bind(mail.to)
             .execute(&mut *tx)
             .await
             .db()?;
@@ -128,15 +130,34 @@ impl Outbox for SqliteStore {
             .bind(attempts)
             .bind(at)
             .bind(error),
-            MailOutcome::Failed { error, at } => sqlx::query(
-                "UPDATE mail_outbox SET leased_until = 0, failed_at = ?3, last_error = ?4, \
-                     link_id = NULL \
-                 WHERE id = ?1 AND attempts = ?2",
-            )
-            .bind(id)
-            .bind(attempts)
-            .bind(at)
-            .bind(error),
+            MailOutcome::Failed { error, at } => {
+                let mut tx = begin_write(&self.pool).await.db()?;
+                // A mail given up on takes its link with it.
+                sqlx::query(
+                    "UPDATE links SET used_at = ?3 WHERE id = \
+                     (SELECT link_id FROM mail_outbox WHERE id = ?1 AND attempts = ?2)",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+                let done = sqlx::query(
+                    "UPDATE mail_outbox SET leased_until = 0, failed_at = ?3, last_error = ?4, \
+                         link_id = NULL \
+                     WHERE id = ?1 AND attempts = ?2",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(at)
+                .bind(error)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+                tx.commit().await.db()?;
+                return Ok(done.rows_affected() > 0);
+            }
         };
         let done = query.execute(&self.pool).await.db()?;
         Ok(done.rows_affected() > 0)

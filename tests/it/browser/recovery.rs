@@ -132,16 +132,7 @@ async fn a_forgotten_password_is_reset_from_the_development_outbox() {
 
 /// The mails in the development outbox, oldest first.
 fn outbox(app: &Latchkey) -> Vec<String> {
-    let dir = std::path::PathBuf::from(&app.vars["MAIL_OUTBOX_DIR"]);
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
-    files.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "eml"));
-    files.sort();
-    files
-        .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect()
+    crate::helpers::outbox_mails(std::path::Path::new(&app.vars["MAIL_OUTBOX_DIR"]))
 }
 
 const ASK: &str = r#"
