@@ -221,3 +221,86 @@ async fn an_spa_resets_a_password_and_changes_the_address_through_the_client() {
     assert!(problems.iter().all(|p| p.contains("400")), "{problems:?}");
     client.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_demo_page_changes_the_address_asking_for_the_password_once_it_is_old() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let clock = latchkey::clock::ManualClock::starting_at(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .try_into()
+            .unwrap(),
+    );
+    let app = Latchkey::start_with_clock(&[], std::sync::Arc::new(clock.clone())).await;
+    app.add_user("ann", PW).await;
+    let ann = app.auth.user_named("ann").await.unwrap().unwrap();
+    app.auth
+        .set_email(&ann, "ann@example.com", true)
+        .await
+        .unwrap();
+    let client = browser.context().await;
+    sign_in(&client, &app, "ann", PW).await;
+    wait_until(Duration::from_secs(5), "the address on /app", || async {
+        text(&client, "email-current")
+            .await
+            .contains("ann@example.com (verified")
+    })
+    .await;
+
+    // Signed in a moment ago: no password needed again.
+    fill(&client, "email-new", "ann@example.org").await;
+    click(&client, "email-submit").await;
+    wait_until(
+        Duration::from_secs(5),
+        "the link to be on its way",
+        || async {
+            text(&client, "email-sent")
+                .await
+                .contains("A link is on its way to ann@example.org")
+        },
+    )
+    .await;
+    app.auth.settled().await;
+    app.auth.deliver_mail().await.unwrap();
+    let mails = outbox(&app);
+    assert!(
+        mails.last().unwrap().contains("To: ann@example.org"),
+        "the verification link went to the new address"
+    );
+    // Until it is used, the account keeps its address.
+    let me = app.auth.user_named("ann").await.unwrap().unwrap();
+    assert_eq!(me.email.as_deref(), Some("ann@example.com"));
+
+    // Past REAUTH_MAX_AGE the page asks for the password, then sends.
+    clock.advance(601);
+    let new_address = client.find(Locator::Id("email-new")).await.unwrap();
+    new_address.clear().await.unwrap();
+    new_address.send_keys("ann@example.net").await.unwrap();
+    click(&client, "email-submit").await;
+    wait_until(
+        Duration::from_secs(5),
+        "the password to be asked for",
+        || async {
+            text(&client, "email-error")
+                .await
+                .contains("enter your password again")
+        },
+    )
+    .await;
+    fill(&client, "email-password", PW).await;
+    click(&client, "email-submit").await;
+    wait_until(Duration::from_secs(5), "the second link", || async {
+        text(&client, "email-sent")
+            .await
+            .contains("A link is on its way to ann@example.net")
+    })
+    .await;
+    // The step-up challenge is a refused request the browser logs.
+    let problems = console_problems(&client).await;
+    assert!(problems.iter().all(|p| p.contains("401")), "{problems:?}");
+    client.close().await.unwrap();
+}
