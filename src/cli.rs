@@ -118,6 +118,9 @@ enum UserCommand {
         #[arg(long)]
         verified: bool,
     },
+    /// Remove a user's second factor and recovery codes (a lost phone;
+    /// README, "Second factor"), and end every session of theirs.
+    ResetSecondFactor { name: String },
     /// Revoke a user's sessions: all of them, or one with --session.
     RevokeSessions {
         name: String,
@@ -395,6 +398,14 @@ async fn user_action(
                 } else {
                     "not verified"
                 }
+            );
+        }
+        UserCommand::ResetSecondFactor { name } => {
+            let user = named(auth, &name).await?;
+            let ended = auth.reset_second_factor(&user).await?;
+            println!(
+                "removed {}'s second factor; {ended} sessions ended",
+                word(&user.username)
             );
         }
         UserCommand::RevokeSessions { name, session } => {

@@ -33,8 +33,8 @@ mod tls;
 pub use auth::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use auth::{
     AccessClaims, ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, KeyInfo,
-    KeyRevocation, KeyRotation, KeyState, LiveToken, Presented, PublicJwk, Refused, SetCookies,
-    Weakness,
+    KeyRevocation, KeyRotation, KeyState, LiveToken, Presented, PublicJwk, Refused,
+    SecondFactorChallenge, SecondFactorProof, SetCookies, SignIn, TotpEnrolment, Weakness,
 };
 pub use config::Config;
 pub use config::ServeLimits;

@@ -246,7 +246,9 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
 
   return {
     /**
-     * Signs in; resolves to true, or throws an Error whose `code` is latchkey's error code.
+     * Signs in; resolves to true, or to `{ secondFactorRequired: true, factors }` when the
+     * account has a second factor (then `verifySecondFactor`), or throws an Error whose `code` is
+     * latchkey's error code.
      * `remember: false` ("Keep me signed in" unticked) makes the refresh cookie last only as long
      * as the browser, and the session end sooner when unused.
      */
@@ -257,7 +259,34 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ username, password, remember }),
       });
+      if (response.status === 401) {
+        const body = await response.clone().json().catch(() => ({}));
+        // The password was right; the account has a second factor: call
+        // `verifySecondFactor` within five minutes.
+        if (body.error === 'second_factor_required') {
+          return { secondFactorRequired: true, factors: body.factors ?? [] };
+        }
+      }
       if (!response.ok) throw await refusal(response, 'login');
+      const body = await response.json();
+      adopt(body.access_token, body.expires_in, Date.now() + body.expires_in * 1000, { announce: true });
+      return true;
+    },
+
+    /**
+     * The second step of a login that answered `{ secondFactorRequired: true }`:
+     * `{ code }` from the authenticator app, or `{ recoveryCode }`. Resolves to true once signed
+     * in; throws an Error whose `code` is `invalid_code` (wrong, used, or the login expired:
+     * call `login` again) or `too_many_attempts`.
+     */
+    async verifySecondFactor({ code, recoveryCode } = {}) {
+      const response = await fetch(`${base}/login/second-factor`, {
+        method: 'POST',
+        credentials,
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(code ? { code } : { recovery_code: recoveryCode }),
+      });
+      if (!response.ok) throw await refusal(response, 'second factor');
       const body = await response.json();
       adopt(body.access_token, body.expires_in, Date.now() + body.expires_in * 1000, { announce: true });
       return true;

@@ -103,6 +103,16 @@ audit_kinds! {
     MailSent = "mail_sent";
     /// A mail was given up on: refused for good, or out of attempts.
     MailFailed = "mail_failed";
+    /// A second factor was turned on (README, "Second factor").
+    SecondFactorEnrolled = "second_factor_enrolled";
+    /// A second factor was removed, by its user or an operator.
+    SecondFactorRemoved = "second_factor_removed";
+    /// A TOTP code was accepted.
+    SecondFactorUsed = "second_factor_used";
+    /// A recovery code was used (it works no more).
+    RecoveryCodeUsed = "recovery_code_used";
+    /// A wrong, reused or expired second factor.
+    SecondFactorFailed = "second_factor_failed";
 }
 
 impl std::fmt::Display for AuditKind {

@@ -13,6 +13,11 @@ pub const SECURE_NAME: &str = "__Host-refresh_token";
 pub const PLAIN_NAME: &str = "refresh_token";
 pub const DEVICE_SECURE_NAME: &str = "__Host-device";
 pub const DEVICE_PLAIN_NAME: &str = "device";
+pub const MFA_SECURE_NAME: &str = "__Host-mfa";
+pub const MFA_PLAIN_NAME: &str = "mfa";
+
+/// Seconds a login may wait for its second factor (README, "Second factor").
+pub const MFA_LIFETIME: i64 = 300;
 
 /// How latchkey's cookies are named and flagged (`COOKIE_SECURE`,
 /// `COOKIE_SAMESITE`; README, "The refresh cookie").
@@ -20,6 +25,7 @@ pub const DEVICE_PLAIN_NAME: &str = "device";
 pub struct CookiePolicy {
     name: &'static str,
     device_name: &'static str,
+    mfa_name: &'static str,
     secure: bool,
     same_site: cookie::SameSite,
 }
@@ -32,6 +38,8 @@ pub struct BrowserCookies {
     /// Every device cookie (README, "Passwords and login"), genuine or not:
     /// each is checked against the account it is presented for.
     pub devices: Vec<String>,
+    /// A login waiting for its second factor (`__Host-mfa`).
+    pub pending_login: Option<String>,
 }
 
 /// Cookies for the browser to store or forget: the one thing the HTTP layer
@@ -79,6 +87,11 @@ impl CookiePolicy {
                 DEVICE_SECURE_NAME
             } else {
                 DEVICE_PLAIN_NAME
+            },
+            mfa_name: if config.cookies.secure {
+                MFA_SECURE_NAME
+            } else {
+                MFA_PLAIN_NAME
             },
             secure: config.cookies.secure,
             same_site: match config.cookies.same_site {
@@ -149,11 +162,35 @@ impl CookiePolicy {
             .path("/")
     }
 
+    /// The cookie that ties a login's second step to its password check:
+    /// at most [`MFA_LIFETIME`] seconds, and `SameSite=Strict` whatever
+    /// `COOKIE_SAMESITE` says, since only latchkey's own page or client
+    /// completes a login.
+    pub fn mfa(&self, value: String) -> Cookie<'static> {
+        self.mfa_base(value)
+            .max_age(Duration::seconds(MFA_LIFETIME))
+            .build()
+    }
+
+    /// The cookie that makes the browser forget a pending login.
+    pub fn clear_mfa(&self) -> Cookie<'static> {
+        self.mfa_base(String::new()).max_age(Duration::ZERO).build()
+    }
+
+    fn mfa_base(&self, value: String) -> cookie::CookieBuilder<'static> {
+        Cookie::build((self.mfa_name, value))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(cookie::SameSite::Strict)
+            .path("/")
+    }
+
     /// Reads latchkey's cookies from the `Cookie` headers of a request.
     pub fn read(&self, headers: &HeaderMap) -> BrowserCookies {
         BrowserCookies {
             refresh: self.presented(headers),
             devices: self.devices(headers),
+            pending_login: values(headers, self.mfa_name).find(|v| !v.is_empty()),
         }
     }
 

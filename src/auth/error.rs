@@ -65,6 +65,14 @@ api_errors! {
         String
     ) => "invalid_request", "{0}";
     InvalidCredentials => "invalid_credentials", "invalid username or password";
+    /// The password was right and the account has a second factor: the
+    /// login goes on at `POST /login/second-factor` (README, "Second
+    /// factor"); a step-up asks for a code beside the password.
+    SecondFactorRequired => "second_factor_required",
+        "the account has a second factor: give a code";
+    /// A second factor that is wrong, already used, or for a pending login
+    /// that is gone (expired, or out of attempts: sign in again).
+    InvalidCode => "invalid_code", "the code is wrong or used, or the sign-in has expired";
     WrongCurrentPassword => "wrong_current_password", "the current password is wrong";
     HeadersTooLarge => "headers_too_large",
         "request headers are too large";

@@ -30,6 +30,8 @@ pub struct Swept {
     pub signing_keys: u64,
     /// Mails given up on and links expired, past `AUDIT_RETENTION`.
     pub mail: u64,
+    /// Logins that waited for their second factor in vain.
+    pub pending_logins: u64,
 }
 
 /// Runs a sweep every `housekeeping_interval` until `stop` turns true.
@@ -67,6 +69,7 @@ impl Auth {
             throttles: drain(stop, || store.delete_stale_throttles(quiet, now, BATCH)).await?,
             signing_keys: self.sweep_keys().await?,
             mail: drain(stop, || store.delete_old_mail(before, BATCH)).await?,
+            pending_logins: drain(stop, || store.delete_expired_pending_logins(now, BATCH)).await?,
         })
     }
 }

@@ -1,16 +1,47 @@
 //! Signing in: a password checked by `credentials/` starts a session, with
-//! its refresh cookie and device cookie (README, "Endpoints": `POST /login`).
+//! its refresh cookie and device cookie (README, "Endpoints": `POST /login`)
+//! or, for an account with a second factor, a pending login that a code
+//! completes (`POST /login/second-factor`; README, "Second factor").
 
 use crate::auth::credentials::Verified;
 use crate::auth::metrics::LoginOutcome;
+use crate::auth::second_factor::{
+    FACTORS, SECOND_FACTOR_AMR, SecondFactorProof, pending_login_hash, pending_login_token,
+};
 use crate::auth::{ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued};
+use crate::auth::{SetCookies, cookies::MFA_LIFETIME};
 use crate::clock::seconds;
 use crate::random;
 use crate::store::NewSession;
+use crate::store::PendingLogin;
 use crate::store::RevokeReason;
 
 /// The `amr` of a session signed in with a password (RFC 8176 §2).
 const PASSWORD_AMR: &str = "pwd";
+
+/// Codes a pending login may try before it dies: sign in again.
+const PENDING_LOGIN_ATTEMPTS: i64 = 5;
+
+/// What a login with the right password came to.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SignIn {
+    /// Signed in: the tokens and cookies.
+    Issued(Issued),
+    /// The account has a second factor: nothing is signed in yet, and the
+    /// login goes on with a code (`Auth::complete_login`).
+    SecondFactorRequired(SecondFactorChallenge),
+}
+
+/// A login waiting for its second factor.
+#[derive(Debug)]
+pub struct SecondFactorChallenge {
+    /// What may complete it (`totp`, `recovery_code`).
+    pub factors: &'static [&'static str],
+    /// The `__Host-mfa` cookie that ties the second step to this password
+    /// check.
+    pub cookies: SetCookies,
+}
 
 impl Auth {
     /// Signs in with a username and password. Any refresh cookie the
@@ -26,12 +57,80 @@ impl Auth {
         remember: bool,
         cookies: &BrowserCookies,
         client: &ClientInfo,
-    ) -> Result<Issued, ApiError> {
+    ) -> Result<SignIn, ApiError> {
         let result = self
             .check_and_start(username, password, remember, cookies, client)
             .await;
-        self.metrics().login(outcome(&result));
+        self.metrics().login(match &result {
+            Ok(SignIn::SecondFactorRequired(_)) => LoginOutcome::SecondFactorRequired,
+            Ok(SignIn::Issued(_)) => LoginOutcome::Succeeded,
+            Err(e) => outcome(e),
+        });
         result
+    }
+
+    /// Completes a login waiting for its second factor (the request's
+    /// `__Host-mfa` cookie) with `proof`: the code is counted before it is
+    /// checked, for the account and for this login, which dies after
+    /// five; a right one starts the session as a login does, its `amr`
+    /// `["pwd", "otp"]`. `InvalidCode` for a wrong or used code and for a
+    /// login gone (expired, spent, or its password changed since).
+    pub async fn complete_login(
+        &self,
+        cookies: &BrowserCookies,
+        proof: SecondFactorProof<'_>,
+        client: &ClientInfo,
+    ) -> Result<Issued, ApiError> {
+        let result = self.second_step(cookies, proof, client).await;
+        self.metrics().login(match &result {
+            Ok(_) => LoginOutcome::Succeeded,
+            Err(e) => outcome(e),
+        });
+        result
+    }
+
+    async fn second_step(
+        &self,
+        cookies: &BrowserCookies,
+        proof: SecondFactorProof<'_>,
+        client: &ClientInfo,
+    ) -> Result<Issued, ApiError> {
+        let Some(value) = cookies.pending_login.as_deref() else {
+            return Err(ApiError::InvalidCode);
+        };
+        let hash = pending_login_hash(value);
+        let pending = self
+            .store()
+            .attempt_pending_login(&hash, self.now(), PENDING_LOGIN_ATTEMPTS)
+            .await?
+            .ok_or(ApiError::InvalidCode)?;
+        let user = match self.store().user_by_id(pending.user_id).await? {
+            Some(u)
+                if u.disabled_at.is_none()
+                    && u.credentials_version == pending.credentials_version =>
+            {
+                u
+            }
+            _ => {
+                self.store().end_pending_login(&hash).await?;
+                return Err(ApiError::InvalidCode);
+            }
+        };
+        self.check_second_factor(&user, proof, client).await?;
+        // Once: of two right codes at the same instant, one signs in.
+        if !self.store().end_pending_login(&hash).await? {
+            return Err(ApiError::InvalidCode);
+        }
+        let mut issued = self
+            .start_session(
+                Verified { user, device: None },
+                pending.remember,
+                SECOND_FACTOR_AMR,
+                client,
+            )
+            .await?;
+        issued.cookies.0.push(self.cookie_policy().clear_mfa());
+        Ok(issued)
     }
 
     async fn check_and_start(
@@ -41,7 +140,7 @@ impl Auth {
         remember: bool,
         cookies: &BrowserCookies,
         client: &ClientInfo,
-    ) -> Result<Issued, ApiError> {
+    ) -> Result<SignIn, ApiError> {
         if username.trim().is_empty() || password.is_empty() {
             return Err(ApiError::InvalidRequest(
                 "username and password are required".into(),
@@ -54,7 +153,31 @@ impl Auth {
             self.end_session(&old, RevokeReason::ReplacedByLogin, client)
                 .await?;
         }
-        self.start_session(verified, remember, client).await
+        if self.has_second_factor(verified.user.id).await? {
+            // A device cookie never skips it: nothing is signed in yet.
+            let (value, hash) = pending_login_token();
+            let user = &verified.user;
+            self.store()
+                .begin_pending_login(
+                    &hash,
+                    &PendingLogin {
+                        user_id: user.id,
+                        credentials_version: user.credentials_version,
+                        remember,
+                        expires_at: self.now() + MFA_LIFETIME,
+                        attempts: 0,
+                    },
+                )
+                .await?;
+            return Ok(SignIn::SecondFactorRequired(SecondFactorChallenge {
+                factors: FACTORS,
+                cookies: SetCookies(vec![self.cookie_policy().mfa(value)]),
+            }));
+        }
+        Ok(SignIn::Issued(
+            self.start_session(verified, remember, PASSWORD_AMR, client)
+                .await?,
+        ))
     }
 
     /// Starts a session for credentials just verified. It is created only if
@@ -64,6 +187,7 @@ impl Auth {
         &self,
         verified: Verified,
         remember: bool,
+        amr: &str,
         client: &ClientInfo,
     ) -> Result<Issued, ApiError> {
         let Verified { user, device } = verified;
@@ -86,7 +210,7 @@ impl Auth {
                     user_agent: client.user_agent.clone(),
                     ip: client.ip.clone(),
                     remember,
-                    amr: PASSWORD_AMR.to_owned(),
+                    amr: amr.to_owned(),
                 },
                 config.accounts.max_sessions_per_user,
             )
@@ -134,14 +258,14 @@ impl Auth {
     }
 }
 
-/// What a login came to, for `latchkey_logins_total` (README, "Metrics").
-fn outcome(result: &Result<Issued, ApiError>) -> LoginOutcome {
-    match result {
-        Ok(_) => LoginOutcome::Succeeded,
-        Err(ApiError::InvalidCredentials) => LoginOutcome::Failed,
-        Err(ApiError::TooManyAttempts { .. }) => LoginOutcome::Throttled,
-        Err(ApiError::ServerBusy { .. }) => LoginOutcome::Busy,
-        Err(ApiError::InvalidRequest(_)) => LoginOutcome::Invalid,
-        Err(_) => LoginOutcome::Error,
+/// What a refused login came to, for `latchkey_logins_total` (README,
+/// "Metrics").
+fn outcome(refusal: &ApiError) -> LoginOutcome {
+    match refusal {
+        ApiError::InvalidCredentials | ApiError::InvalidCode => LoginOutcome::Failed,
+        ApiError::TooManyAttempts { .. } => LoginOutcome::Throttled,
+        ApiError::ServerBusy { .. } => LoginOutcome::Busy,
+        ApiError::InvalidRequest(_) => LoginOutcome::Invalid,
+        _ => LoginOutcome::Error,
     }
 }

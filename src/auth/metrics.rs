@@ -79,6 +79,9 @@ label_values! {
     LoginOutcome ("outcome") {
         /// A session started.
         Succeeded = "succeeded",
+        /// The password was right; the account's second factor is asked
+        /// for (`401 second_factor_required`).
+        SecondFactorRequired = "second_factor_required",
         /// An unknown user, a wrong password, a disabled account, or
         /// credentials that changed during the login (`401`).
         Failed = "failed",

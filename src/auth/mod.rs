@@ -15,6 +15,7 @@
 //! - `recovery.rs`: a reset link for a forgotten password, and its use;
 //! - `verification.rs`: verifying an address, and changing it;
 //! - `outbox.rs`: queueing mail and the worker that sends it;
+//! - `second_factor.rs`: TOTP and recovery codes, enrolment and checks;
 //! - `housekeeping.rs`: deleting what can never be used again.
 //!
 //! What they share, in folders by concern:
@@ -29,7 +30,7 @@
 //!
 //! and in files of their own: `live.rs` (the live-session check of account
 //! actions), `email.rs` (the address rule), `links.rs` (the tokens in mailed
-//! links), `audit.rs`, `metrics.rs`, `cookies.rs` and `error.rs`. Below
+//! links), `sealed.rs` (secrets sealed at rest), `audit.rs`, `metrics.rs`, `cookies.rs` and `error.rs`. Below
 //! this file, the service that every flow extends, no module names by path
 //! one that names it back (`tests/it/layout.rs`).
 
@@ -60,6 +61,8 @@ mod live;
 pub(crate) mod metrics;
 pub(crate) mod password;
 mod refresh_limit;
+mod sealed;
+pub(crate) mod second_factor;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,8 +88,10 @@ pub use keys::key_set::PublicJwk;
 pub use keys::ring::{KeyInfo, KeyRevocation, KeyRotation, KeyState};
 pub use keys::tokens::AccessClaims;
 pub use live::LiveToken;
+pub use login::{SecondFactorChallenge, SignIn};
 pub use password::policy::Weakness;
 pub use rotation::Refused;
+pub use second_factor::{SecondFactorProof, TotpEnrolment};
 
 /// Requests' work in flight after their answer, at most: past it, more is
 /// dropped (a reset link asked for is not sent, which the asker cannot
@@ -120,6 +125,8 @@ struct Inner {
     mailer: Mailer,
     /// The key mailed links are made with (`links.rs`).
     links: LinkKey,
+    /// The keys second factors' secrets are sealed with (`sealed.rs`).
+    sealer: sealed::Sealer,
     /// Wakes the mail worker when this instance queues a mail.
     mail_queued: tokio::sync::Notify,
     /// Work that goes on after its request was answered (a reset link
@@ -191,6 +198,15 @@ impl Auth {
                         "must be set: it keys mailed links",
                     )
                 })?),
+                sealer: sealed::Sealer::new(
+                    config.tokens.refresh_secret.as_ref().ok_or_else(|| {
+                        crate::config::invalid(
+                            "JWT_REFRESH_SECRET",
+                            "must be set: it keys second factors",
+                        )
+                    })?,
+                    config.tokens.previous_refresh_secret.as_ref(),
+                ),
                 mail_queued: tokio::sync::Notify::new(),
                 background: Arc::new(tokio::sync::Semaphore::new(BACKGROUND)),
                 metrics,

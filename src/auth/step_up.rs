@@ -2,11 +2,17 @@
 //! recent password asks for one with RFC 9470's challenge, and
 //! `POST /reauthenticate` gives it: the password checked again, admitted and
 //! throttled exactly as a login, and a fresh access token whose `auth_time`
-//! (RFC 9068 §2.2.1) is now.
+//! (RFC 9068 §2.2.1) is now. An account with a second factor gives a code
+//! too (README, "Second factor"), so `auth_time` always means every factor
+//! the account has, and the session's `amr` says so.
 
 use std::time::Duration;
 
-use crate::auth::{AccessClaims, ApiError, AuditKind, Auth, ClientInfo, Event, Issued, LiveToken};
+use crate::auth::second_factor::SECOND_FACTOR_AMR;
+use crate::auth::{
+    AccessClaims, ApiError, AuditKind, Auth, ClientInfo, Event, Issued, LiveToken,
+    SecondFactorProof,
+};
 use crate::clock::seconds;
 
 impl Auth {
@@ -15,11 +21,14 @@ impl Auth {
     /// token returned (and of every token its rotations issue); the refresh
     /// cookie does not change. A wrong password is `InvalidCredentials`,
     /// counted by the throttle as a login's; `devices` are the device
-    /// cookies the request carried.
+    /// cookies the request carried. An account with a second factor gives
+    /// `proof` too: without it, `SecondFactorRequired` (before the password
+    /// is checked); a wrong one, `InvalidCode`.
     pub async fn reauthenticate(
         &self,
         token: &LiveToken,
         password: &str,
+        proof: Option<SecondFactorProof<'_>>,
         devices: &[String],
         client: &ClientInfo,
     ) -> Result<Issued, ApiError> {
@@ -30,6 +39,10 @@ impl Auth {
             Some(u) if u.disabled_at.is_none() => u,
             _ => return Err(ApiError::InvalidToken),
         };
+        let second_factor = self.has_second_factor(user.id).await?;
+        if second_factor && proof.is_none() {
+            return Err(ApiError::SecondFactorRequired);
+        }
         let session_id = &token.session().id;
         if !self.recheck(&user, password, client, devices).await? {
             self.record(
@@ -40,6 +53,13 @@ impl Auth {
             .await;
             return Err(ApiError::InvalidCredentials);
         }
+        let amr = match proof.filter(|_| second_factor) {
+            Some(proof) => {
+                self.check_second_factor(&user, proof, client).await?;
+                SECOND_FACTOR_AMR
+            }
+            None => "pwd",
+        };
         let now = self.now();
         let access_keys = self.signing_access_keys(now).await?;
         // Recorded only over the hash just verified, and only while the
@@ -47,7 +67,7 @@ impl Auth {
         // leaves nothing to step up.
         let Some(session) = self
             .store()
-            .reauthenticate_session(session_id, &user.password_hash, now)
+            .reauthenticate_session(session_id, &user.password_hash, now, amr)
             .await?
         else {
             return Err(match self.live_session(token.claims().clone()).await {
@@ -79,6 +99,24 @@ impl Auth {
             Ok(())
         } else {
             Err(ApiError::InsufficientUserAuthentication { max_age })
+        }
+    }
+
+    /// As [`Auth::require_recent_authentication`], and that authentication
+    /// used a second factor (the token's `amr` has `otp`): what removing a
+    /// factor or replacing its recovery codes asks for.
+    pub fn require_recent_second_factor(
+        &self,
+        claims: &AccessClaims,
+        max_age: Duration,
+    ) -> Result<(), ApiError> {
+        self.require_recent_authentication(claims, max_age)?;
+        if claims.amr.iter().any(|m| m == "otp") {
+            Ok(())
+        } else {
+            Err(ApiError::InsufficientUserAuthentication {
+                max_age: seconds(max_age),
+            })
         }
     }
 }

@@ -31,6 +31,8 @@ pub(crate) fn status(error: &ApiError) -> StatusCode {
     match error {
         ApiError::InvalidRequest(_) | ApiError::InvalidLink => StatusCode::BAD_REQUEST,
         ApiError::InvalidCredentials
+        | ApiError::SecondFactorRequired
+        | ApiError::InvalidCode
         | ApiError::MissingRefreshToken
         | ApiError::InvalidRefreshToken
         | ApiError::RefreshTokenReused

@@ -1,4 +1,6 @@
-//! `POST /login`: JSON for API clients, form-urlencoded for the HTML form.
+//! `POST /login`: JSON for API clients, form-urlencoded for the HTML form;
+//! and `POST /login/second-factor`, its second step for an account with a
+//! second factor (README, "Second factor").
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -7,17 +9,19 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Auth, BrowserCookies, ClientInfo};
+use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo, SecondFactorProof, SignIn};
 use crate::routes::body::JsonOrForm;
 use crate::routes::error::ErrorBody;
 use crate::routes::extract::Base;
 use crate::routes::openapi::BodyRefusals;
 use crate::routes::origin::AllowedOrigin;
 use crate::routes::pages::{self, safe_next};
-use crate::routes::respond::TokenBody;
+use crate::routes::respond::{SecondFactorBody, TokenBody};
 
 pub(crate) fn router() -> OpenApiRouter<Auth> {
-    OpenApiRouter::new().routes(routes!(login))
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(second_factor))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -79,8 +83,11 @@ impl Credentials {
             (the HTML form: its page again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 401, description = "`invalid_credentials`, the same for an unknown user and a \
-            wrong password (the HTML form: its page again, with the error)",
-            content((ErrorBody = "application/json"), (String = "text/html"))),
+            wrong password (the HTML form: its page again, with the error); or, the password \
+            right, `second_factor_required`, with the factors that may complete the login at \
+            `POST /login/second-factor` and its `__Host-mfa` cookie (the HTML form: the page \
+            asking for a code)",
+            content((SecondFactorBody = "application/json"), (String = "text/html"))),
         (status = 403, description = "`forbidden_origin`: a cross-site form post", body = ErrorBody),
         BodyRefusals,
         (status = 429, description = "`too_many_attempts` for this account or address \
@@ -113,8 +120,103 @@ async fn login(
                 .log_in(&c.username, &c.password, c.remember(), &cookies, &client)
                 .await
             {
-                Ok(issued) => (issued.cookies, Redirect::to(&next)).into_response(),
+                Ok(SignIn::Issued(issued)) => (issued.cookies, Redirect::to(&next)).into_response(),
+                Ok(SignIn::SecondFactorRequired(challenge)) => (
+                    challenge.cookies,
+                    pages::second_factor_page(&base, &next, None),
+                )
+                    .into_response(),
                 Err(e) => pages::login_failed(&auth, &base, &e, &next, &c.username, c.remember()),
+            }
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct SecondFactor {
+    /// A six-digit code from the authenticator app.
+    #[schema(examples("123456"), max_length = 16)]
+    code: Option<String>,
+    /// One of the recovery codes, instead (each works once).
+    #[schema(examples("abcde-fghij"), max_length = 32)]
+    recovery_code: Option<String>,
+    /// Where the HTML form returns to; only same-origin paths are honoured.
+    next: Option<String>,
+}
+
+impl SecondFactor {
+    /// The proof given: a code, or else a recovery code; `400` for neither.
+    fn proof(&self) -> Result<SecondFactorProof<'_>, ApiError> {
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|v| !v.trim().is_empty())
+        }
+        match (given(&self.code), given(&self.recovery_code)) {
+            (Some(code), _) => Ok(SecondFactorProof::Code(code)),
+            (None, Some(code)) => Ok(SecondFactorProof::RecoveryCode(code)),
+            (None, None) => Err(ApiError::InvalidRequest(
+                "a code or a recovery code is required".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Completes a login waiting for its second factor (the `__Host-mfa`
+/// cookie `POST /login` set): a code, or a recovery code. Answers as a
+/// successful login does.
+#[utoipa::path(
+    post, path = "/login/second-factor", tag = "session", operation_id = "login_second_factor",
+    request_body(content(
+        (SecondFactor = "application/json"),
+        (SecondFactor = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Signed in (JSON); the access token's `amr` is \
+            `[\"pwd\", \"otp\"]`", body = TokenBody,
+            headers(("set-cookie" = String, description = "The refresh cookie, the device cookie, \
+                and the pending login's cookie cleared"))),
+        (status = 303, description = "Signed in (the HTML form)",
+            headers(
+                ("set-cookie" = String, description = "The refresh and device cookies"),
+                ("location" = String, description = "`/app`, or the form's same-origin `next`"),
+            )),
+        (status = 400, description = "`invalid_request`: neither a code nor a recovery code",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 401, description = "`invalid_code`: wrong, already used, or no login waiting \
+            (none, expired after 300 s, or out of its five attempts: sign in again) (the HTML \
+            form: its page again, with the error)",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "`forbidden_origin`: a cross-site request", body = ErrorBody),
+        BodyRefusals,
+        (status = 429, description = "`too_many_attempts`: too many codes for this account",
+            content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("retry-after" = String))),
+    )
+)]
+async fn second_factor(
+    State(auth): State<Auth>,
+    _: AllowedOrigin,
+    client: ClientInfo,
+    cookies: BrowserCookies,
+    base: Base,
+    body: JsonOrForm<SecondFactor>,
+) -> Response {
+    match body {
+        JsonOrForm::Json(f) => match f.proof() {
+            Ok(proof) => auth
+                .complete_login(&cookies, proof, &client)
+                .await
+                .into_response(),
+            Err(e) => e.into_response(),
+        },
+        JsonOrForm::Form(f) => {
+            let next = safe_next(&base, f.next.as_deref());
+            let result = match f.proof() {
+                Ok(proof) => auth.complete_login(&cookies, proof, &client).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(issued) => (issued.cookies, Redirect::to(&next)).into_response(),
+                Err(e) => pages::second_factor_failed(&base, &next, &e),
             }
         }
     }

@@ -44,6 +44,7 @@ pub(crate) mod recovery;
 mod register;
 pub(crate) mod request_id;
 mod respond;
+mod second_factor;
 mod sessions;
 mod timeout;
 mod token;
@@ -146,6 +147,7 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
         .merge(reauthenticate::router())
         .merge(register::router())
         .merge(me::router())
+        .merge(second_factor::router())
         .merge(sessions::router())
         .merge(health::router())
         .merge(openapi::router())

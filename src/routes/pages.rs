@@ -52,6 +52,14 @@ struct RegisterPage<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "second_factor.html")]
+struct SecondFactorPage<'a> {
+    base: &'a str,
+    next: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Template)]
 #[template(path = "app.html")]
 struct AppPage<'a> {
     base: &'a str,
@@ -106,6 +114,9 @@ pub(crate) fn form_message(e: &ApiError) -> String {
         }
         ApiError::UsernameTaken => "That username is taken.".to_owned(),
         ApiError::RegistrationClosed => "Registration is closed.".to_owned(),
+        ApiError::InvalidCode => {
+            "That code is wrong or was used, or the sign-in has expired.".to_owned()
+        }
         ApiError::InvalidLink => {
             "This link is unknown, used or expired. Ask for a new one.".to_owned()
         }
@@ -141,6 +152,23 @@ pub fn login_failed(
         recovery: auth.config().mail.sends(),
     };
     refused(render(super::error::status(e), &page), e)
+}
+
+/// The login's second step: a code or a recovery code (README, "Second
+/// factor"). `401`: nobody is signed in yet.
+pub fn second_factor_page(base: &Base, next: &str, error: Option<&str>) -> Response {
+    let page = SecondFactorPage {
+        base: &base.0,
+        next,
+        error,
+    };
+    render(StatusCode::UNAUTHORIZED, &page)
+}
+
+pub fn second_factor_failed(base: &Base, next: &str, e: &ApiError) -> Response {
+    let mut page = second_factor_page(base, next, Some(&form_message(e)));
+    *page.status_mut() = super::error::status(e);
+    refused(page, e)
 }
 
 pub fn register_failed(auth: &Auth, base: &Base, e: &ApiError, username: &str) -> Response {

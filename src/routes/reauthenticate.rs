@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo, Issued};
+use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo, Issued, SecondFactorProof};
 use crate::routes::error::ErrorBody;
 use crate::routes::extract::LiveSession;
 use crate::routes::openapi::BodyRefusals;
@@ -24,6 +24,13 @@ pub(crate) struct Reauthentication {
     /// The account's password.
     #[schema(min_length = 1, examples("correct horse battery"))]
     password: String,
+    /// With a second factor on: a six-digit code from the authenticator app
+    /// (README, "Second factor").
+    #[schema(examples("123456"), max_length = 16)]
+    code: Option<String>,
+    /// With a second factor on, instead of `code`: a recovery code.
+    #[schema(max_length = 32)]
+    recovery_code: Option<String>,
 }
 
 /// Checks the caller's password again. Admitted and throttled exactly as a
@@ -39,7 +46,8 @@ pub(crate) struct Reauthentication {
         (status = 400, description = "`invalid_request`: a missing or malformed field, or more \
             than one `Authorization` header", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`: the password is wrong (no \
-            challenge: the token was fine); or `unauthenticated` (no token) or `invalid_token` \
+            challenge: the token was fine); `second_factor_required`: the account has a second \
+            factor and no code or recovery code came; `invalid_code`: it was wrong or used; or `unauthenticated` (no token) or `invalid_token` \
             (bad or expired, or its session no longer live), each with its `WWW-Authenticate` \
             challenge as on every Bearer endpoint", body = ErrorBody),
         BodyRefusals,
@@ -58,6 +66,13 @@ async fn reauthenticate(
     body: Result<Json<Reauthentication>, JsonRejection>,
 ) -> Result<Issued, ApiError> {
     let Json(body) = body?;
-    auth.reauthenticate(&token, &body.password, &cookies.devices, &client)
+    let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+    let (code, recovery_code) = (given(&body.code), given(&body.recovery_code));
+    let proof = match (&code, &recovery_code) {
+        (Some(code), _) => Some(SecondFactorProof::Code(code)),
+        (None, Some(code)) => Some(SecondFactorProof::RecoveryCode(code)),
+        (None, None) => None,
+    };
+    auth.reauthenticate(&token, &body.password, proof, &cookies.devices, &client)
         .await
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::{Issued, Refused, SetCookies};
+use crate::auth::{ApiError, Issued, Refused, SetCookies, SignIn};
 
 impl IntoResponseParts for SetCookies {
     type Error = std::convert::Infallible;
@@ -48,6 +48,48 @@ impl IntoResponse for Issued {
             expires_in: self.expires_in,
         };
         (self.cookies, Json(body)).into_response()
+    }
+}
+
+/// A `401` of `POST /login`: an error body, and with
+/// `second_factor_required` what may complete the login (README, "Second
+/// factor").
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecondFactorBody {
+    /// A stable, machine-readable code: `invalid_credentials`, or
+    /// `second_factor_required`.
+    #[schema(examples("second_factor_required"))]
+    pub error: &'static str,
+    /// Words for people; may change.
+    pub message: String,
+    /// With `second_factor_required`: what may complete the login at
+    /// `POST /login/second-factor` (`totp`, `recovery_code`).
+    #[schema(examples(json!(["totp", "recovery_code"])))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factors: Option<&'static [&'static str]>,
+}
+
+/// Signed in, or `401 second_factor_required` with the pending login's
+/// cookie.
+impl IntoResponse for SignIn {
+    fn into_response(self) -> Response {
+        match self {
+            SignIn::Issued(issued) => issued.into_response(),
+            SignIn::SecondFactorRequired(challenge) => {
+                let error = ApiError::SecondFactorRequired;
+                let body = SecondFactorBody {
+                    error: error.code(),
+                    message: error.to_string(),
+                    factors: Some(challenge.factors),
+                };
+                (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    challenge.cookies,
+                    Json(body),
+                )
+                    .into_response()
+            }
+        }
     }
 }
 

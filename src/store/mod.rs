@@ -1,6 +1,6 @@
 //! The store: everything latchkey keeps, behind one trait per concern
 //! ([`Users`], [`Sessions`], [`Devices`], [`AuditLog`], [`Throttles`], [`SigningKeys`],
-//! [`Outbox`], [`Links`], and the [`Pool`]
+//! [`Outbox`], [`Links`], [`SecondFactors`], and the [`Pool`]
 //! under them all), gathered by [`Store`], with one implementation per
 //! database. Each implementation keeps its SQL in one file per concern
 //! (`sqlite/sessions.rs`, `postgres/sessions.rs`, …) and its own migrations.
@@ -20,6 +20,7 @@ mod devices;
 mod from_sqlx;
 mod mail;
 mod postgres;
+mod second_factor;
 mod sessions;
 mod signing_keys;
 mod sqlite;
@@ -32,6 +33,7 @@ pub use mail::{
     EmailVerified, Links, LiveLink, MailKind, MailOutcome, NewLink, NewMail, Outbox, QueuedMail,
 };
 pub use postgres::PostgresStore;
+pub use second_factor::{PendingLogin, SecondFactors, TotpFactor};
 pub use sessions::{Created, IdleTimeouts, NewSession, RevokeReason, Rotated, Session, Sessions};
 pub use signing_keys::{SigningKeys, StoredKey};
 pub use sqlite::SqliteStore;
@@ -118,7 +120,17 @@ pub trait CommitObserver: Send + Sync {
 /// Everything latchkey keeps: what the application holds (`Arc<dyn Store>`).
 /// Any type with every concern is one.
 pub trait Store:
-    Users + Sessions + Devices + AuditLog + Throttles + SigningKeys + Outbox + Links + Pool + 'static
+    Users
+    + Sessions
+    + Devices
+    + AuditLog
+    + Throttles
+    + SigningKeys
+    + Outbox
+    + Links
+    + SecondFactors
+    + Pool
+    + 'static
 {
 }
 
@@ -131,6 +143,7 @@ impl<T> Store for T where
         + SigningKeys
         + Outbox
         + Links
+        + SecondFactors
         + Pool
         + 'static
 {

@@ -231,6 +231,7 @@ pub trait Sessions: Send + Sync {
         id: &str,
         verified_hash: &str,
         now: i64,
+        amr: &str,
     ) -> StoreResult<Option<Session>>;
     /// Revokes a live session; with `owner`, only if it belongs to that user.
     /// Returns whether a session was revoked by this call.

@@ -38,6 +38,8 @@ macro_rules! store_suite {
         mod recovery;
         #[path = "rotation.rs"]
         mod rotation;
+        #[path = "second_factor.rs"]
+        mod second_factor;
         #[path = "session_controls.rs"]
         mod session_controls;
         #[path = "signing_keys.rs"]

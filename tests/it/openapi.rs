@@ -46,6 +46,11 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/email/verify"),
     ("post", "/email/verify"),
     ("get", "/dev/outbox"),
+    ("post", "/login/second-factor"),
+    ("post", "/me/totp"),
+    ("delete", "/me/totp"),
+    ("post", "/me/totp/confirm"),
+    ("post", "/me/recovery-codes"),
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];

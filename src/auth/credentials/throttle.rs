@@ -149,6 +149,7 @@ pub fn account_counters(username: &str, user_id: i64) -> (Vec<String>, Vec<Strin
             devices_key(user_id),
             mail_reset_key(user_id),
             mail_verify_key(user_id),
+            format!("second-factor:{user_id}"),
         ],
         vec![pair_prefix(username), device_prefix(user_id)],
     )
@@ -176,6 +177,19 @@ pub fn mail_verify_to_key(address_tag: &str) -> String {
 /// Reset links asked for from one client address, whatever names they carry.
 pub fn mail_ip_key(ip: &str) -> String {
     format!("mail-ip:{}", address_key(ip))
+}
+
+/// Second-factor codes tried for one account, from anywhere: as many as
+/// `THROTTLE_LOGIN_PAIR` before the back-off, cleared by a right one (README,
+/// "Second factor"). Each pending login has its own, smaller allowance too.
+pub fn second_factor_counters(policy: &ThrottlePolicy, user_id: i64) -> Counters {
+    Counters::new(vec![Counter {
+        allowance: Allowance {
+            key: format!("second-factor:{user_id}"),
+            free: policy.login_pair,
+        },
+        on_success: OnSuccess::Clear,
+    }])
 }
 
 /// Sign-ups from one address: every attempt counts, successful or not, so a

@@ -49,6 +49,7 @@ macro_rules! session_columns {
 mod audit;
 mod devices;
 mod mail;
+mod second_factor;
 mod sessions;
 mod signing_keys;
 mod throttle;

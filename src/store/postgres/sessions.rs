@@ -166,8 +166,9 @@ impl Sessions for PostgresStore {
         id: &str,
         verified_hash: &str,
         now: i64,
+        amr: &str,
     ) -> StoreResult<Option<Session>> {
-        let sql = "UPDATE sessions s SET auth_time = $1 FROM users u \
+        let sql = "UPDATE sessions s SET auth_time = $1, amr = $4 FROM users u \
              WHERE s.id = $2 AND s.revoked_at IS NULL \
                  AND s.idle_expires_at > $1 AND s.absolute_expires_at > $1 AND u.id = s.user_id \
                  AND u.credentials_version = s.credentials_version AND u.disabled_at IS NULL \
@@ -179,6 +180,7 @@ impl Sessions for PostgresStore {
             .bind(now)
             .bind(id)
             .bind(verified_hash)
+            .bind(amr)
             .fetch_optional(&self.pool)
             .await
             .db()

@@ -37,6 +37,7 @@ mod audit;
 mod devices;
 mod group_commit;
 mod mail;
+mod second_factor;
 mod sessions;
 mod signing_keys;
 mod throttle;

@@ -120,9 +120,10 @@ impl Sessions for SqliteStore {
         id: &str,
         verified_hash: &str,
         now: i64,
+        amr: &str,
     ) -> StoreResult<Option<Session>> {
         let sql = concat!(
-            "UPDATE sessions SET auth_time = ?1 \
+            "UPDATE sessions SET auth_time = ?1, amr = ?4 \
              WHERE id = ?2 AND revoked_at IS NULL \
                  AND idle_expires_at > ?1 AND absolute_expires_at > ?1 \
                  AND credentials_version = (SELECT credentials_version FROM users \
@@ -134,6 +135,7 @@ impl Sessions for SqliteStore {
             .bind(now)
             .bind(id)
             .bind(verified_hash)
+            .bind(amr)
             .fetch_optional(&self.pool)
             .await
             .db()

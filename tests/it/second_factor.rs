@@ -1,0 +1,427 @@
+//! A second factor (README, "Second factor"): TOTP enrolment, sign-in in two
+//! steps (JSON and the form), codes that hold under attack, recovery codes,
+//! step-up with both factors, `amr` in the tokens, and the operator's reset.
+//! Codes are computed by the tests' own RFC 6238 (`totp_code`), not by the
+//! crate latchkey uses, so a bug the two shared could not pass.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const MFA_COOKIE: &str = "__Host-mfa";
+
+/// RFC 4648 base32 without padding, as the enrolment answers the secret.
+fn base32_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut bits = 0u64;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.trim_end_matches('=').chars() {
+        let value = ALPHABET.find(c.to_ascii_uppercase()).expect("base32") as u64;
+        bits = (bits << 5) | value;
+        count += 5;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}
+
+/// RFC 6238 (HMAC-SHA-1, six digits, 30-second steps) at `unix`, written
+/// here from the RFC.
+fn totp_code(secret_base32: &str, unix: i64) -> String {
+    let key = base32_decode(secret_base32);
+    let counter = (unix / 30) as u64;
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&key).unwrap();
+    mac.update(&counter.to_be_bytes());
+    let hash = mac.finalize().into_bytes();
+    let offset = usize::from(hash[19] & 0x0f);
+    let binary = (u32::from(hash[offset] & 0x7f) << 24)
+        | (u32::from(hash[offset + 1]) << 16)
+        | (u32::from(hash[offset + 2]) << 8)
+        | u32::from(hash[offset + 3]);
+    format!("{:06}", binary % 1_000_000)
+}
+
+#[test]
+fn the_tests_own_totp_meets_rfc_6238s_vectors() {
+    // Appendix B, SHA-1: the 8-digit values' last six digits.
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"; // "12345678901234567890"
+    assert_eq!(totp_code(secret, 59), "287082");
+    assert_eq!(totp_code(secret, 1_111_111_109), "081804");
+    assert_eq!(totp_code(secret, 1_234_567_890), "005924");
+    assert_eq!(totp_code(secret, 2_000_000_000), "279037");
+}
+
+fn now(app: &TestApp) -> i64 {
+    latchkey::clock::Clock::now(&app.clock)
+}
+
+fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn with_json(mut request: Request<Body>, body: &Value) -> Request<Body> {
+    *request.body_mut() = Body::from(body.to_string());
+    request
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    request
+}
+
+fn set_cookie(response: &TestResponse, name: &str) -> Option<cookie::Cookie<'static>> {
+    response
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| cookie::Cookie::parse(v.to_str().ok()?.to_owned()).ok())
+        .find(|c| c.name() == name)
+}
+
+/// ann, signed in, with TOTP on: her secret and recovery codes.
+async fn ann_with_totp(app: &TestApp) -> (String, Vec<String>) {
+    let login = app.signed_in_ann().await;
+    let access = login.access_token();
+    let enrolled = app
+        .send(bearer(Method::POST, "/me/totp", &access))
+        .await;
+    assert_eq!(enrolled.status, StatusCode::OK, "{}", enrolled.text());
+    let secret = enrolled.json()["secret"].as_str().unwrap().to_owned();
+    let uri = enrolled.json()["otpauth_uri"].as_str().unwrap().to_owned();
+    assert!(uri.starts_with("otpauth://totp/latchkey:ann?secret="), "{uri}");
+    assert_eq!(base32_decode(&secret).len(), 20, "160 bits");
+
+    // A wrong code leaves it pending; the current one turns it on.
+    let wrong = app
+        .send(with_json(
+            bearer(Method::POST, "/me/totp/confirm", &access),
+            &json!({ "code": "000000" }),
+        ))
+        .await;
+    assert_eq!(wrong.error_code(), "invalid_code");
+    let confirmed = app
+        .send(with_json(
+            bearer(Method::POST, "/me/totp/confirm", &access),
+            &json!({ "code": totp_code(&secret, now(app)) }),
+        ))
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text());
+    let codes: Vec<String> = confirmed.json()["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    (secret, codes)
+}
+
+/// The password step: `401 second_factor_required` and the pending
+/// login's cookie, as `name=value` for the second step.
+async fn password_step(app: &TestApp) -> String {
+    let answer = app.login("ann", PASSWORD).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text());
+    assert_eq!(answer.error_code(), "second_factor_required");
+    assert_eq!(answer.json()["factors"], json!(["totp", "recovery_code"]));
+    assert!(answer.refresh_cookie().is_none(), "nobody is signed in yet");
+    let cookie = set_cookie(&answer, MFA_COOKIE).expect("the pending login's cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(cookie.same_site(), Some(cookie::SameSite::Strict));
+    assert_eq!(cookie.path(), Some("/"));
+    assert_eq!(cookie.max_age().map(|a| a.whole_seconds()), Some(300));
+    format!("{MFA_COOKIE}={}", cookie.value())
+}
+
+async fn second_step(app: &TestApp, cookie: &str, body: &Value) -> TestResponse {
+    app.send(
+        Request::post("/login/second-factor")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::COOKIE, cookie)
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn with_totp_on_a_login_takes_a_password_then_a_code() {
+    let app = test_app!();
+    let (secret, _) = ann_with_totp(&app).await;
+    let ann = app.auth.user_named("ann").await.unwrap().unwrap();
+    let before = app.store.active_sessions(ann.id, now(&app)).await.unwrap().len();
+
+    // A wrong password says nothing of the second factor.
+    let wrong = app.login("ann", "not the password").await;
+    assert_eq!(wrong.error_code(), "invalid_credentials");
+
+    let pending = password_step(&app).await;
+    assert_eq!(
+        app.store.active_sessions(ann.id, now(&app)).await.unwrap().len(),
+        before,
+        "no session before the second step"
+    );
+    app.advance(31);
+    let signed_in = second_step(&app, &pending, &json!({ "code": totp_code(&secret, now(&app)) })).await;
+    assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.text());
+    let access = signed_in.access_token();
+    assert_eq!(claims(&access)["amr"], json!(["pwd", "otp"]));
+    let cleared = set_cookie(&signed_in, MFA_COOKIE).expect("the pending cookie cleared");
+    assert_eq!(cleared.max_age().map(|a| a.whole_seconds()), Some(0));
+
+    // `amr` is the session's: every rotation carries it.
+    let mut refresh = signed_in.refresh_token();
+    for _ in 0..2 {
+        app.advance(100);
+        let rotated = app.refresh(&refresh).await;
+        assert_eq!(claims(&rotated.access_token())["amr"], json!(["pwd", "otp"]));
+        refresh = rotated.refresh_token();
+    }
+
+    // The pending login worked once.
+    let again = second_step(&app, &pending, &json!({ "code": totp_code(&secret, now(&app)) })).await;
+    assert_eq!(again.error_code(), "invalid_code");
+}
+
+#[tokio::test]
+async fn a_code_works_once_and_one_step_of_skew_either_way() {
+    let app = test_app!();
+    let (secret, _) = ann_with_totp(&app).await;
+    app.advance(60);
+    let code = totp_code(&secret, now(&app));
+    let first = second_step(&app, &password_step(&app).await, &json!({ "code": code })).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    // The same code again, in the same step: refused.
+    let replay = second_step(&app, &password_step(&app).await, &json!({ "code": code })).await;
+    assert_eq!(replay.error_code(), "invalid_code");
+
+    // A phone a step behind, and a step ahead: accepted; two steps: not.
+    app.advance(90);
+    let behind = totp_code(&secret, now(&app) - 30);
+    let late = second_step(&app, &password_step(&app).await, &json!({ "code": behind })).await;
+    assert_eq!(late.status, StatusCode::OK, "{}", late.text());
+    app.advance(90);
+    let ahead = totp_code(&secret, now(&app) + 30);
+    let early = second_step(&app, &password_step(&app).await, &json!({ "code": ahead })).await;
+    assert_eq!(early.status, StatusCode::OK, "{}", early.text());
+    app.advance(90);
+    let stale = totp_code(&secret, now(&app) - 60);
+    let refused = second_step(&app, &password_step(&app).await, &json!({ "code": stale })).await;
+    assert_eq!(refused.error_code(), "invalid_code");
+}
+
+#[tokio::test]
+async fn a_recovery_code_works_once() {
+    let app = test_app!();
+    let (_, codes) = ann_with_totp(&app).await;
+    let used = second_step(
+        &app,
+        &password_step(&app).await,
+        &json!({ "recovery_code": codes[3].to_uppercase() }),
+    )
+    .await;
+    assert_eq!(used.status, StatusCode::OK, "{}", used.text());
+    assert_eq!(claims(&used.access_token())["amr"], json!(["pwd", "otp"]));
+    let again = second_step(
+        &app,
+        &password_step(&app).await,
+        &json!({ "recovery_code": codes[3] }),
+    )
+    .await;
+    assert_eq!(again.error_code(), "invalid_code");
+    let neither = second_step(&app, &password_step(&app).await, &json!({})).await;
+    assert_eq!(neither.error_code(), "invalid_request");
+}
+
+#[tokio::test]
+async fn a_pending_login_dies_after_300_seconds_or_five_wrong_codes() {
+    let app = test_app!();
+    let (secret, _) = ann_with_totp(&app).await;
+    let pending = password_step(&app).await;
+    app.advance(301);
+    let late = second_step(&app, &pending, &json!({ "code": totp_code(&secret, now(&app)) })).await;
+    assert_eq!(late.error_code(), "invalid_code");
+
+    let pending = password_step(&app).await;
+    for _ in 0..5 {
+        // Each counts against this login, whether the account's own
+        // allowance lets it be checked (`invalid_code`) or not (`429`).
+        let wrong = second_step(&app, &pending, &json!({ "code": "000000" })).await;
+        assert!(
+            ["invalid_code", "too_many_attempts"].contains(&wrong.error_code().as_str()),
+            "{}",
+            wrong.text()
+        );
+    }
+    // Past the account's back-off, well within the 300 s: this login is
+    // spent all the same.
+    app.advance(30);
+    let right_but_spent =
+        second_step(&app, &pending, &json!({ "code": totp_code(&secret, now(&app)) })).await;
+    assert_eq!(right_but_spent.error_code(), "invalid_code");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_guesses_at_the_same_instant_check_at_most_the_allowance() {
+    let app = Arc::new(test_app!());
+    ann_with_totp(&app).await;
+    // Ten pending logins, as an attacker with the password would open.
+    let mut pending = Vec::new();
+    for _ in 0..10 {
+        pending.push(password_step(&app).await);
+    }
+    let guesses: Vec<_> = (0..50)
+        .map(|i| {
+            let (app, cookie) = (app.clone(), pending[i % 10].clone());
+            tokio::spawn(async move {
+                second_step(&app, &cookie, &json!({ "code": format!("{:06}", i) }))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for guess in guesses {
+        let status = guess.await.unwrap();
+        assert!(
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS,
+            "{status}"
+        );
+    }
+    // Each code actually checked is a `second_factor_failed` event: at most
+    // THROTTLE_LOGIN_PAIR (5) for the account, however many pending logins.
+    app.auth.flush_audit(true).await;
+    let checked = app
+        .event_kinds()
+        .await
+        .iter()
+        .filter(|k| *k == "second_factor_failed")
+        .count();
+    assert!((1..=5).contains(&checked), "{checked} codes checked");
+}
+
+#[tokio::test]
+async fn the_form_takes_the_second_step_on_a_page_of_its_own() {
+    let app = test_app!();
+    let (secret, _) = ann_with_totp(&app).await;
+    app.advance(30);
+    let page = app
+        .send(form_post(
+            "/login",
+            &form_body(&[("username", "ann"), ("password", PASSWORD), ("next", "/app")]),
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(page.text().contains("action=\"/login/second-factor\""), "{}", page.text());
+    let cookie = set_cookie(&page, MFA_COOKIE).expect("the pending cookie");
+    let code = totp_code(&secret, now(&app));
+    let done = app
+        .send(
+            Request::post("/login/second-factor")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, format!("{MFA_COOKIE}={}", cookie.value()))
+                .body(Body::from(form_body(&[("code", &code), ("next", "/app")])))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
+    assert_eq!(done.header("location"), Some("/app"));
+    assert!(done.refresh_cookie().is_some());
+}
+
+#[tokio::test]
+async fn a_step_up_asks_for_both_factors_and_removing_one_needs_it() {
+    let app = test_app!();
+    let (secret, _) = ann_with_totp(&app).await;
+    // ann's first session signed in with her password alone (before TOTP).
+    let first = app.login("ann", PASSWORD).await;
+    assert_eq!(first.error_code(), "second_factor_required");
+    app.advance(31);
+    let signed_in = second_step(
+        &app,
+        &password_step(&app).await,
+        &json!({ "code": totp_code(&secret, now(&app)) }),
+    )
+    .await;
+    let access = signed_in.access_token();
+
+    // The password alone is not a step-up any more.
+    app.advance(700);
+    let password_only = app
+        .send(with_json(
+            bearer(Method::POST, "/reauthenticate", &access),
+            &json!({ "password": PASSWORD }),
+        ))
+        .await;
+    assert_eq!(password_only.error_code(), "second_factor_required");
+    let removal = app.send(bearer(Method::DELETE, "/me/totp", &access)).await;
+    assert_eq!(removal.error_code(), "insufficient_user_authentication");
+    let both = app
+        .send(with_json(
+            bearer(Method::POST, "/reauthenticate", &access),
+            &json!({ "password": PASSWORD, "code": totp_code(&secret, now(&app)) }),
+        ))
+        .await;
+    assert_eq!(both.status, StatusCode::OK, "{}", both.text());
+    let fresh = both.access_token();
+    assert_eq!(claims(&fresh)["amr"], json!(["pwd", "otp"]));
+    assert_eq!(claims(&fresh)["auth_time"], now(&app));
+
+    let codes = app
+        .send(bearer(Method::POST, "/me/recovery-codes", &fresh))
+        .await;
+    assert_eq!(codes.status, StatusCode::OK, "{}", codes.text());
+    let removed = app.send(bearer(Method::DELETE, "/me/totp", &fresh)).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text());
+    // The password alone signs in again.
+    let plain = app.login("ann", PASSWORD).await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.text());
+    assert_eq!(claims(&plain.access_token())["amr"], json!(["pwd"]));
+}
+
+#[tokio::test]
+async fn an_operator_reset_removes_the_factor_and_ends_every_session() {
+    let app = test_app!();
+    let (secret, _) = ann_with_totp(&app).await;
+    // The confirming code's step is used: the next code is the next step's.
+    app.advance(30);
+    let signed_in = second_step(
+        &app,
+        &password_step(&app).await,
+        &json!({ "code": totp_code(&secret, now(&app)) }),
+    )
+    .await;
+    let out = app.cli(&["user", "reset-second-factor", "ann"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed ann's second factor"));
+    assert_eq!(
+        app.refresh(&signed_in.refresh_token()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.login("ann", PASSWORD).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_store_never_holds_the_secret() {
+    let app = test_app!();
+    let (secret, codes) = ann_with_totp(&app).await;
+    let raw = base32_decode(&secret);
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    for row in every_row(&app).await {
+        for needle in [secret.as_str(), hex.as_str(), codes[0].as_str()] {
+            assert!(!row.to_lowercase().contains(&needle.to_lowercase()), "{needle} in {row}");
+        }
+    }
+}
