@@ -211,3 +211,42 @@ if (await auth.resume()) {
   // No live session behind the cookie (expired, revoked, or none at all).
   window.location.assign(`${base}/login?next=${base}/app`);
 }
+
+// The second factor: a secret for the authenticator app (its QR code drawn
+// by the server), turned on by a code from the app; the recovery codes are
+// shown once.
+$('totp-enroll')?.addEventListener('click', async () => {
+  $('totp-error').hidden = true;
+  try {
+    const enrolment = await auth.enrollTotp();
+    $('totp-secret').textContent = enrolment.secret;
+    $('totp-qr').src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(enrolment.qr_svg)}`;
+    $('totp-confirm-form').hidden = false;
+    $('totp-start').hidden = true;
+    $('totp-code').focus();
+  } catch (error) {
+    $('totp-error').textContent = error.code === 'insufficient_user_authentication'
+      ? 'For this, sign in again: your password was entered too long ago.'
+      : error.message;
+    $('totp-error').hidden = false;
+  }
+});
+
+$('totp-confirm-form')?.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  $('totp-error').hidden = true;
+  try {
+    const codes = await auth.confirmTotp($('totp-code').value.trim());
+    $('totp-codes').replaceChildren(...codes.map((code) => {
+      const item = document.createElement('li');
+      item.textContent = code;
+      return item;
+    }));
+    $('totp-confirm-form').hidden = true;
+    $('totp-codes-box').hidden = false;
+    $('totp-status').textContent = 'On: sign-ins ask for a code after the password.';
+  } catch (error) {
+    $('totp-error').textContent = error.message;
+    $('totp-error').hidden = false;
+  }
+});

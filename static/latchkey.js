@@ -244,6 +244,21 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
     return fresh ? send(fresh) : response;
   }
 
+  /** A call of the account's own endpoints; the JSON answer, or an Error with `maxAge` for a step-up. */
+  async function accountCall(method, path, json, what) {
+    const init = { method, credentials };
+    if (json !== undefined) {
+      init.headers = { 'Content-Type': 'application/json' };
+      init.body = JSON.stringify(json);
+    }
+    const response = await authFetch(`${base}${path}`, init);
+    if (response.ok) return response.status === 204 ? {} : response.json();
+    const challenge = stepUpChallenge(response);
+    const error = await refusal(response, what);
+    if (challenge) error.maxAge = challenge.maxAge;
+    throw error;
+  }
+
   return {
     /**
      * Signs in; resolves to true, or to `{ secondFactorRequired: true, factors }` when the
@@ -294,17 +309,18 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
 
     /**
      * Checks the password again (step-up): the new access token's `auth_time` is now, so actions
-     * that want a recent password go through. Throws like `login` (`invalid_credentials`,
-     * `too_many_attempts`…).
+     * that want a recent password go through. An account with a second factor gives
+     * `{ code }` (or `{ recoveryCode }`) too, or it throws `second_factor_required`. Throws like
+     * `login` (`invalid_credentials`, `invalid_code`, `too_many_attempts`…).
      */
-    async reauthenticate(password) {
+    async reauthenticate(password, { code, recoveryCode } = {}) {
       const token = await validToken();
       if (!token) throw Object.assign(new Error('not signed in'), { code: 'unauthenticated' });
       const response = await fetch(`${base}/reauthenticate`, {
         method: 'POST',
         credentials,
         headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
-        body: JSON.stringify({ password }),
+        body: JSON.stringify({ password, code, recovery_code: recoveryCode }),
       });
       if (!response.ok) {
         const error = await refusal(response, 'reauthentication');
@@ -398,6 +414,36 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
       const error = await refusal(response, 'email change');
       if (challenge) error.maxAge = challenge.maxAge;
       throw error;
+    },
+
+    /**
+     * Starts a TOTP enrolment: resolves to `{ secret, otpauth_uri, qr_svg }` for the user's
+     * authenticator app. Needs a recent password (`insufficient_user_authentication`, then
+     * `reauthenticate(password)`).
+     */
+    async enrollTotp() {
+      return accountCall('POST', '/me/totp', undefined, 'enrolment');
+    },
+
+    /** Turns TOTP on with a current `code`; resolves to the ten recovery codes, shown once. */
+    async confirmTotp(code) {
+      const body = await accountCall('POST', '/me/totp/confirm', { code }, 'confirmation');
+      return body.recovery_codes;
+    },
+
+    /**
+     * Removes the second factor. Needs a recent step-up that used it:
+     * `reauthenticate(password, { code })`, then call again.
+     */
+    async disableTotp() {
+      await accountCall('DELETE', '/me/totp', undefined, 'removal');
+      return true;
+    },
+
+    /** Ten new recovery codes in place of the old; needs a recent step-up with a code. */
+    async regenerateRecoveryCodes() {
+      const body = await accountCall('POST', '/me/recovery-codes', undefined, 'recovery codes');
+      return body.recovery_codes;
     },
 
     /** Picks up the session of the refresh cookie, if any; resolves to true when signed in. */

@@ -22,6 +22,14 @@ const PASSWORD_AMR: &str = "pwd";
 /// Codes a pending login may try before it dies: sign in again.
 const PENDING_LOGIN_ATTEMPTS: i64 = 5;
 
+impl std::fmt::Debug for SecondFactorChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecondFactorChallenge")
+            .field("factors", &self.factors)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a login with the right password came to.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -33,8 +41,8 @@ pub enum SignIn {
     SecondFactorRequired(SecondFactorChallenge),
 }
 
-/// A login waiting for its second factor.
-#[derive(Debug)]
+/// A login waiting for its second factor. Its `Debug` output shows no
+/// cookie.
 pub struct SecondFactorChallenge {
     /// What may complete it (`totp`, `recovery_code`).
     pub factors: &'static [&'static str],

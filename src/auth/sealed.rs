@@ -8,7 +8,7 @@
 //! Layout: `1` (format), the key's id (4 bytes), a random nonce (24 bytes),
 //! the ciphertext with its tag.
 
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -66,12 +66,17 @@ impl Sealer {
         }
     }
 
-    /// `plain`, sealed under the current key.
-    pub(crate) fn seal(&self, plain: &[u8]) -> Vec<u8> {
+    /// `plain`, sealed under the current key for `owner` (its associated
+    /// data: a sealed value copied into another account's row opens no more).
+    pub(crate) fn seal(&self, plain: &[u8], owner: i64) -> Vec<u8> {
         let mut nonce = [0u8; NONCE];
         #[allow(clippy::expect_used)]
         getrandom::fill(&mut nonce).expect("the operating system's random source failed");
-        let sealed = match self.current.cipher.encrypt(&XNonce::from(nonce), plain) {
+        let payload = Payload {
+            msg: plain,
+            aad: &owner.to_be_bytes(),
+        };
+        let sealed = match self.current.cipher.encrypt(&XNonce::from(nonce), payload) {
             Ok(sealed) => sealed,
             Err(_) => unreachable!("encryption of a short secret cannot fail"),
         };
@@ -84,8 +89,8 @@ impl Sealer {
     }
 
     /// What `sealed` holds, and whether it was sealed under the current key;
-    /// `None` when no key of ours sealed it, or it was changed.
-    pub(crate) fn open(&self, sealed: &[u8]) -> Option<(Vec<u8>, bool)> {
+    /// `None` when no key of ours sealed it for `owner`, or it was changed.
+    pub(crate) fn open(&self, sealed: &[u8], owner: i64) -> Option<(Vec<u8>, bool)> {
         if sealed.len() < 1 + 4 + NONCE || sealed[0] != FORMAT {
             return None;
         }
@@ -96,7 +101,16 @@ impl Sealer {
             .flatten()
             .find(|key| key.id == id)?;
         let nonce: [u8; NONCE] = nonce.try_into().ok()?;
-        let plain = key.cipher.decrypt(&XNonce::from(nonce), body).ok()?;
+        let plain = key
+            .cipher
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: body,
+                    aad: &owner.to_be_bytes(),
+                },
+            )
+            .ok()?;
         Some((plain, std::ptr::eq(key, &self.current)))
     }
 }
@@ -110,22 +124,18 @@ mod tests {
     fn a_sealed_secret_opens_with_its_key_only_and_says_which() {
         let old = Secret::new("the-old-refresh-secret-0123456789abcdef");
         let new = Secret::new("the-new-refresh-secret-0123456789abcdef");
+        let secret = b"twenty bytes secret!".to_vec();
         let before = Sealer::new(&old, None);
-        let sealed = before.seal(b"twenty bytes secret!");
-        assert!(!sealed.windows(20).any(|w| w == b"twenty bytes secret!"));
-        assert_eq!(
-            before.open(&sealed),
-            Some((b"twenty bytes secret!".to_vec(), true))
-        );
+        let sealed = before.seal(&secret, 7);
+        assert!(!sealed.windows(20).any(|w| w == secret.as_slice()));
+        assert_eq!(before.open(&sealed, 7), Some((secret.clone(), true)));
+        assert_eq!(before.open(&sealed, 8), None, "another account's row");
         let rotating = Sealer::new(&new, Some(&old));
-        assert_eq!(
-            rotating.open(&sealed),
-            Some((b"twenty bytes secret!".to_vec(), false))
-        );
-        assert_eq!(Sealer::new(&new, None).open(&sealed), None);
+        assert_eq!(rotating.open(&sealed, 7), Some((secret.clone(), false)));
+        assert_eq!(Sealer::new(&new, None).open(&sealed, 7), None);
         let mut changed = sealed.clone();
         let last = changed.len() - 1;
         changed[last] ^= 1;
-        assert_eq!(before.open(&changed), None);
+        assert_eq!(before.open(&changed, 7), None);
     }
 }

@@ -44,12 +44,22 @@ impl std::fmt::Debug for TotpEnrolment {
 }
 
 /// What proves the second factor.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum SecondFactorProof<'a> {
     /// A code from the authenticator app.
     Code(&'a str),
     /// One of the recovery codes.
     RecoveryCode(&'a str),
+}
+
+// The code stays out of `Debug` output.
+impl std::fmt::Debug for SecondFactorProof<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Code(_) => "Code(…)",
+            Self::RecoveryCode(_) => "RecoveryCode(…)",
+        })
+    }
 }
 
 fn totp(secret: Vec<u8>, username: &str) -> Result<TOTP, ApiError> {
@@ -68,7 +78,7 @@ fn totp(secret: Vec<u8>, username: &str) -> Result<TOTP, ApiError> {
 /// The time step a six-digit `code` is right for at `now`, allowing one
 /// step either side; compared in constant time.
 fn matching_step(totp: &TOTP, code: &str, now: i64) -> Option<i64> {
-    let code = code.trim();
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -89,34 +99,45 @@ fn matching_step(totp: &TOTP, code: &str, now: i64) -> Option<i64> {
     found
 }
 
-/// A recovery code as stored: SHA-256 of its letters and digits,
-/// lower-cased, without the dash (50 random bits each, so a fast hash is
-/// enough, and no bcrypt queue is spent on them).
-fn recovery_hash(code: &str) -> [u8; 32] {
+/// A recovery code as stored: SHA-256 of the account's id and the code's
+/// letters and digits, lower-cased, without dashes. 80 random bits each, so
+/// a fast hash is enough (no sweep of 2^80 is), with the id so that no sweep
+/// covers two accounts, and no bcrypt queue is spent on them.
+fn recovery_hash(user_id: i64, code: &str) -> [u8; 32] {
     let normal: String = code
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
         .collect();
-    Sha256::digest(normal.as_bytes()).into()
+    let mut hash = Sha256::new();
+    hash.update(user_id.to_be_bytes());
+    hash.update(normal.as_bytes());
+    hash.finalize().into()
 }
 
-/// Ten new recovery codes (`xxxxx-xxxxx`, base32) and their hashes.
-fn recovery_codes() -> (Vec<String>, Vec<[u8; 32]>) {
+/// Ten new recovery codes (`xxxx-xxxx-xxxx-xxxx`, base32: 80 bits) and
+/// their hashes for `user_id`.
+fn recovery_codes(user_id: i64) -> (Vec<String>, Vec<[u8; 32]>) {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| {
-            let mut bytes = [0u8; 10];
+            let mut bytes = [0u8; 16];
             #[allow(clippy::expect_used)]
             getrandom::fill(&mut bytes).expect("the operating system's random source failed");
             let letters: String = bytes
                 .iter()
                 .map(|b| char::from(ALPHABET[usize::from(b % 32)]))
                 .collect();
-            format!("{}-{}", &letters[..5], &letters[5..])
+            format!(
+                "{}-{}-{}-{}",
+                &letters[..4],
+                &letters[4..8],
+                &letters[8..12],
+                &letters[12..]
+            )
         })
         .collect();
-    let hashes = codes.iter().map(|c| recovery_hash(c)).collect();
+    let hashes = codes.iter().map(|c| recovery_hash(user_id, c)).collect();
     (codes, hashes)
 }
 
@@ -129,7 +150,7 @@ impl Auth {
         let mut secret = vec![0u8; 20];
         #[allow(clippy::expect_used)]
         getrandom::fill(&mut secret).expect("the operating system's random source failed");
-        let sealed = self.inner.sealer.seal(&secret);
+        let sealed = self.inner.sealer.seal(&secret, user.id);
         if !self
             .store()
             .begin_totp(user.id, &sealed, self.now())
@@ -170,12 +191,12 @@ impl Auth {
         let (secret, _) = self
             .inner
             .sealer
-            .open(&factor.secret)
+            .open(&factor.secret, user.id)
             .ok_or(ApiError::InvalidCode)?;
         let now = self.now();
         let step = matching_step(&totp(secret, &user.username)?, code, now)
             .ok_or(ApiError::InvalidCode)?;
-        let (codes, hashes) = recovery_codes();
+        let (codes, hashes) = recovery_codes(user.id);
         if !self
             .store()
             .confirm_totp(user.id, &factor.secret, step, &hashes, now)
@@ -212,7 +233,7 @@ impl Auth {
     /// authentication that used the second factor).
     pub async fn new_recovery_codes(&self, token: &LiveToken) -> Result<Vec<String>, ApiError> {
         let user = self.enabled_account(token).await?;
-        let (codes, hashes) = recovery_codes();
+        let (codes, hashes) = recovery_codes(user.id);
         if !self
             .store()
             .replace_recovery_codes(user.id, &hashes)
@@ -264,9 +285,18 @@ impl Auth {
         let accepted = match proof {
             SecondFactorProof::Code(code) => match self.store().totp_factor(user.id).await? {
                 Some(factor) if factor.confirmed_at.is_some() => {
-                    let opened = self.inner.sealer.open(&factor.secret);
+                    let opened = self.inner.sealer.open(&factor.secret, user.id);
                     let step = match opened {
-                        Some((secret, _)) => {
+                        Some((secret, current)) => {
+                            if !current {
+                                // Sealed under the previous secret: sealed
+                                // again under the current one, so that
+                                // dropping the previous loses nothing.
+                                let resealed = self.inner.sealer.seal(&secret, user.id);
+                                self.store()
+                                    .reseal_totp(user.id, &factor.secret, &resealed)
+                                    .await?;
+                            }
                             matching_step(&totp(secret, &user.username)?, code, now)
                         }
                         None => {
@@ -287,7 +317,7 @@ impl Auth {
             },
             SecondFactorProof::RecoveryCode(code) => {
                 self.store()
-                    .use_recovery_code(user.id, &recovery_hash(code), now)
+                    .use_recovery_code(user.id, &recovery_hash(user.id, code), now)
                     .await?
             }
         };
@@ -355,19 +385,24 @@ mod tests {
             None,
             "two steps late"
         );
+        assert_eq!(
+            matching_step(&totp, "287 082", 59),
+            Some(1),
+            "as the form groups it"
+        );
         assert_eq!(matching_step(&totp, "28708", 59), None);
         assert_eq!(matching_step(&totp, "abcdef", 59), None);
     }
 
     #[test]
-    fn recovery_codes_are_ten_and_read_in_any_case_with_or_without_the_dash() {
-        let (codes, hashes) = recovery_codes();
+    fn recovery_codes_are_ten_and_read_in_any_case_with_or_without_the_dashes() {
+        let (codes, hashes) = recovery_codes(7);
         assert_eq!(codes.len(), 10);
-        assert_eq!(recovery_hash(&codes[0]), hashes[0]);
-        assert_eq!(
-            recovery_hash(&codes[0].to_uppercase().replace('-', "")),
-            hashes[0]
-        );
+        assert_eq!(codes[0].len(), 19, "{}", codes[0]);
+        assert_eq!(recovery_hash(7, &codes[0]), hashes[0]);
+        let typed = codes[0].to_uppercase().replace('-', "");
+        assert_eq!(recovery_hash(7, &typed), hashes[0]);
+        assert_ne!(recovery_hash(8, &codes[0]), hashes[0], "another account's");
         assert_ne!(hashes[0], hashes[1]);
     }
 }

@@ -33,6 +33,21 @@ pub(crate) struct Enrolment {
     secret: String,
     /// `otpauth://totp/latchkey:ann?secret=…&issuer=latchkey`, for a QR code.
     otpauth_uri: String,
+    /// That URI as a QR code: an SVG document, drawn here so that no page
+    /// needs a script of someone else's (`/app` shows it as an image).
+    qr_svg: String,
+}
+
+/// `uri` as a QR code in SVG; empty if it cannot be one (it always can: an
+/// otpauth URI is far below a QR code's capacity).
+fn qr_svg(uri: &str) -> String {
+    match qrcode::QrCode::new(uri.as_bytes()) {
+        Ok(code) => code
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .build(),
+        Err(_) => String::new(),
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -71,6 +86,7 @@ async fn enroll(
     auth.require_recent_authentication(token.claims(), auth.config().tokens.reauth_max_age)?;
     let enrolment = auth.enroll_totp(&token).await?;
     Ok(Json(Enrolment {
+        qr_svg: qr_svg(&enrolment.otpauth_uri),
         secret: enrolment.secret,
         otpauth_uri: enrolment.otpauth_uri,
     }))

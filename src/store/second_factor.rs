@@ -63,6 +63,9 @@ pub trait SecondFactors: Send + Sync {
         codes: &[[u8; 32]],
         now: i64,
     ) -> StoreResult<bool>;
+    /// Replaces the factor's sealed secret `old` with `new` (the same secret
+    /// sealed under the current key): only if it is still `old`.
+    async fn reseal_totp(&self, user_id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool>;
     /// Records a code accepted at `step`: true only if the factor is
     /// confirmed and `step` is later than any accepted before, so a code
     /// used twice, even at the same instant, works once.

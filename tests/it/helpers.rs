@@ -7,6 +7,7 @@
 mod database;
 pub mod process;
 pub mod smtp;
+pub mod totp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -8,46 +8,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
+use crate::helpers::totp::{base32_decode, totp_code};
 use crate::helpers::*;
 
 const MFA_COOKIE: &str = "__Host-mfa";
-
-/// RFC 4648 base32 without padding, as the enrolment answers the secret.
-fn base32_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut bits = 0u64;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for c in text.trim_end_matches('=').chars() {
-        let value = ALPHABET.find(c.to_ascii_uppercase()).expect("base32") as u64;
-        bits = (bits << 5) | value;
-        count += 5;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    out
-}
-
-/// RFC 6238 (HMAC-SHA-1, six digits, 30-second steps) at `unix`, written
-/// here from the RFC.
-fn totp_code(secret_base32: &str, unix: i64) -> String {
-    let key = base32_decode(secret_base32);
-    let counter = (unix / 30) as u64;
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&key).unwrap();
-    mac.update(&counter.to_be_bytes());
-    let hash = mac.finalize().into_bytes();
-    let offset = usize::from(hash[19] & 0x0f);
-    let binary = (u32::from(hash[offset] & 0x7f) << 24)
-        | (u32::from(hash[offset + 1]) << 16)
-        | (u32::from(hash[offset + 2]) << 8)
-        | u32::from(hash[offset + 3]);
-    format!("{:06}", binary % 1_000_000)
-}
 
 #[test]
 fn the_tests_own_totp_meets_rfc_6238s_vectors() {
@@ -389,6 +355,103 @@ async fn a_step_up_asks_for_both_factors_and_removing_one_needs_it() {
     let plain = app.login("ann", PASSWORD).await;
     assert_eq!(plain.status, StatusCode::OK, "{}", plain.text());
     assert_eq!(claims(&plain.access_token())["amr"], json!(["pwd"]));
+}
+
+#[tokio::test]
+async fn a_session_that_proved_only_the_password_cannot_remove_the_factor() {
+    let app = test_app!();
+    let access = app.signed_in_ann().await.access_token();
+    let enrolled = app.send(bearer(Method::POST, "/me/totp", &access)).await;
+    let secret = enrolled.json()["secret"].as_str().unwrap().to_owned();
+    let confirmed = app
+        .send(with_json(
+            bearer(Method::POST, "/me/totp/confirm", &access),
+            &json!({ "code": totp_code(&secret, now(&app)) }),
+        ))
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK);
+    // A recent password, but no code: `amr` is `["pwd"]`.
+    assert_eq!(claims(&access)["amr"], json!(["pwd"]));
+    for (method, path) in [(Method::DELETE, "/me/totp"), (Method::POST, "/me/recovery-codes")] {
+        let refused = app.send(bearer(method, path, &access)).await;
+        assert_eq!(refused.error_code(), "insufficient_user_authentication", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_confirming_code_and_a_wrong_password_open_nothing() {
+    let app = test_app!();
+    let (secret, _) = ann_with_totp(&app).await;
+    // The code that confirmed the factor, in the same step: used.
+    let same_step = second_step(&app, &password_step(&app).await, &json!({ "code": totp_code(&secret, now(&app)) })).await;
+    assert_eq!(same_step.error_code(), "invalid_code");
+    // A wrong password: no pending login, no cookie.
+    let wrong = app.login("ann", "not the password").await;
+    assert!(set_cookie(&wrong, MFA_COOKIE).is_none());
+    // A factor that is on is not replaced by a new enrolment.
+    let signed_in = {
+        app.advance(30);
+        second_step(&app, &password_step(&app).await, &json!({ "code": totp_code(&secret, now(&app)) })).await
+    };
+    let again = app.send(bearer(Method::POST, "/me/totp", &signed_in.access_token())).await;
+    assert_eq!(again.error_code(), "invalid_request");
+}
+
+#[tokio::test]
+async fn a_password_change_ends_a_pending_login() {
+    let app = test_app!();
+    let (secret, _) = ann_with_totp(&app).await;
+    app.advance(30);
+    let signed_in = second_step(&app, &password_step(&app).await, &json!({ "code": totp_code(&secret, now(&app)) })).await;
+    let pending = password_step(&app).await;
+    let changed = app
+        .change_password(&signed_in.access_token(), PASSWORD, "a brand new passphrase")
+        .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
+    app.advance(30);
+    let late = second_step(&app, &pending, &json!({ "code": totp_code(&secret, now(&app)) })).await;
+    assert_eq!(late.error_code(), "invalid_code");
+}
+
+#[tokio::test]
+async fn a_secret_sealed_under_the_previous_refresh_secret_is_sealed_again_when_used() {
+    let app = test_app!();
+    let (secret, _) = ann_with_totp(&app).await;
+    let old = app.vars["JWT_REFRESH_SECRET"].clone();
+    let new = "a-new-refresh-secret-0123456789abcdefghij".to_owned();
+    let instance = |overrides: Vec<(String, String)>| {
+        let mut vars = app.vars.clone();
+        vars.extend(overrides);
+        let config = config_from(&vars).unwrap();
+        let auth = latchkey::Auth::with_clock(config, app.store.shared(), Arc::new(app.clock.clone())).unwrap();
+        axum::Router::new().merge(latchkey::router(auth)).layer(axum::extract::connect_info::MockConnectInfo(std::net::SocketAddr::from(CLIENT_ADDR)))
+    };
+    // During the rotation: the old secret opens, and the code seals it anew.
+    let rotating = instance(vec![
+        ("JWT_REFRESH_SECRET".into(), new.clone()),
+        ("JWT_REFRESH_SECRET_PREVIOUS".into(), old),
+    ]);
+    app.advance(30);
+    let pending = call(&rotating, json_post("/login", &json!({ "username": "ann", "password": PASSWORD }))).await;
+    let cookie = format!("{MFA_COOKIE}={}", set_cookie(&pending, MFA_COOKIE).unwrap().value());
+    let request = Request::post("/login/second-factor")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::COOKIE, &cookie)
+        .body(Body::from(json!({ "code": totp_code(&secret, now(&app)) }).to_string()))
+        .unwrap();
+    assert_eq!(call(&rotating, request).await.status, StatusCode::OK);
+    // After it, without the previous secret: still the same factor.
+    let after = instance(vec![("JWT_REFRESH_SECRET".into(), new)]);
+    app.advance(30);
+    let pending = call(&after, json_post("/login", &json!({ "username": "ann", "password": PASSWORD }))).await;
+    let cookie = format!("{MFA_COOKIE}={}", set_cookie(&pending, MFA_COOKIE).unwrap().value());
+    let request = Request::post("/login/second-factor")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::COOKIE, &cookie)
+        .body(Body::from(json!({ "code": totp_code(&secret, now(&app)) }).to_string()))
+        .unwrap();
+    let answer = call(&after, request).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
 }
 
 #[tokio::test]

@@ -65,6 +65,18 @@ impl SecondFactors for SqliteStore {
         Ok(true)
     }
 
+    async fn reseal_totp(&self, user_id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE totp_factors SET secret = ?3 WHERE user_id = ?1 AND secret = ?2")
+                .bind(user_id)
+                .bind(old)
+                .bind(new)
+                .execute(&self.pool)
+                .await
+                .db()?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn use_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE totp_factors SET last_step = ?2 \

@@ -164,3 +164,118 @@ async fn deleting_the_account_from_app_asks_for_the_password_again_when_it_is_st
     );
     client.close().await.unwrap();
 }
+
+/// README, "Second factor", in Chromium: TOTP turned on from `/app` (the
+/// secret read off the page, the code computed by the tests' own RFC 6238),
+/// then a sign-in with the password and a code, and one with the password
+/// and a recovery code.
+#[tokio::test]
+async fn a_second_factor_is_turned_on_from_app_and_asked_for_at_sign_in() {
+    use crate::helpers::totp::totp_code;
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let clock = ManualClock::starting_at(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .try_into()
+            .unwrap(),
+    );
+    let now = || latchkey::clock::Clock::now(&clock);
+    let app = Latchkey::start_with_clock(&[], Arc::new(clock.clone())).await;
+    app.add_user("ann", PW).await;
+    let client = browser.context().await;
+    sign_in(&client, &app, "ann", PW).await;
+
+    click(&client, "totp-enroll").await;
+    // 160 bits in base32: 32 characters.
+    wait_until(
+        Duration::from_secs(10),
+        "the secret on the page",
+        || async {
+            visible(&client, "totp-confirm-form").await
+                && text(&client, "totp-secret").await.len() == 32
+        },
+    )
+    .await;
+    let secret = text(&client, "totp-secret").await;
+    let qr = client
+        .find(Locator::Id("totp-qr"))
+        .await
+        .unwrap()
+        .attr("src")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(qr.starts_with("data:image/svg+xml"), "{qr}");
+    fill(&client, "totp-code", &totp_code(&secret, now())).await;
+    click(&client, "totp-confirm").await;
+    wait_until(Duration::from_secs(5), "the recovery codes", || async {
+        client
+            .find_all(Locator::Css("#totp-codes li"))
+            .await
+            .map(|l| l.len())
+            .unwrap_or(0)
+            == 10
+    })
+    .await;
+    let first_code = client
+        .find(Locator::Css("#totp-codes li"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    click(&client, "logout").await;
+    wait_until(Duration::from_secs(5), "/login", || async {
+        path(&client).await == "/login"
+    })
+    .await;
+
+    // The password, then a code of the next step.
+    clock.advance(30);
+    password_then_second_step(&client, &app).await;
+    fill(&client, "code", &totp_code(&secret, now())).await;
+    submit(&client).await;
+    wait_until(Duration::from_secs(10), "/app, signed in", || async {
+        signed_in_as(&client, "ann").await
+    })
+    .await;
+    click(&client, "logout").await;
+    wait_until(Duration::from_secs(5), "/login", || async {
+        path(&client).await == "/login"
+    })
+    .await;
+
+    // No phone: a recovery code.
+    password_then_second_step(&client, &app).await;
+    fill(&client, "recovery_code", &first_code).await;
+    submit(&client).await;
+    wait_until(Duration::from_secs(10), "/app, signed in again", || async {
+        signed_in_as(&client, "ann").await
+    })
+    .await;
+    client.close().await.unwrap();
+}
+
+/// The login form with ann's password, up to the page asking for a code.
+async fn password_then_second_step(client: &fantoccini::Client, app: &Latchkey) {
+    client.goto(&app.url("/login")).await.unwrap();
+    fill(client, "username", "ann").await;
+    fill(client, "password", PW).await;
+    submit(client).await;
+    wait_until(
+        Duration::from_secs(5),
+        "the page asking for a code",
+        || async {
+            client
+                .source()
+                .await
+                .unwrap_or_default()
+                .contains("One more step")
+        },
+    )
+    .await;
+}
