@@ -488,3 +488,37 @@ async fn the_store_never_holds_the_secret() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_password_reset_by_mail_leaves_the_second_factor_on() {
+    let app = test_app!();
+    let (secret, _) = ann_with_totp(&app).await;
+    let ann = app.auth.user_named("ann").await.unwrap().unwrap();
+    app.auth
+        .set_email(&ann, "ann@example.com", true)
+        .await
+        .unwrap();
+    app.auth
+        .forgot_password("ann", &latchkey::ClientInfo::default());
+    app.auth.settled().await;
+    assert_eq!(app.auth.deliver_mail().await.unwrap(), 1);
+    let mails = outbox_mails(std::path::Path::new(&app.vars["MAIL_OUTBOX_DIR"]));
+    let token = crate::helpers::smtp::link_token(mails.last().unwrap());
+    let reset = app
+        .send(json_post(
+            "/password/reset",
+            &json!({ "token": token, "password": "a brand new passphrase" }),
+        ))
+        .await;
+    assert_eq!(reset.status, StatusCode::NO_CONTENT, "{}", reset.text());
+    // The new password still leads to the code, not to a session.
+    let answer = app.login("ann", "a brand new passphrase").await;
+    assert_eq!(answer.error_code(), "second_factor_required");
+    let cookie = format!(
+        "{MFA_COOKIE}={}",
+        set_cookie(&answer, MFA_COOKIE).unwrap().value()
+    );
+    app.advance(30);
+    let signed_in = second_step(&app, &cookie, &json!({ "code": totp_code(&secret, now(&app)) })).await;
+    assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.text());
+}
