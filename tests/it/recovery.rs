@@ -64,6 +64,17 @@ async fn verify(app: &TestApp, token: &str) -> TestResponse {
         .await
 }
 
+/// `PUT /me/email` with `access`.
+async fn change_email(app: &TestApp, access: &str, email: &str) -> TestResponse {
+    let mut request = bearer(Method::PUT, "/me/email", access);
+    *request.body_mut() = axum::body::Body::from(json!({ "email": email }).to_string());
+    request.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        "application/json".parse().unwrap(),
+    );
+    app.send(request).await
+}
+
 fn mails_to<'a>(mails: &'a [String], to: &str) -> Vec<&'a String> {
     mails
         .iter()
@@ -419,16 +430,7 @@ async fn an_address_is_verified_by_its_link_and_a_new_one_replaces_it_only_then(
     let me = app.get_with_bearer("/me", &access).await.json();
     assert_eq!(me["email_verified"], true);
 
-    let change = |email: &str| {
-        let mut request = bearer(Method::PUT, "/me/email", &access);
-        *request.body_mut() = axum::body::Body::from(json!({ "email": email }).to_string());
-        request.headers_mut().insert(
-            axum::http::header::CONTENT_TYPE,
-            "application/json".parse().unwrap(),
-        );
-        request
-    };
-    let asked = app.send(change("Ann@Example.org")).await;
+    let asked = change_email(&app, &access, "Ann@Example.org").await;
     assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text());
     let mails = deliver(&app, &smtp).await;
     let link = mails_to(&mails, "ann@example.org");
@@ -462,7 +464,7 @@ async fn an_address_is_verified_by_its_link_and_a_new_one_replaces_it_only_then(
 
     // Past REAUTH_MAX_AGE the change needs the password again.
     app.advance(601);
-    let refused = app.send(change("ann@example.net")).await;
+    let refused = change_email(&app, &access, "ann@example.net").await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert_eq!(refused.error_code(), "insufficient_user_authentication");
 }
@@ -537,13 +539,8 @@ async fn a_password_reset_or_change_ends_a_pending_address_change() {
     ann_with_verified_address(&app, &smtp).await;
     // Someone in ann's session asks to move her account to their address…
     let login = app.login("ann", PASSWORD).await;
-    let mut request = bearer(Method::PUT, "/me/email", &login.access_token());
-    *request.body_mut() = axum::body::Body::from(json!({ "email": "mallory@example.net" }).to_string());
-    request.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        "application/json".parse().unwrap(),
-    );
-    assert_eq!(app.send(request).await.status, StatusCode::ACCEPTED);
+    let asked = change_email(&app, &login.access_token(), "mallory@example.net").await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED);
     let mails = deliver(&app, &smtp).await;
     let takeover = link_token(mails_to(&mails, "mallory@example.net")[0]);
     // …and ann resets her password: the pending change dies with it.
@@ -569,13 +566,7 @@ async fn a_new_verified_address_ends_reset_links_sent_to_the_old_one() {
     let old_link = link_token(deliver(&app, &smtp).await.last().unwrap());
     let ann = app.auth.user_named("ann").await.unwrap().unwrap();
     let login = app.login("ann", PASSWORD).await;
-    let mut request = bearer(Method::PUT, "/me/email", &login.access_token());
-    *request.body_mut() = axum::body::Body::from(json!({ "email": "ann@example.org" }).to_string());
-    request.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        "application/json".parse().unwrap(),
-    );
-    app.send(request).await;
+    change_email(&app, &login.access_token(), "ann@example.org").await;
     let mails = deliver(&app, &smtp).await;
     let verified = verify(&app, &link_token(mails_to(&mails, "ann@example.org")[0])).await;
     assert_eq!(verified.status, StatusCode::NO_CONTENT);

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use cookie::Expiration;
 use fantoccini::{Client, Locator};
-use latchkey::clock::ManualClock;
 
 use super::*;
 
@@ -91,14 +90,7 @@ async fn deleting_the_account_from_app_asks_for_the_password_again_when_it_is_st
     let Some(browser) = Browser::launch().await else {
         return;
     };
-    let clock = ManualClock::starting_at(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            .try_into()
-            .unwrap(),
-    );
+    let clock = clock_at_real_now();
     let app = Latchkey::start_with_clock(&[], Arc::new(clock.clone())).await;
     app.add_user("ann", PW).await;
     let client = browser.context().await;
@@ -175,14 +167,7 @@ async fn a_second_factor_is_turned_on_from_app_and_asked_for_at_sign_in() {
     let Some(browser) = Browser::launch().await else {
         return;
     };
-    let clock = ManualClock::starting_at(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            .try_into()
-            .unwrap(),
-    );
+    let clock = clock_at_real_now();
     let now = || latchkey::clock::Clock::now(&clock);
     let app = Latchkey::start_with_clock(&[], Arc::new(clock.clone())).await;
     app.add_user("ann", PW).await;

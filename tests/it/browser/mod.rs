@@ -154,6 +154,19 @@ fn start_driver(path: &Path) -> (Child, String) {
     (child, format!("http://127.0.0.1:{port}"))
 }
 
+/// A clock a test moves by hand, starting at the real time (browsers keep
+/// real time; the server then sees time pass that the browser did not).
+pub fn clock_at_real_now() -> latchkey::clock::ManualClock {
+    latchkey::clock::ManualClock::starting_at(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .try_into()
+            .unwrap(),
+    )
+}
+
 /// latchkey on a real socket, with the real clock (browsers keep real time).
 pub struct Latchkey {
     pub server: TestServer,

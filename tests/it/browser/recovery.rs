@@ -227,14 +227,7 @@ async fn the_demo_page_changes_the_address_asking_for_the_password_once_it_is_ol
     let Some(browser) = Browser::launch().await else {
         return;
     };
-    let clock = latchkey::clock::ManualClock::starting_at(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            .try_into()
-            .unwrap(),
-    );
+    let clock = clock_at_real_now();
     let app = Latchkey::start_with_clock(&[], std::sync::Arc::new(clock.clone())).await;
     app.add_user("ann", PW).await;
     let ann = app.auth.user_named("ann").await.unwrap().unwrap();
