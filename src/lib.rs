@@ -33,7 +33,7 @@ mod tls;
 pub use auth::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use auth::{
     AccessClaims, ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, KeyInfo,
-    KeyRevocation, KeyRotation, KeyState, LiveToken, Presented, PublicJwk, Refused,
+    KeyRevocation, KeyRotation, KeyState, LiveToken, LoginCompleted, Presented, PublicJwk, Refused,
     SecondFactorChallenge, SecondFactorProof, SetCookies, SignIn, TotpEnrolment, Weakness,
 };
 pub use config::Config;

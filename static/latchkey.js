@@ -262,8 +262,10 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
   return {
     /**
      * Signs in; resolves to true, or to `{ secondFactorRequired: true, factors }` when the
-     * account has a second factor (then `verifySecondFactor`), or throws an Error whose `code` is
-     * latchkey's error code.
+     * account has a second factor (then `verifySecondFactor`), or to
+     * `{ enrollmentRequired: true, totp: { secret, otpauthUri, qrSvg } }` when the account's role
+     * requires one it has not set up (show the QR code, then `verifySecondFactor({ code })` with a
+     * code of it), or throws an Error whose `code` is latchkey's error code.
      * `remember: false` ("Keep me signed in" unticked) makes the refresh cookie last only as long
      * as the browser, and the session end sooner when unused.
      */
@@ -281,6 +283,10 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
         if (body.error === 'second_factor_required') {
           return { secondFactorRequired: true, factors: body.factors ?? [] };
         }
+        if (body.error === 'second_factor_enrollment_required' && body.totp) {
+          const { secret, otpauth_uri: otpauthUri, qr_svg: qrSvg } = body.totp;
+          return { enrollmentRequired: true, totp: { secret, otpauthUri, qrSvg } };
+        }
       }
       if (!response.ok) throw await refusal(response, 'login');
       const body = await response.json();
@@ -291,7 +297,8 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
     /**
      * The second step of a login that answered `{ secondFactorRequired: true }`:
      * `{ code }` from the authenticator app, or `{ recoveryCode }`. Resolves to true once signed
-     * in; throws an Error whose `code` is `invalid_code` (wrong, used, or the login expired:
+     * in, or, when it set the factor up (`enrollmentRequired`), to `{ recoveryCodes }` to show
+     * once; throws an Error whose `code` is `invalid_code` (wrong, used, or the login expired:
      * call `login` again) or `too_many_attempts`.
      */
     async verifySecondFactor({ code, recoveryCode } = {}) {
@@ -304,7 +311,7 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
       if (!response.ok) throw await refusal(response, 'second factor');
       const body = await response.json();
       adopt(body.access_token, body.expires_in, Date.now() + body.expires_in * 1000, { announce: true });
-      return true;
+      return body.recovery_codes ? { recoveryCodes: body.recovery_codes } : true;
     },
 
     /**

@@ -113,6 +113,10 @@ audit_kinds! {
     RecoveryCodeUsed = "recovery_code_used";
     /// A wrong, reused or expired second factor.
     SecondFactorFailed = "second_factor_failed";
+    /// Sessions signed in with a password alone ended: their user turned a
+    /// second factor on from another session, or their user's role
+    /// requires one (`SECOND_FACTOR_REQUIRED_ROLES`).
+    PasswordOnlySessionsEnded = "password_only_sessions_ended";
 }
 
 impl std::fmt::Display for AuditKind {

@@ -70,9 +70,21 @@ api_errors! {
     /// factor"); a step-up asks for a code beside the password.
     SecondFactorRequired => "second_factor_required",
         "the account has a second factor: give a code";
+    /// The password was right, but the account's role requires a second
+    /// factor (`SECOND_FACTOR_REQUIRED_ROLES`) and it has none: it is set up
+    /// before anything is signed in, at `POST /login/second-factor` with a
+    /// code of the secret this answer gives (README, "Second factor").
+    SecondFactorEnrollmentRequired => "second_factor_enrollment_required",
+        "your role requires a second factor: set one up to sign in";
     /// A second factor that is wrong, already used, or for a pending login
     /// that is gone (expired, or out of attempts: sign in again).
     InvalidCode => "invalid_code", "the code is wrong or used, or the sign-in has expired";
+    /// 100 wrong TOTP codes in a row for the account (NIST SP 800-63B
+    /// §5.2.2): codes are no longer checked. A recovery code still works;
+    /// after it, remove the factor and set it up again, or an operator
+    /// resets it (README, "Second factor").
+    SecondFactorLocked => "second_factor_locked",
+        "too many wrong codes: use a recovery code, or ask for the second factor to be reset";
     WrongCurrentPassword => "wrong_current_password", "the current password is wrong";
     HeadersTooLarge => "headers_too_large",
         "request headers are too large";
@@ -92,13 +104,16 @@ api_errors! {
     /// `error_description` (RFC 6750 §3).
     InvalidToken => "invalid_token", "the access token is invalid or expired";
     /// The action needs a password checked more recently than the token's
-    /// `auth_time` (RFC 9470 §3): `POST /reauthenticate`, then try again.
-    /// Its code and message are also the challenge's `error` and
-    /// `error_description`.
+    /// `auth_time` (RFC 9470 §3), or one checked with a second factor:
+    /// `POST /reauthenticate`, then try again. Its code and message are also
+    /// the challenge's `error` and `error_description`.
     InsufficientUserAuthentication {
         /// The most seconds since the password check that the action accepts
         /// (the challenge's `max_age`).
-        max_age: i64
+        max_age: i64,
+        /// Whether the action needs a second factor as well (the
+        /// challenge's `acr_values="mfa"`; README, "Second factor").
+        second_factor: bool
     } => "insufficient_user_authentication",
         "this action needs your password again: reauthenticate and retry";
     /// A mailed link's token (a password reset, an address to verify) that

@@ -6,9 +6,10 @@
 use crate::auth::credentials::Verified;
 use crate::auth::metrics::LoginOutcome;
 use crate::auth::second_factor::{
-    FACTORS, SECOND_FACTOR_AMR, SecondFactorProof, pending_login_hash, pending_login_token,
+    FACTORS, SECOND_FACTOR_AMR, SecondFactorProof, TotpEnrolment, pending_login_hash,
+    pending_login_token,
 };
-use crate::auth::{ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued};
+use crate::auth::{ApiError, AuditKind, Auth, BrowserCookies, ClientInfo, Event, Issued, Refused};
 use crate::auth::{SetCookies, cookies::MFA_LIFETIME};
 use crate::clock::seconds;
 use crate::random;
@@ -22,10 +23,15 @@ const PASSWORD_AMR: &str = "pwd";
 /// Codes a pending login may try before it dies: sign in again.
 const PENDING_LOGIN_ATTEMPTS: i64 = 5;
 
+/// What enrolment at sign-in offers: TOTP, the one factor that can be set
+/// up before anything is signed in.
+const ENROLMENT_FACTORS: &[&str] = &["totp"];
+
 impl std::fmt::Debug for SecondFactorChallenge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecondFactorChallenge")
             .field("factors", &self.factors)
+            .field("enrolment", &self.enrolment)
             .finish_non_exhaustive()
     }
 }
@@ -39,6 +45,31 @@ pub enum SignIn {
     /// The account has a second factor: nothing is signed in yet, and the
     /// login goes on with a code (`Auth::complete_login`).
     SecondFactorRequired(SecondFactorChallenge),
+    /// The account's role requires a second factor
+    /// (`SECOND_FACTOR_REQUIRED_ROLES`) and it has none: nothing is signed
+    /// in yet; the challenge's `enrolment` is a new TOTP secret, and a code
+    /// of it completes the login (`Auth::complete_login`), turning it on.
+    EnrollmentRequired(SecondFactorChallenge),
+}
+
+/// A login completed by its second factor.
+#[non_exhaustive]
+pub struct LoginCompleted {
+    /// The tokens and cookies, as a login's.
+    pub issued: Issued,
+    /// When the login turned a factor on (enrolment at sign-in): its
+    /// recovery codes, shown this once. Empty otherwise.
+    pub recovery_codes: Vec<String>,
+}
+
+// The recovery codes stay out of logs.
+impl std::fmt::Debug for LoginCompleted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginCompleted")
+            .field("issued", &self.issued)
+            .field("recovery_codes", &self.recovery_codes.len())
+            .finish()
+    }
 }
 
 /// A login waiting for its second factor. Its `Debug` output shows no
@@ -46,6 +77,8 @@ pub enum SignIn {
 pub struct SecondFactorChallenge {
     /// What may complete it (`totp`, `recovery_code`).
     pub factors: &'static [&'static str],
+    /// With [`SignIn::EnrollmentRequired`], the TOTP secret to set up.
+    pub enrolment: Option<TotpEnrolment>,
     /// The `__Host-mfa` cookie that ties the second step to this password
     /// check.
     pub cookies: SetCookies,
@@ -71,6 +104,7 @@ impl Auth {
             .await;
         self.metrics().login(match &result {
             Ok(SignIn::SecondFactorRequired(_)) => LoginOutcome::SecondFactorRequired,
+            Ok(SignIn::EnrollmentRequired(_)) => LoginOutcome::EnrollmentRequired,
             Ok(SignIn::Issued(_)) => LoginOutcome::Succeeded,
             Err(e) => outcome(e),
         });
@@ -81,18 +115,20 @@ impl Auth {
     /// `__Host-mfa` cookie) with `proof`: the code is counted before it is
     /// checked, for the account and for this login, which dies after
     /// five; a right one starts the session as a login does, its `amr`
-    /// `["pwd", "otp"]`. `InvalidCode` for a wrong or used code and for a
-    /// login gone (expired, spent, or its password changed since).
+    /// `["pwd", "otp"]`. For [`SignIn::EnrollmentRequired`], the code is of
+    /// the new secret, and turns it on. `InvalidCode` for a wrong or used
+    /// code and for a login gone (expired, spent, or its password changed
+    /// since), which also clears the `__Host-mfa` cookie.
     pub async fn complete_login(
         &self,
         cookies: &BrowserCookies,
         proof: SecondFactorProof<'_>,
         client: &ClientInfo,
-    ) -> Result<Issued, ApiError> {
+    ) -> Result<LoginCompleted, Refused> {
         let result = self.second_step(cookies, proof, client).await;
         self.metrics().login(match &result {
             Ok(_) => LoginOutcome::Succeeded,
-            Err(e) => outcome(e),
+            Err(refused) => outcome(&refused.error),
         });
         result
     }
@@ -102,16 +138,21 @@ impl Auth {
         cookies: &BrowserCookies,
         proof: SecondFactorProof<'_>,
         client: &ClientInfo,
-    ) -> Result<Issued, ApiError> {
+    ) -> Result<LoginCompleted, Refused> {
+        // No login waiting: the browser forgets its cookie.
+        let gone = || Refused {
+            error: ApiError::InvalidCode,
+            cookies: SetCookies(vec![self.cookie_policy().clear_mfa()]),
+        };
         let Some(value) = cookies.pending_login.as_deref() else {
-            return Err(ApiError::InvalidCode);
+            return Err(ApiError::InvalidCode.into());
         };
         let hash = pending_login_hash(value);
         let pending = self
             .store()
             .attempt_pending_login(&hash, self.now(), PENDING_LOGIN_ATTEMPTS)
             .await?
-            .ok_or(ApiError::InvalidCode)?;
+            .ok_or_else(gone)?;
         let user = match self.store().user_by_id(pending.user_id).await? {
             Some(u)
                 if u.disabled_at.is_none()
@@ -121,13 +162,26 @@ impl Auth {
             }
             _ => {
                 self.store().end_pending_login(&hash).await?;
-                return Err(ApiError::InvalidCode);
+                return Err(gone());
             }
         };
-        self.check_second_factor(&user, proof, client).await?;
+        let recovery_codes = if self.has_second_factor(user.id).await? {
+            self.check_second_factor(&user, proof, client).await?;
+            Vec::new()
+        } else if self.config().accounts.second_factor_required(&user.role) {
+            // Setting the factor up: a code of the new secret, nothing else.
+            let SecondFactorProof::Code(code) = proof else {
+                return Err(ApiError::InvalidCode.into());
+            };
+            self.confirm_pending_totp(&user, code, client).await?
+        } else {
+            // The factor went (an operator's reset) since the password.
+            self.store().end_pending_login(&hash).await?;
+            return Err(gone());
+        };
         // Once: of two right codes at the same instant, one signs in.
         if !self.store().end_pending_login(&hash).await? {
-            return Err(ApiError::InvalidCode);
+            return Err(gone());
         }
         let mut issued = self
             .start_session(
@@ -138,7 +192,10 @@ impl Auth {
             )
             .await?;
         issued.cookies.0.push(self.cookie_policy().clear_mfa());
-        Ok(issued)
+        Ok(LoginCompleted {
+            issued,
+            recovery_codes,
+        })
     }
 
     async fn check_and_start(
@@ -161,10 +218,28 @@ impl Auth {
             self.end_session(&old, RevokeReason::ReplacedByLogin, client)
                 .await?;
         }
-        if self.has_second_factor(verified.user.id).await? {
-            // A device cookie never skips it: nothing is signed in yet.
+        // So does a login that was waiting for its second factor.
+        if let Some(value) = cookies.pending_login.as_deref() {
+            self.store()
+                .end_pending_login(&pending_login_hash(value))
+                .await?;
+        }
+        let user = &verified.user;
+        // A device cookie never skips the second factor: nothing is signed
+        // in until it is given, or, where the role requires one and there
+        // is none, set up.
+        let enrolment = if self.has_second_factor(user.id).await? {
+            None
+        } else if self.config().accounts.second_factor_required(&user.role) {
+            Some(self.begin_totp(user).await?)
+        } else {
+            return Ok(SignIn::Issued(
+                self.start_session(verified, remember, PASSWORD_AMR, client)
+                    .await?,
+            ));
+        };
+        {
             let (value, hash) = pending_login_token();
-            let user = &verified.user;
             self.store()
                 .begin_pending_login(
                     &hash,
@@ -177,15 +252,20 @@ impl Auth {
                     },
                 )
                 .await?;
-            return Ok(SignIn::SecondFactorRequired(SecondFactorChallenge {
-                factors: FACTORS,
-                cookies: SetCookies(vec![self.cookie_policy().mfa(value)]),
-            }));
+            let cookies = SetCookies(vec![self.cookie_policy().mfa(value)]);
+            Ok(match enrolment {
+                None => SignIn::SecondFactorRequired(SecondFactorChallenge {
+                    factors: FACTORS,
+                    enrolment: None,
+                    cookies,
+                }),
+                Some(enrolment) => SignIn::EnrollmentRequired(SecondFactorChallenge {
+                    factors: ENROLMENT_FACTORS,
+                    enrolment: Some(enrolment),
+                    cookies,
+                }),
+            })
         }
-        Ok(SignIn::Issued(
-            self.start_session(verified, remember, PASSWORD_AMR, client)
-                .await?,
-        ))
     }
 
     /// Starts a session for credentials just verified. It is created only if
@@ -271,7 +351,7 @@ impl Auth {
 fn outcome(refusal: &ApiError) -> LoginOutcome {
     match refusal {
         ApiError::InvalidCredentials | ApiError::InvalidCode => LoginOutcome::Failed,
-        ApiError::TooManyAttempts { .. } => LoginOutcome::Throttled,
+        ApiError::TooManyAttempts { .. } | ApiError::SecondFactorLocked => LoginOutcome::Throttled,
         ApiError::ServerBusy { .. } => LoginOutcome::Busy,
         ApiError::InvalidRequest(_) => LoginOutcome::Invalid,
         _ => LoginOutcome::Error,

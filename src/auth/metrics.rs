@@ -82,6 +82,10 @@ label_values! {
         /// The password was right; the account's second factor is asked
         /// for (`401 second_factor_required`).
         SecondFactorRequired = "second_factor_required",
+        /// The password was right; the account's role requires a second
+        /// factor and it has none: it is set up before anything is signed
+        /// in (`401 second_factor_enrollment_required`).
+        EnrollmentRequired = "second_factor_enrollment_required",
         /// An unknown user, a wrong password, a disabled account, or
         /// credentials that changed during the login (`401`).
         Failed = "failed",
@@ -94,6 +98,23 @@ label_values! {
         Invalid = "invalid",
         /// The store or the service failed (`5xx`).
         Error = "error",
+    }
+}
+
+label_values! {
+    /// How a check of a second factor ended (a login's second step, a
+    /// step-up; README, "Second factor").
+    SecondFactorOutcome ("outcome") {
+        /// A TOTP code was accepted.
+        Accepted = "accepted",
+        /// A recovery code was accepted (it works no more).
+        RecoveryCodeAccepted = "recovery_code_accepted",
+        /// A wrong, reused or expired code.
+        Rejected = "rejected",
+        /// Refused by the throttle before any check (`429`).
+        Throttled = "throttled",
+        /// Refused unchecked: 100 wrong codes in a row (`403 second_factor_locked`).
+        Locked = "locked",
     }
 }
 
@@ -290,6 +311,7 @@ pub(crate) struct Metrics {
     logins: Counted<LoginOutcome>,
     refreshes: Counted<RefreshOutcome>,
     registrations: Counted<RegistrationOutcome>,
+    second_factors: Counted<SecondFactorOutcome>,
     revoked: Counted<RevokeReason>,
     mail_queued: Counted<MailKind>,
     mail_sent: Counted<MailKind>,
@@ -321,6 +343,11 @@ impl Metrics {
             r,
             "latchkey_registrations",
             "Sign-ups (POST /register), by outcome",
+        );
+        let second_factors = Counted::register(
+            r,
+            "latchkey_second_factor_checks",
+            "Second factors checked (a login's second step, a step-up), by outcome",
         );
         let revoked = Counted::register(
             r,
@@ -424,6 +451,7 @@ impl Metrics {
             logins,
             refreshes,
             registrations,
+            second_factors,
             revoked,
             mail_queued,
             mail_sent,
@@ -456,6 +484,10 @@ impl Metrics {
 
     pub(crate) fn registration(&self, outcome: RegistrationOutcome) {
         self.registrations.add(outcome, 1);
+    }
+
+    pub(crate) fn second_factor(&self, outcome: SecondFactorOutcome) {
+        self.second_factors.add(outcome, 1);
     }
 
     /// `count` sessions just ended for `reason`.

@@ -88,7 +88,7 @@ pub use keys::key_set::PublicJwk;
 pub use keys::ring::{KeyInfo, KeyRevocation, KeyRotation, KeyState};
 pub use keys::tokens::AccessClaims;
 pub use live::LiveToken;
-pub use login::{SecondFactorChallenge, SignIn};
+pub use login::{LoginCompleted, SecondFactorChallenge, SignIn};
 pub use password::policy::Weakness;
 pub use rotation::Refused;
 pub use second_factor::{SecondFactorProof, TotpEnrolment};
@@ -252,10 +252,18 @@ impl Auth {
     /// it expires; [`Auth::live_session`] is the check that does not.
     pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, ApiError> {
         let keys = self.access_keys().await?;
-        self.inner
+        let claims = self
+            .inner
             .keys
             .verify_access(&keys, token, self.now())
-            .map_err(|_| ApiError::InvalidToken)
+            .map_err(|_| ApiError::InvalidToken)?;
+        // A session from before its role required a second factor (README,
+        // "Second factor"): refused at once, not when its token expires.
+        let accounts = &self.config().accounts;
+        if accounts.second_factor_required(&claims.role) && !claims.used_second_factor() {
+            return Err(ApiError::InvalidToken);
+        }
+        Ok(claims)
     }
 
     /// Answers when the store does.

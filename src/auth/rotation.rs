@@ -5,6 +5,7 @@
 use crate::auth::keys::key_set::KeySet;
 use crate::auth::keys::tokens::RefreshClaims;
 use crate::auth::metrics::RefreshOutcome;
+use crate::auth::second_factor::proves_second_factor;
 use crate::auth::{ApiError, Auth, BrowserCookies, ClientInfo, Issued, Presented, SetCookies};
 use crate::clock::seconds;
 use crate::store::RevokeReason;
@@ -54,6 +55,12 @@ impl From<ApiError> for RotationRefusal {
             _ => RefreshOutcome::Error,
         };
         Self { error, outcome }
+    }
+}
+
+impl From<StoreError> for Refused {
+    fn from(error: StoreError) -> Self {
+        ApiError::from(error).into()
     }
 }
 
@@ -144,6 +151,7 @@ impl Auth {
             if user.disabled_at.is_some() {
                 return Err(ApiError::InvalidRefreshToken.into());
             }
+            self.require_factor_of_role(&session, &user, client).await?;
             let issued = self.issue(&access_keys, &session, &user, now)?;
             return Ok((issued, RefreshOutcome::Rotated));
         }
@@ -169,6 +177,7 @@ impl Auth {
         if previous && in_grace {
             // Rule 2 (and rule 4's losers): hand back the current token unchanged.
             let user = self.live_user(&session).await?;
+            self.require_factor_of_role(&session, &user, client).await?;
             let issued = self.issue(&access_keys, &session, &user, now)?;
             return Ok((issued, RefreshOutcome::Grace));
         }
@@ -203,6 +212,34 @@ impl Auth {
         } else {
             Err(RotationRefusal::expired())
         }
+    }
+
+    /// Ends a session signed in with a password alone whose user's role
+    /// requires a second factor (`SECOND_FACTOR_REQUIRED_ROLES`; README,
+    /// "Second factor"): one from before the setting. Its user signs in
+    /// again, and sets a factor up there.
+    async fn require_factor_of_role(
+        &self,
+        session: &Session,
+        user: &User,
+        client: &ClientInfo,
+    ) -> Result<(), RotationRefusal> {
+        let required = self.config().accounts.second_factor_required(&user.role);
+        if !required || proves_second_factor(session.amr.split_whitespace()) {
+            return Ok(());
+        }
+        let reason = RevokeReason::SecondFactorRequired;
+        if self
+            .store()
+            .revoke_session(&session.id, None, reason, self.now())
+            .await?
+        {
+            self.sessions_ended(reason, 1, client, |event| {
+                event.user(user.id, &user.username).session(&session.id)
+            })
+            .await;
+        }
+        Err(ApiError::InvalidRefreshToken.into())
     }
 
     /// Rule 3's test: `claims` name a live session at an older generation

@@ -14,16 +14,29 @@ use sha2::{Digest, Sha256};
 use totp_rs::{Algorithm, TOTP};
 
 use crate::auth::credentials::throttle;
+use crate::auth::metrics::SecondFactorOutcome;
 use crate::auth::{ApiError, AuditKind, Auth, ClientInfo, Event, LiveToken};
-use crate::store::User;
+use crate::store::{RevokeReason, User};
 
 /// Seconds per code (RFC 6238 §5.2).
 const STEP: u64 = 30;
+/// Wrong TOTP codes in a row after which no code is checked (NIST SP
+/// 800-63B §5.2.2: at most 100 consecutive failed attempts per account).
+const MAX_FAILED_CODES: i64 = 100;
 /// Recovery codes issued at once.
 const RECOVERY_CODES: usize = 10;
 /// The `amr` of a session that proved a password and a second factor
 /// (RFC 8176 §2: `otp`, a one-time password; recovery codes are one too).
 pub(crate) const SECOND_FACTOR_AMR: &str = "pwd otp";
+/// The `amr` values (RFC 8176 §2) that prove a factor beside the password:
+/// a one-time password, a hardware or software key.
+const SECOND_FACTOR_METHODS: &[&str] = &["otp", "hwk", "swk"];
+
+/// Whether a session's `amr` proves a second factor.
+pub(crate) fn proves_second_factor<'a>(mut amr: impl Iterator<Item = &'a str>) -> bool {
+    amr.any(|method| SECOND_FACTOR_METHODS.contains(&method))
+}
+
 /// What the factors are called in `second_factor_required`'s `factors`.
 pub(crate) const FACTORS: &[&str] = &["totp", "recovery_code"];
 
@@ -147,6 +160,11 @@ impl Auth {
     /// [`Auth::confirm_totp`]. Refused while a confirmed factor is on.
     pub async fn enroll_totp(&self, token: &LiveToken) -> Result<TotpEnrolment, ApiError> {
         let user = self.enabled_account(token).await?;
+        self.begin_totp(&user).await
+    }
+
+    /// A new pending TOTP secret for `user`, in place of any pending one.
+    pub(crate) async fn begin_totp(&self, user: &User) -> Result<TotpEnrolment, ApiError> {
         let mut secret = vec![0u8; 20];
         #[allow(clippy::expect_used)]
         getrandom::fill(&mut secret).expect("the operating system's random source failed");
@@ -169,7 +187,8 @@ impl Auth {
 
     /// Turns the pending TOTP factor on when `code` is right now, and
     /// answers the recovery codes, shown this once (only their hashes are
-    /// kept).
+    /// kept). The account's other sessions end: they were signed in with
+    /// the password alone, which no longer signs in.
     pub async fn confirm_totp(
         &self,
         token: &LiveToken,
@@ -177,6 +196,33 @@ impl Auth {
         client: &ClientInfo,
     ) -> Result<Vec<String>, ApiError> {
         let user = self.enabled_account(token).await?;
+        let codes = self.confirm_pending_totp(&user, code, client).await?;
+        let reason = RevokeReason::SecondFactorEnrolled;
+        let session = &token.session().id;
+        let ended = self
+            .store()
+            .revoke_user_sessions(user.id, Some(session), reason, self.now())
+            .await?;
+        if ended > 0 {
+            self.sessions_ended(reason, ended, client, |event| {
+                event
+                    .user(user.id, &user.username)
+                    .session(session)
+                    .detail(format!("{ended} other sessions"))
+            })
+            .await;
+        }
+        Ok(codes)
+    }
+
+    /// Confirms `user`'s pending TOTP factor with `code`: the recovery
+    /// codes, or `InvalidCode`.
+    pub(crate) async fn confirm_pending_totp(
+        &self,
+        user: &User,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<Vec<String>, ApiError> {
         let factor = self.store().totp_factor(user.id).await?;
         let Some(factor) = factor.filter(|f| f.confirmed_at.is_none()) else {
             return Err(ApiError::InvalidRequest(
@@ -280,11 +326,30 @@ impl Auth {
         client: &ClientInfo,
     ) -> Result<(), ApiError> {
         let counters = throttle::second_factor_counters(&self.config().throttle, user.id);
-        self.reserve_attempt(&counters).await?;
+        if let Err(e) = self.reserve_attempt(&counters).await {
+            if matches!(e, ApiError::TooManyAttempts { .. }) {
+                self.metrics().second_factor(SecondFactorOutcome::Throttled);
+            }
+            return Err(e);
+        }
         let now = self.now();
         let accepted = match proof {
             SecondFactorProof::Code(code) => match self.store().totp_factor(user.id).await? {
                 Some(factor) if factor.confirmed_at.is_some() => {
+                    if !self
+                        .store()
+                        .count_totp_code(user.id, MAX_FAILED_CODES)
+                        .await?
+                    {
+                        self.metrics().second_factor(SecondFactorOutcome::Locked);
+                        self.record(
+                            Event::new(AuditKind::SecondFactorFailed, client)
+                                .user(user.id, &user.username)
+                                .detail("locked: too many wrong codes in a row"),
+                        )
+                        .await;
+                        return Err(ApiError::SecondFactorLocked);
+                    }
                     let opened = self.inner.sealer.open(&factor.secret, user.id);
                     let step = match opened {
                         Some((secret, current)) => {
@@ -326,6 +391,7 @@ impl Auth {
             SecondFactorProof::RecoveryCode(_) => "recovery_code",
         };
         if !accepted {
+            self.metrics().second_factor(SecondFactorOutcome::Rejected);
             self.record(
                 Event::new(AuditKind::SecondFactorFailed, client)
                     .user(user.id, &user.username)
@@ -335,10 +401,16 @@ impl Auth {
             return Err(ApiError::InvalidCode);
         }
         self.settle_success(&counters).await?;
-        let kind = match proof {
-            SecondFactorProof::Code(_) => AuditKind::SecondFactorUsed,
-            SecondFactorProof::RecoveryCode(_) => AuditKind::RecoveryCodeUsed,
+        let (kind, outcome) = match proof {
+            SecondFactorProof::Code(_) => {
+                (AuditKind::SecondFactorUsed, SecondFactorOutcome::Accepted)
+            }
+            SecondFactorProof::RecoveryCode(_) => (
+                AuditKind::RecoveryCodeUsed,
+                SecondFactorOutcome::RecoveryCodeAccepted,
+            ),
         };
+        self.metrics().second_factor(outcome);
         self.record(Event::new(kind, client).user(user.id, &user.username))
             .await;
         Ok(())

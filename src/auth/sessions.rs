@@ -20,6 +20,9 @@ fn audit_kind(reason: RevokeReason) -> AuditKind {
         RevokeReason::SessionEvicted => AuditKind::SessionEvicted,
         RevokeReason::AccountDeleted => AuditKind::AccountDeleted,
         RevokeReason::PasswordReset => AuditKind::PasswordReset,
+        RevokeReason::SecondFactorEnrolled | RevokeReason::SecondFactorRequired => {
+            AuditKind::PasswordOnlySessionsEnded
+        }
     }
 }
 

@@ -98,24 +98,30 @@ impl Auth {
         if self.now().saturating_sub(claims.auth_time) <= max_age {
             Ok(())
         } else {
-            Err(ApiError::InsufficientUserAuthentication { max_age })
+            Err(ApiError::InsufficientUserAuthentication {
+                max_age,
+                second_factor: false,
+            })
         }
     }
 
     /// As [`Auth::require_recent_authentication`], and that authentication
-    /// used a second factor (the token's `amr` has `otp`): what removing a
-    /// factor or replacing its recovery codes asks for.
+    /// used a second factor ([`AccessClaims::used_second_factor`]): what
+    /// removing a factor or replacing its recovery codes asks for. The
+    /// refusal's challenge names `acr_values="mfa"` (RFC 9470 §3).
     pub fn require_recent_second_factor(
         &self,
         claims: &AccessClaims,
         max_age: Duration,
     ) -> Result<(), ApiError> {
-        self.require_recent_authentication(claims, max_age)?;
-        if claims.amr.iter().any(|m| m == "otp") {
+        let max_age = seconds(max_age);
+        let recent = self.now().saturating_sub(claims.auth_time) <= max_age;
+        if recent && claims.used_second_factor() {
             Ok(())
         } else {
             Err(ApiError::InsufficientUserAuthentication {
-                max_age: seconds(max_age),
+                max_age,
+                second_factor: true,
             })
         }
     }

@@ -151,7 +151,7 @@ pub struct CookieSettings {
 }
 
 /// Accounts and passwords.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AccountSettings {
     /// Whether anyone may sign up (`REGISTRATION_OPEN`).
@@ -161,6 +161,16 @@ pub struct AccountSettings {
     /// Live sessions a user may have; a login beyond it ends the least
     /// recently used one (`MAX_SESSIONS_PER_USER`).
     pub max_sessions_per_user: i64,
+    /// Roles whose accounts must have a second factor
+    /// (`SECOND_FACTOR_REQUIRED_ROLES`; README, "Second factor").
+    pub second_factor_required_roles: Vec<String>,
+}
+
+impl AccountSettings {
+    /// Whether accounts of `role` must have a second factor.
+    pub fn second_factor_required(&self, role: &str) -> bool {
+        self.second_factor_required_roles.iter().any(|r| r == role)
+    }
 }
 
 /// Deleting what can never be used again (README, "Housekeeping").
@@ -254,6 +264,14 @@ impl Config {
                 .filter(|c| (4..=31).contains(c))
                 .ok_or_else(|| invalid("BCRYPT_COST", "must be a whole number from 4 to 31"))?,
             max_sessions_per_user: get.number("MAX_SESSIONS_PER_USER", 1)?,
+            second_factor_required_roles: get
+                .get("SECOND_FACTOR_REQUIRED_ROLES")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
         };
         let throttle = ThrottlePolicy {
             login_pair: get.number("THROTTLE_LOGIN_PAIR", 1)?,

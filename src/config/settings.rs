@@ -71,6 +71,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
     set("BCRYPT_COST", "12"),
     // `true` in development, `false` in production.
     unset("REGISTRATION_OPEN"),
+    unset("SECOND_FACTOR_REQUIRED_ROLES"),
     // `PUBLIC_ORIGIN` when set, else `latchkey`.
     unset("JWT_ISSUER"),
     set("JWT_AUDIENCE", "latchkey"),

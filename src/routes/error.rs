@@ -17,6 +17,10 @@ use crate::auth::ApiError;
 /// no token was sent; `invalid_token` adds its code and message to it.
 pub(crate) const BEARER_CHALLENGE: &str = r#"Bearer realm="latchkey""#;
 
+/// The authentication context class (RFC 9470 §3's `acr_values`) of an
+/// authentication that used a second factor (README, "Second factor").
+const MFA_ACR: &str = "mfa";
+
 /// The least `Retry-After` sent: `0` would invite the retry at once.
 pub(crate) const MIN_RETRY_AFTER: i64 = 1;
 
@@ -32,6 +36,7 @@ pub(crate) fn status(error: &ApiError) -> StatusCode {
         ApiError::InvalidRequest(_) | ApiError::InvalidLink => StatusCode::BAD_REQUEST,
         ApiError::InvalidCredentials
         | ApiError::SecondFactorRequired
+        | ApiError::SecondFactorEnrollmentRequired
         | ApiError::InvalidCode
         | ApiError::MissingRefreshToken
         | ApiError::InvalidRefreshToken
@@ -40,6 +45,7 @@ pub(crate) fn status(error: &ApiError) -> StatusCode {
         | ApiError::InvalidToken
         | ApiError::InsufficientUserAuthentication { .. } => StatusCode::UNAUTHORIZED,
         ApiError::WrongCurrentPassword
+        | ApiError::SecondFactorLocked
         | ApiError::ForbiddenOrigin
         | ApiError::RegistrationClosed => StatusCode::FORBIDDEN,
         ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -78,10 +84,19 @@ pub(crate) fn header(error: &ApiError) -> Option<(HeaderName, HeaderValue)> {
             Some((header::WWW_AUTHENTICATE, value))
         }
         // RFC 9470 §3: `max_age` tells the client how recent the next
-        // password check must be.
-        ApiError::InsufficientUserAuthentication { max_age } => {
+        // password check must be, and `acr_values` that it must use a
+        // second factor too.
+        ApiError::InsufficientUserAuthentication {
+            max_age,
+            second_factor,
+        } => {
+            let acr = if *second_factor {
+                format!(r#", acr_values="{MFA_ACR}""#)
+            } else {
+                String::new()
+            };
             let challenge = format!(
-                r#"{BEARER_CHALLENGE}, error="{}", error_description="{error}", max_age={max_age}"#,
+                r#"{BEARER_CHALLENGE}, error="{}", error_description="{error}"{acr}, max_age={max_age}"#,
                 error.code()
             );
             let value = HeaderValue::try_from(challenge).ok()?;
@@ -205,7 +220,10 @@ mod tests {
             )
         );
         assert_eq!(
-            header(&ApiError::InsufficientUserAuthentication { max_age: 600 }),
+            header(&ApiError::InsufficientUserAuthentication {
+                max_age: 600,
+                second_factor: false
+            }),
             challenge(
                 r#"Bearer realm="latchkey", error="insufficient_user_authentication", error_description="this action needs your password again: reauthenticate and retry", max_age=600"#
             )

@@ -35,10 +35,15 @@ pub struct LiveSession(pub LiveToken);
 /// actions that want the person at the keyboard, not only a valid token.
 /// Otherwise `401 insufficient_user_authentication` with RFC 9470's
 /// challenge naming `max_age`; the client calls `POST /reauthenticate` and
-/// retries. Stateless like [`Authenticated`]: with [`LiveSession`] as well,
-/// the session must also still be live.
+/// retries. With `SECOND_FACTOR` true, that authentication must have used a
+/// second factor as well (`RecentAuthentication<300, true>`; the challenge
+/// then names `acr_values="mfa"`; README, "Second factor"). Stateless like
+/// [`Authenticated`]: with [`LiveSession`] as well, the session must also
+/// still be live.
 #[derive(Debug, Clone)]
-pub struct RecentAuthentication<const MAX_AGE: u64>(pub AccessClaims);
+pub struct RecentAuthentication<const MAX_AGE: u64, const SECOND_FACTOR: bool = false>(
+    pub AccessClaims,
+);
 
 impl<S> FromRequestParts<S> for Authenticated
 where
@@ -84,7 +89,8 @@ where
     }
 }
 
-impl<S, const MAX_AGE: u64> FromRequestParts<S> for RecentAuthentication<MAX_AGE>
+impl<S, const MAX_AGE: u64, const SECOND_FACTOR: bool> FromRequestParts<S>
+    for RecentAuthentication<MAX_AGE, SECOND_FACTOR>
 where
     Auth: FromRef<S>,
     S: Send + Sync,
@@ -94,8 +100,13 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Authenticated(claims) =
             <Authenticated as FromRequestParts<S>>::from_request_parts(parts, state).await?;
-        Auth::from_ref(state)
-            .require_recent_authentication(&claims, std::time::Duration::from_secs(MAX_AGE))?;
+        let auth = Auth::from_ref(state);
+        let max_age = std::time::Duration::from_secs(MAX_AGE);
+        if SECOND_FACTOR {
+            auth.require_recent_second_factor(&claims, max_age)?;
+        } else {
+            auth.require_recent_authentication(&claims, max_age)?;
+        }
         Ok(Self(claims))
     }
 }

@@ -16,7 +16,8 @@ use crate::routes::extract::Base;
 use crate::routes::openapi::BodyRefusals;
 use crate::routes::origin::AllowedOrigin;
 use crate::routes::pages::{self, safe_next};
-use crate::routes::respond::{SecondFactorBody, TokenBody};
+use crate::routes::respond::{SecondFactorBody, SecondStepBody, TokenBody};
+use crate::routes::second_factor::Enrolment;
 
 pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new()
@@ -86,7 +87,11 @@ impl Credentials {
             wrong password (the HTML form: its page again, with the error); or, the password \
             right, `second_factor_required`, with the factors that may complete the login at \
             `POST /login/second-factor` and its `__Host-mfa` cookie (the HTML form: the page \
-            asking for a code)",
+            asking for a code); or, the password right and the account's role requiring a second \
+            factor it has not set up (`SECOND_FACTOR_REQUIRED_ROLES`), \
+            `second_factor_enrollment_required`, with a new TOTP secret whose code \
+            completes the login there and turns it on (the HTML form: the page showing its QR \
+            code)",
             content((SecondFactorBody = "application/json"), (String = "text/html"))),
         (status = 403, description = "`forbidden_origin`: a cross-site form post", body = ErrorBody),
         BodyRefusals,
@@ -121,11 +126,16 @@ async fn login(
                 .await
             {
                 Ok(SignIn::Issued(issued)) => (issued.cookies, Redirect::to(&next)).into_response(),
-                Ok(SignIn::SecondFactorRequired(challenge)) => (
-                    challenge.cookies,
-                    pages::second_factor_page(&base, &next, None),
-                )
-                    .into_response(),
+                Ok(
+                    SignIn::SecondFactorRequired(challenge) | SignIn::EnrollmentRequired(challenge),
+                ) => {
+                    let enrolment = challenge.enrolment.map(Enrolment::from);
+                    (
+                        challenge.cookies,
+                        pages::second_factor_page(&base, &next, enrolment.as_ref(), None),
+                    )
+                        .into_response()
+                }
                 Err(e) => pages::login_failed(&auth, &base, &e, &next, &c.username, c.remember()),
             }
         }
@@ -171,7 +181,10 @@ impl SecondFactor {
     )),
     responses(
         (status = 200, description = "Signed in (JSON); the access token's `amr` is \
-            `[\"pwd\", \"otp\"]`", body = TokenBody,
+            `[\"pwd\", \"otp\"]`. With `recovery_codes` when this login set the factor up \
+            (`second_factor_enrollment_required`): shown this once (the HTML form: a page \
+            showing them, and the way on)",
+            content((SecondStepBody = "application/json"), (String = "text/html")),
             headers(("set-cookie" = String, description = "The refresh cookie, the device cookie, \
                 and the pending login's cookie cleared"))),
         (status = 303, description = "Signed in (the HTML form)",
@@ -182,10 +195,14 @@ impl SecondFactor {
         (status = 400, description = "`invalid_request`: neither a code nor a recovery code",
             content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 401, description = "`invalid_code`: wrong, already used, or no login waiting \
-            (none, expired after 300 s, or out of its five attempts: sign in again) (the HTML \
-            form: its page again, with the error)",
+            (none, expired after 300 s, or out of its five attempts: sign in again; the \
+            `__Host-mfa` cookie is then cleared) (the HTML form: its page again, with the error)",
             content((ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 403, description = "`forbidden_origin`: a cross-site request", body = ErrorBody),
+        (status = 403, description = "`forbidden_origin`: a cross-site request; or \
+            `second_factor_locked`: 100 wrong codes in a row for the account, so codes are no \
+            longer checked (a recovery code still is) (the HTML form: its page again, with the \
+            error)",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
         BodyRefusals,
         (status = 429, description = "`too_many_attempts`: too many codes for this account",
             content((ErrorBody = "application/json"), (String = "text/html")),
@@ -212,11 +229,22 @@ async fn second_factor(
             let next = safe_next(&base, f.next.as_deref());
             let result = match f.proof() {
                 Ok(proof) => auth.complete_login(&cookies, proof, &client).await,
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             };
             match result {
-                Ok(issued) => (issued.cookies, Redirect::to(&next)).into_response(),
-                Err(e) => pages::second_factor_failed(&base, &next, &e),
+                Ok(done) if done.recovery_codes.is_empty() => {
+                    (done.issued.cookies, Redirect::to(&next)).into_response()
+                }
+                Ok(done) => (
+                    done.issued.cookies,
+                    pages::recovery_codes_page(&base, &next, &done.recovery_codes),
+                )
+                    .into_response(),
+                Err(refused) => (
+                    refused.cookies,
+                    pages::second_factor_failed(&base, &next, &refused.error),
+                )
+                    .into_response(),
             }
         }
     }

@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{ApiError, Auth, BrowserCookies, Presented};
 use crate::routes::extract::Base;
+use crate::routes::second_factor::Enrolment;
 
 pub(crate) fn router() -> OpenApiRouter<Auth> {
     OpenApiRouter::new()
@@ -57,6 +58,16 @@ struct SecondFactorPage<'a> {
     base: &'a str,
     next: &'a str,
     error: Option<&'a str>,
+    /// A factor to set up first (`SECOND_FACTOR_REQUIRED_ROLES`).
+    enrolment: Option<&'a Enrolment>,
+}
+
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+struct RecoveryCodesPage<'a> {
+    base: &'a str,
+    next: &'a str,
+    codes: &'a [String],
 }
 
 #[derive(Template)]
@@ -156,17 +167,34 @@ pub fn login_failed(
 
 /// The login's second step: a code or a recovery code (README, "Second
 /// factor"). `401`: nobody is signed in yet.
-pub fn second_factor_page(base: &Base, next: &str, error: Option<&str>) -> Response {
+pub fn second_factor_page(
+    base: &Base,
+    next: &str,
+    enrolment: Option<&Enrolment>,
+    error: Option<&str>,
+) -> Response {
     let page = SecondFactorPage {
         base: &base.0,
         next,
         error,
+        enrolment,
     };
     render(StatusCode::UNAUTHORIZED, &page)
 }
 
+/// Signed in by setting a second factor up: its recovery codes, shown this
+/// once, and the way on.
+pub fn recovery_codes_page(base: &Base, next: &str, codes: &[String]) -> Response {
+    let page = RecoveryCodesPage {
+        base: &base.0,
+        next,
+        codes,
+    };
+    render(StatusCode::OK, &page)
+}
+
 pub fn second_factor_failed(base: &Base, next: &str, e: &ApiError) -> Response {
-    let mut page = second_factor_page(base, next, Some(&form_message(e)));
+    let mut page = second_factor_page(base, next, None, Some(&form_message(e)));
     *page.status_mut() = super::error::status(e);
     refused(page, e)
 }

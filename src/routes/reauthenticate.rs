@@ -50,6 +50,9 @@ pub(crate) struct Reauthentication {
             factor and no code or recovery code came; `invalid_code`: it was wrong or used; or `unauthenticated` (no token) or `invalid_token` \
             (bad or expired, or its session no longer live), each with its `WWW-Authenticate` \
             challenge as on every Bearer endpoint", body = ErrorBody),
+        (status = 403, description = "`second_factor_locked`: 100 wrong codes in a row for the \
+            account, so codes are no longer checked (a recovery code still is)",
+            body = ErrorBody),
         BodyRefusals,
         (status = 429, description = "`too_many_attempts` for this account or address",
             body = ErrorBody, headers(("retry-after" = String))),

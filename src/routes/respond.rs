@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::{ApiError, Issued, Refused, SetCookies, SignIn};
+use crate::auth::{ApiError, Issued, LoginCompleted, Refused, SetCookies, SignIn};
+use crate::routes::second_factor::Enrolment;
 
 impl IntoResponseParts for SetCookies {
     type Error = std::convert::Infallible;
@@ -56,8 +57,8 @@ impl IntoResponse for Issued {
 /// factor").
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SecondFactorBody {
-    /// A stable, machine-readable code: `invalid_credentials`, or
-    /// `second_factor_required`.
+    /// A stable, machine-readable code: `invalid_credentials`,
+    /// `second_factor_required`, or `second_factor_enrollment_required`.
     #[schema(examples("second_factor_required"))]
     pub error: &'static str,
     /// Words for people; may change.
@@ -67,29 +68,63 @@ pub struct SecondFactorBody {
     #[schema(examples(json!(["totp", "recovery_code"])))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub factors: Option<&'static [&'static str]>,
+    /// With `second_factor_enrollment_required`: the TOTP secret to set up
+    /// in an authenticator app; a code of it at `POST /login/second-factor`
+    /// turns it on and completes the login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totp: Option<Enrolment>,
 }
 
-/// Signed in, or `401 second_factor_required` with the pending login's
-/// cookie.
+/// The body of a login completed by its second factor: the tokens, and the
+/// recovery codes when it turned the factor on.
+#[derive(Serialize, ToSchema)]
+pub struct SecondStepBody {
+    #[serde(flatten)]
+    pub tokens: TokenBody,
+    /// Only when this login set the second factor up (the account's role
+    /// requires one): its ten recovery codes, shown this once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recovery_codes: Vec<String>,
+}
+
+/// Signed in, or `401 second_factor_required` (or
+/// `second_factor_enrollment_required`) with the pending login's cookie.
 impl IntoResponse for SignIn {
     fn into_response(self) -> Response {
-        match self {
-            SignIn::Issued(issued) => issued.into_response(),
-            SignIn::SecondFactorRequired(challenge) => {
-                let error = ApiError::SecondFactorRequired;
-                let body = SecondFactorBody {
-                    error: error.code(),
-                    message: error.to_string(),
-                    factors: Some(challenge.factors),
-                };
-                (
-                    axum::http::StatusCode::UNAUTHORIZED,
-                    challenge.cookies,
-                    Json(body),
-                )
-                    .into_response()
+        let (error, challenge) = match self {
+            SignIn::Issued(issued) => return issued.into_response(),
+            SignIn::SecondFactorRequired(challenge) => (ApiError::SecondFactorRequired, challenge),
+            SignIn::EnrollmentRequired(challenge) => {
+                (ApiError::SecondFactorEnrollmentRequired, challenge)
             }
-        }
+        };
+        let body = SecondFactorBody {
+            error: error.code(),
+            message: error.to_string(),
+            factors: Some(challenge.factors),
+            totp: challenge.enrolment.map(Enrolment::from),
+        };
+        (
+            axum::http::StatusCode::UNAUTHORIZED,
+            challenge.cookies,
+            Json(body),
+        )
+            .into_response()
+    }
+}
+
+/// The tokens and cookies, and the recovery codes of a factor just set up.
+impl IntoResponse for LoginCompleted {
+    fn into_response(self) -> Response {
+        let body = SecondStepBody {
+            tokens: TokenBody {
+                access_token: self.issued.access_token,
+                token_type: "Bearer",
+                expires_in: self.issued.expires_in,
+            },
+            recovery_codes: self.recovery_codes,
+        };
+        (self.issued.cookies, Json(body)).into_response()
     }
 }
 

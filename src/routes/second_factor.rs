@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{ApiError, Auth, ClientInfo};
+use crate::auth::{ApiError, Auth, ClientInfo, TotpEnrolment};
 use crate::routes::error::ErrorBody;
 use crate::routes::extract::LiveSession;
 use crate::routes::openapi::BodyRefusals;
@@ -27,7 +27,7 @@ pub(crate) fn router() -> OpenApiRouter<Auth> {
 
 /// A pending enrolment, for the authenticator app.
 #[derive(Serialize, ToSchema)]
-pub(crate) struct Enrolment {
+pub struct Enrolment {
     /// The secret in base32, for typing into the app.
     #[schema(examples("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"))]
     secret: String,
@@ -36,6 +36,35 @@ pub(crate) struct Enrolment {
     /// That URI as a QR code: an SVG document, drawn here so that no page
     /// needs a script of someone else's (`/app` shows it as an image).
     qr_svg: String,
+}
+
+// The secret stays out of logs.
+impl std::fmt::Debug for Enrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Enrolment(…)")
+    }
+}
+
+impl From<TotpEnrolment> for Enrolment {
+    fn from(enrolment: TotpEnrolment) -> Self {
+        Self {
+            qr_svg: qr_svg(&enrolment.otpauth_uri),
+            secret: enrolment.secret,
+            otpauth_uri: enrolment.otpauth_uri,
+        }
+    }
+}
+
+impl Enrolment {
+    /// The secret, for a page to show beside the QR code.
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The QR code, an SVG document.
+    pub(crate) fn qr_svg(&self) -> &str {
+        &self.qr_svg
+    }
 }
 
 /// `uri` as a QR code in SVG; empty if it cannot be one (it always can: an
@@ -59,7 +88,7 @@ pub(crate) struct Code {
 
 /// Recovery codes: shown this once, each works once.
 #[derive(Serialize, ToSchema)]
-pub(crate) struct RecoveryCodes {
+pub struct RecoveryCodes {
     #[schema(examples(json!(["abcde-fghij", "klmno-pqrst"])))]
     recovery_codes: Vec<String>,
 }
@@ -84,12 +113,7 @@ async fn enroll(
     LiveSession(token): LiveSession,
 ) -> Result<Json<Enrolment>, ApiError> {
     auth.require_recent_authentication(token.claims(), auth.config().tokens.reauth_max_age)?;
-    let enrolment = auth.enroll_totp(&token).await?;
-    Ok(Json(Enrolment {
-        qr_svg: qr_svg(&enrolment.otpauth_uri),
-        secret: enrolment.secret,
-        otpauth_uri: enrolment.otpauth_uri,
-    }))
+    Ok(Json(auth.enroll_totp(&token).await?.into()))
 }
 
 /// Turns the pending TOTP factor on with a current code; answers ten

@@ -70,6 +70,11 @@ pub trait SecondFactors: Send + Sync {
     /// confirmed and `step` is later than any accepted before, so a code
     /// used twice, even at the same instant, works once.
     async fn use_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool>;
+    /// Counts one more TOTP code about to be checked against the account's
+    /// confirmed factor, unless `cap` codes in a row have been wrong
+    /// already: then `false`, and nothing is counted. An accepted code
+    /// ([`SecondFactors::use_totp_step`]) sets the count back to 0.
+    async fn count_totp_code(&self, user_id: i64, cap: i64) -> StoreResult<bool>;
     /// Uses the recovery code whose hash is `hash`: true once.
     async fn use_recovery_code(&self, user_id: i64, hash: &[u8], now: i64) -> StoreResult<bool>;
     /// Replaces the account's recovery codes, if it has a confirmed factor.

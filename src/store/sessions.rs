@@ -187,6 +187,11 @@ revoke_reasons! {
     UserDisabled = "user_disabled";
     /// A newer login pushed it out (`MAX_SESSIONS_PER_USER`).
     SessionEvicted = "session_evicted";
+    /// Its user turned a second factor on from another session.
+    SecondFactorEnrolled = "second_factor_enrolled";
+    /// It was signed in without a second factor, which its user's role now
+    /// requires (`SECOND_FACTOR_REQUIRED_ROLES`).
+    SecondFactorRequired = "second_factor_required";
     /// Its user's account was deleted. Never kept in `revoked_reason`: the
     /// session's row goes with the account; the metrics count it.
     AccountDeleted = "account_deleted";

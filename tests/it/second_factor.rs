@@ -60,9 +60,13 @@ fn set_cookie(response: &TestResponse, name: &str) -> Option<cookie::Cookie<'sta
 /// ann, signed in, with TOTP on: her secret and recovery codes.
 async fn ann_with_totp(app: &TestApp) -> (String, Vec<String>) {
     let login = app.signed_in_ann().await;
-    let access = login.access_token();
+    enable_totp(app, &login.access_token()).await
+}
+
+/// Turns TOTP on with the session of `access`: the secret and recovery codes.
+async fn enable_totp(app: &TestApp, access: &str) -> (String, Vec<String>) {
     let enrolled = app
-        .send(bearer(Method::POST, "/me/totp", &access))
+        .send(bearer(Method::POST, "/me/totp", access))
         .await;
     assert_eq!(enrolled.status, StatusCode::OK, "{}", enrolled.text());
     let secret = enrolled.json()["secret"].as_str().unwrap().to_owned();
@@ -73,14 +77,14 @@ async fn ann_with_totp(app: &TestApp) -> (String, Vec<String>) {
     // A wrong code leaves it pending; the current one turns it on.
     let wrong = app
         .send(with_json(
-            bearer(Method::POST, "/me/totp/confirm", &access),
+            bearer(Method::POST, "/me/totp/confirm", access),
             &json!({ "code": "000000" }),
         ))
         .await;
     assert_eq!(wrong.error_code(), "invalid_code");
     let confirmed = app
         .send(with_json(
-            bearer(Method::POST, "/me/totp/confirm", &access),
+            bearer(Method::POST, "/me/totp/confirm", access),
             &json!({ "code": totp_code(&secret, now(app)) }),
         ))
         .await;
@@ -521,4 +525,312 @@ async fn a_password_reset_by_mail_leaves_the_second_factor_on() {
     app.advance(30);
     let signed_in = second_step(&app, &cookie, &json!({ "code": totp_code(&secret, now(&app)) })).await;
     assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.text());
+}
+
+/// `root`, an `admin`, as an operator adds one.
+async fn add_admin(app: &TestApp) -> latchkey::store::User {
+    app.auth
+        .create_user("root", PASSWORD, "admin")
+        .await
+        .expect("create admin")
+}
+
+#[tokio::test]
+async fn a_role_that_requires_a_second_factor_sets_one_up_before_any_token() {
+    let app = test_app!(&[("SECOND_FACTOR_REQUIRED_ROLES", "ops, admin")]);
+    let root = add_admin(&app).await;
+    // Other roles sign in as ever.
+    app.add_user("ann", PASSWORD).await;
+    assert_eq!(app.login("ann", PASSWORD).await.status, StatusCode::OK);
+    // A wrong password says nothing of the requirement.
+    assert_eq!(app.login("root", "not the password").await.error_code(), "invalid_credentials");
+
+    let answer = app.login("root", PASSWORD).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text());
+    assert_eq!(answer.error_code(), "second_factor_enrollment_required");
+    assert_eq!(answer.json()["factors"], json!(["totp"]));
+    assert!(answer.refresh_cookie().is_none(), "no session before the factor is on");
+    assert!(answer.json().get("access_token").is_none());
+    let secret = answer.json()["totp"]["secret"].as_str().unwrap().to_owned();
+    assert_eq!(base32_decode(&secret).len(), 20);
+    assert!(answer.json()["totp"]["qr_svg"].as_str().unwrap().contains("<svg"));
+    let cookie = set_cookie(&answer, MFA_COOKIE).expect("the pending login's cookie");
+    let cookie = format!("{MFA_COOKIE}={}", cookie.value());
+    assert!(app.store.active_sessions(root.id, now(&app)).await.unwrap().is_empty());
+
+    // A wrong code, or a recovery code (there are none yet), enrols nothing.
+    let wrong = second_step(&app, &cookie, &json!({ "code": "000000" })).await;
+    assert_eq!(wrong.error_code(), "invalid_code");
+    let recovery = second_step(&app, &cookie, &json!({ "recovery_code": "aaaa-bbbb-cccc-dddd" })).await;
+    assert_eq!(recovery.error_code(), "invalid_code");
+    assert!(app.store.active_sessions(root.id, now(&app)).await.unwrap().is_empty());
+
+    let done = second_step(&app, &cookie, &json!({ "code": totp_code(&secret, now(&app)) })).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+    assert_eq!(done.json()["recovery_codes"].as_array().unwrap().len(), 10);
+    let access = done.access_token();
+    assert_eq!(claims(&access)["amr"], json!(["pwd", "otp"]));
+    assert_eq!(claims(&access)["role"], "admin");
+    assert_eq!(app.get_with_bearer("/me", &access).await.status, StatusCode::OK);
+    assert!(done.refresh_cookie().is_some());
+    // Its rotations keep the factor, so the session lives on.
+    app.advance(60);
+    let rotated = app.refresh(&done.refresh_token()).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+
+    // From now on the password leads to a code, like any account's.
+    app.advance(31);
+    let next = app.login("root", PASSWORD).await;
+    assert_eq!(next.error_code(), "second_factor_required");
+}
+
+#[tokio::test]
+async fn the_form_shows_the_qr_code_then_the_recovery_codes() {
+    let app = test_app!(&[("SECOND_FACTOR_REQUIRED_ROLES", "admin")]);
+    add_admin(&app).await;
+    let page = app
+        .send(form_post(
+            "/login",
+            &form_body(&[("username", "root"), ("password", PASSWORD), ("next", "/app")]),
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    let html = page.text();
+    assert!(html.contains("<svg"), "{html}");
+    let secret = html
+        .split("id=\"totp-secret\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the secret on the page")
+        .to_owned();
+    assert!(!html.contains("name=\"recovery_code\""), "nothing to recover yet");
+    let cookie = set_cookie(&page, MFA_COOKIE).expect("the pending cookie");
+    let done = app
+        .send(
+            Request::post("/login/second-factor")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, format!("{MFA_COOKIE}={}", cookie.value()))
+                .body(Body::from(form_body(&[
+                    ("code", &totp_code(&secret, now(&app))),
+                    ("next", "/app"),
+                ])))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+    assert!(done.refresh_cookie().is_some(), "signed in");
+    assert_eq!(done.text().matches("<li><code>").count(), 10, "{}", done.text());
+    assert!(done.text().contains("href=\"/app\""));
+}
+
+#[tokio::test]
+async fn a_session_from_before_its_role_required_a_second_factor_is_refused() {
+    let app = test_app!();
+    let root = add_admin(&app).await;
+    let before = app.login("root", PASSWORD).await;
+    assert_eq!(before.status, StatusCode::OK);
+    let (access, refresh) = (before.access_token(), before.refresh_token());
+
+    // The same database, now served with the setting.
+    let mut vars = app.vars.clone();
+    vars.insert("SECOND_FACTOR_REQUIRED_ROLES".into(), "admin".into());
+    let strict = latchkey::Auth::with_clock(
+        config_from(&vars).unwrap(),
+        app.store.shared(),
+        Arc::new(app.clock.clone()),
+    )
+    .unwrap();
+    let strict = latchkey::router(strict).layer(axum::extract::connect_info::MockConnectInfo(
+        std::net::SocketAddr::from(CLIENT_ADDR),
+    ));
+    let me = call(&strict, bearer(Method::GET, "/me", &access)).await;
+    assert_eq!(me.error_code(), "invalid_token", "refused at once");
+    let rotated = call(
+        &strict,
+        Request::post("/token")
+            .header(header::COOKIE, format!("__Host-refresh_token={refresh}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(rotated.error_code(), "invalid_refresh_token", "{}", rotated.text());
+    rotated.assert_cookie_cleared();
+    assert!(
+        app.store.active_sessions(root.id, now(&app)).await.unwrap().is_empty(),
+        "the session ended"
+    );
+    // The old instance, without the setting, cannot bring it back.
+    assert_eq!(app.refresh(&refresh).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn turning_the_factor_on_ends_the_other_sessions() {
+    let app = test_app!();
+    let elsewhere = app.signed_in_ann().await;
+    app.advance(1);
+    let here = app.login("ann", PASSWORD).await;
+    enable_totp(&app, &here.access_token()).await;
+    let refused = app.refresh(&elsewhere.refresh_token()).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text());
+    let ann = app.auth.user_named("ann").await.unwrap().unwrap();
+    assert_eq!(
+        app.store.active_sessions(ann.id, now(&app)).await.unwrap().len(),
+        1,
+        "the enrolling session lives on"
+    );
+    app.auth.flush_audit(true).await;
+    assert!(app.event_kinds().await.contains(&"password_only_sessions_ended".to_owned()));
+}
+
+#[tokio::test]
+async fn a_gone_pending_login_clears_its_cookie_and_a_new_login_ends_the_old_one() {
+    let app = test_app!();
+    let (secret, _) = ann_with_totp(&app).await;
+    let first = password_step(&app).await;
+    // Signing in again from the same browser ends the login its cookie names.
+    let again = app
+        .send(
+            Request::post("/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::COOKIE, &first)
+                .body(Body::from(json!({ "username": "ann", "password": PASSWORD }).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(again.error_code(), "second_factor_required");
+    app.advance(31);
+    let stale = second_step(&app, &first, &json!({ "code": totp_code(&secret, now(&app)) })).await;
+    assert_eq!(stale.error_code(), "invalid_code");
+    let cleared = set_cookie(&stale, MFA_COOKIE).expect("the dead login's cookie cleared");
+    assert_eq!(cleared.max_age().map(|a| a.whole_seconds()), Some(0));
+    // A wrong code for a login still waiting keeps its cookie.
+    let second = format!("{MFA_COOKIE}={}", set_cookie(&again, MFA_COOKIE).unwrap().value());
+    let wrong = second_step(&app, &second, &json!({ "code": "000000" })).await;
+    assert_eq!(wrong.error_code(), "invalid_code");
+    assert!(set_cookie(&wrong, MFA_COOKIE).is_none());
+    let done = second_step(&app, &second, &json!({ "code": totp_code(&secret, now(&app)) })).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+}
+
+#[tokio::test]
+async fn a_route_can_require_a_recent_second_factor_with_rfc_9470s_acr_values() {
+    use axum::routing::get;
+    use latchkey::RecentAuthentication;
+    let app = test_app!();
+    let (secret, _) = ann_with_totp(&app).await;
+    async fn payout(RecentAuthentication(claims): RecentAuthentication<600, true>) -> String {
+        claims.username
+    }
+    async fn profile(RecentAuthentication(claims): RecentAuthentication<600>) -> String {
+        claims.username
+    }
+    let embedder = axum::Router::new()
+        .route("/payout", get(payout))
+        .route("/profile", get(profile))
+        .with_state(app.auth.clone());
+
+    // A password-only session passes the recent-password route only.
+    app.auth.create_user("bob", PASSWORD, "user").await.unwrap();
+    let bob = app.login("bob", PASSWORD).await.access_token();
+    assert_eq!(call(&embedder, bearer(Method::GET, "/profile", &bob)).await.status, StatusCode::OK);
+    let refused = call(&embedder, bearer(Method::GET, "/payout", &bob)).await;
+    assert_eq!(refused.error_code(), "insufficient_user_authentication");
+    let challenge = refused.header("www-authenticate").unwrap().to_owned();
+    assert!(challenge.contains(r#"acr_values="mfa""#), "{challenge}");
+    assert!(challenge.contains("max_age=600"), "{challenge}");
+
+    // ann, with both factors, passes; too long after, she is asked again.
+    app.advance(31);
+    let signed_in = second_step(
+        &app,
+        &password_step(&app).await,
+        &json!({ "code": totp_code(&secret, now(&app)) }),
+    )
+    .await;
+    let access = signed_in.access_token();
+    let paid = call(&embedder, bearer(Method::GET, "/payout", &access)).await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.text());
+    app.advance(601);
+    let stale = call(&embedder, bearer(Method::GET, "/payout", &access)).await;
+    assert_eq!(stale.error_code(), "insufficient_user_authentication");
+    // The recent-password route's challenge names no acr_values.
+    let profile = call(&embedder, bearer(Method::GET, "/profile", &access)).await;
+    assert!(!profile.header("www-authenticate").unwrap().contains("acr_values"));
+}
+
+#[tokio::test]
+async fn at_most_a_hundred_wrong_codes_in_a_row_are_ever_checked() {
+    // The decaying throttle out of the way: this is the cap that never decays.
+    let app = Arc::new(test_app!(&[("THROTTLE_LOGIN_PAIR", "1000"), ("THROTTLE_LOGIN_ADDRESS", "1000")]));
+    let (secret, codes) = ann_with_totp(&app).await;
+    app.advance(31);
+    let signed_in = second_step(
+        &app,
+        &password_step(&app).await,
+        &json!({ "code": totp_code(&secret, now(&app)) }),
+    )
+    .await;
+    let access = signed_in.access_token();
+    // 120 wrong codes at once through step-up, each with the right password.
+    let guesses: Vec<_> = (0..120)
+        .map(|i| {
+            let (app, access) = (app.clone(), access.clone());
+            tokio::spawn(async move {
+                app.send(with_json(
+                    bearer(Method::POST, "/reauthenticate", &access),
+                    &json!({ "password": PASSWORD, "code": format!("{:06}", 999_000 + i) }),
+                ))
+                .await
+                .error_code()
+            })
+        })
+        .collect();
+    let mut answers = std::collections::HashMap::<String, usize>::new();
+    for guess in guesses {
+        *answers.entry(guess.await.unwrap()).or_default() += 1;
+    }
+    // Every code counted is checked and wrong; the rest were refused
+    // unchecked (or, at this rate, found the hashing queue full).
+    let mut checked = answers.get("invalid_code").copied().unwrap_or(0);
+    assert!(checked <= 100, "{answers:?}");
+    for code in answers.keys() {
+        assert!(
+            ["invalid_code", "second_factor_locked", "server_busy"].contains(&code.as_str()),
+            "{answers:?}"
+        );
+    }
+    // One at a time up to the cap: exactly 100 are ever checked.
+    while checked < 100 {
+        let guess = app
+            .send(with_json(
+                bearer(Method::POST, "/reauthenticate", &access),
+                &json!({ "password": PASSWORD, "code": "999999" }),
+            ))
+            .await;
+        assert_eq!(guess.error_code(), "invalid_code", "after {checked}");
+        checked += 1;
+    }
+    // However long one waits (past the throttle's hour), and even with the
+    // right code.
+    app.advance(7_200);
+    let access = app.refresh(&signed_in.refresh_token()).await.access_token();
+    let right = app
+        .send(with_json(
+            bearer(Method::POST, "/reauthenticate", &access),
+            &json!({ "password": PASSWORD, "code": totp_code(&secret, now(&app)) }),
+        ))
+        .await;
+    assert_eq!(right.status, StatusCode::FORBIDDEN, "{}", right.text());
+    assert_eq!(right.error_code(), "second_factor_locked");
+    // A recovery code still works.
+    let recovered = app
+        .send(with_json(
+            bearer(Method::POST, "/reauthenticate", &access),
+            &json!({ "password": PASSWORD, "recovery_code": codes[0] }),
+        ))
+        .await;
+    assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.text());
+    let metrics = app.auth.metrics_text();
+    assert!(metrics.contains(r#"latchkey_second_factor_checks_total{outcome="rejected"}"#), "{metrics}");
+    assert!(metrics.contains(r#"latchkey_second_factor_checks_total{outcome="recovery_code_accepted"} 1"#), "{metrics}");
 }

@@ -64,6 +64,12 @@ impl AccessClaims {
     pub fn user_id(&self) -> Result<i64, ApiError> {
         self.sub.parse().map_err(|_| ApiError::InvalidToken)
     }
+
+    /// Whether the session proved a second factor: its `amr` has a method
+    /// beside the password (RFC 8176 §2: `otp`, and a key's `hwk` or `swk`).
+    pub fn used_second_factor(&self) -> bool {
+        crate::auth::second_factor::proves_second_factor(self.amr.iter().map(String::as_str))
+    }
 }
 
 /// Claims of a refresh token: the session and its place in the rotation chain.

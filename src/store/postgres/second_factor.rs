@@ -79,11 +79,24 @@ impl SecondFactors for PostgresStore {
 
     async fn use_totp_step(&self, user_id: i64, step: i64) -> StoreResult<bool> {
         let done = sqlx::query(
-            "UPDATE totp_factors SET last_step = $2 \
+            "UPDATE totp_factors SET last_step = $2, failed_codes = 0 \
              WHERE user_id = $1 AND confirmed_at IS NOT NULL AND last_step < $2",
         )
         .bind(user_id)
         .bind(step)
+        .execute(&self.pool)
+        .await
+        .db()?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn count_totp_code(&self, user_id: i64, cap: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE totp_factors SET failed_codes = failed_codes + 1 \
+             WHERE user_id = $1 AND confirmed_at IS NOT NULL AND failed_codes < $2",
+        )
+        .bind(user_id)
+        .bind(cap)
         .execute(&self.pool)
         .await
         .db()?;

@@ -69,6 +69,9 @@ impl Throttles for PostgresStore {
         now: i64,
         window: i64,
     ) -> StoreResult<Reservation> {
+        // In key order, as every transaction here takes its rows: no deadlock.
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
         let mut tx = self.pool.begin().await.db()?;
         for key in keys {
             // No row comes back while the quota is spent.
@@ -106,23 +109,29 @@ impl Throttles for PostgresStore {
         Ok(Reservation::Granted)
     }
 
+    /// Rows are taken in key order, whatever is done to each, as
+    /// reservations take theirs: a settlement that cleared one counter and
+    /// then waited for another that a reservation held, while that
+    /// reservation waited for the first, was a deadlock.
     async fn throttle_settle(&self, clear: &[&str], release: &[&str]) -> StoreResult<()> {
+        let mut keys: Vec<(&str, bool)> = clear
+            .iter()
+            .map(|k| (*k, true))
+            .chain(release.iter().map(|k| (*k, false)))
+            .collect();
+        keys.sort_unstable();
         let mut tx = self.pool.begin().await.db()?;
-        for key in clear {
-            sqlx::query("DELETE FROM throttle WHERE key = $1")
+        for (key, clear) in keys {
+            let statement = if clear {
+                "DELETE FROM throttle WHERE key = $1"
+            } else {
+                "UPDATE throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0"
+            };
+            sqlx::query(statement)
                 .bind(key)
                 .execute(&mut *tx)
                 .await
                 .db()?;
-        }
-        for key in release {
-            sqlx::query(
-                "UPDATE throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",
-            )
-            .bind(key)
-            .execute(&mut *tx)
-            .await
-            .db()?;
         }
         tx.commit().await.db()?;
         Ok(())
