@@ -49,15 +49,21 @@ function originOf(url) {
 }
 
 /**
- * The step-up challenge of a response (RFC 9470 §3), or null: `{ maxAge }` in
- * seconds when the action wants a password checked more recently.
+ * The step-up challenge of a response (RFC 9470 §3), or null: `{ maxAge, acrValues }`, `maxAge`
+ * in seconds when the action wants a password checked more recently, `acrValues` holding `mfa`
+ * when it wants a second factor as well.
  */
 export function stepUpChallenge(response) {
   if (response.status !== 401) return null;
   const challenge = response.headers.get('WWW-Authenticate') || '';
   if (!/error="insufficient_user_authentication"/.test(challenge)) return null;
   const maxAge = /max_age="?(\d+)"?/.exec(challenge);
-  return { maxAge: maxAge ? Number(maxAge[1]) : undefined };
+  // `mfa`: the action wants a second factor too (reauthenticate with a code).
+  const acrValues = /acr_values="([^"]*)"/.exec(challenge);
+  return {
+    maxAge: maxAge ? Number(maxAge[1]) : undefined,
+    acrValues: acrValues ? acrValues[1].split(' ') : [],
+  };
 }
 
 /**
@@ -255,7 +261,7 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
     if (response.ok) return response.status === 204 ? {} : response.json();
     const challenge = stepUpChallenge(response);
     const error = await refusal(response, what);
-    if (challenge) error.maxAge = challenge.maxAge;
+    if (challenge) Object.assign(error, challenge);
     throw error;
   }
 
@@ -354,7 +360,7 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
       }
       const challenge = stepUpChallenge(response);
       const error = await refusal(response, 'account deletion');
-      if (challenge) error.maxAge = challenge.maxAge;
+      if (challenge) Object.assign(error, challenge);
       throw error;
     },
 
@@ -419,7 +425,7 @@ export function createClient({ baseUrl = '', apiOrigins = [], refreshLeeway } = 
       if (response.status === 202) return true;
       const challenge = stepUpChallenge(response);
       const error = await refusal(response, 'email change');
-      if (challenge) error.maxAge = challenge.maxAge;
+      if (challenge) Object.assign(error, challenge);
       throw error;
     },
 

@@ -18,7 +18,9 @@
 //! - `mixed`: the `protected` stream while a login flood saturates hashing;
 //! - `slow clients`: the `protected` stream while 1,000 connections dribble
 //!   request heads (a slowloris, `slow.rs`, run by a process of its own), in
-//!   rounds alternating with `protected` alone;
+//!   rounds alternating with its control: the same slow clients aimed at a
+//!   sink (a second latchkey on this load generator's CPU), so that both
+//!   arms carry the same disturbance and only its target differs;
 //! - start-up to listening on an existing database;
 //! - `login flood`: the owner's login while another address floods wrong
 //!   guesses, against the owner's login alone (`login_flood.rs`).
@@ -349,8 +351,18 @@ async fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     if args.slow_clients_only {
-        eprintln!("slow clients only: protected alone and with slow clients, alternating");
-        let slow = measure_slow_clients(&args, &server, protected(args.connections)).await?;
+        eprintln!(
+            "slow clients only: protected with slow clients at a sink and at latchkey, alternating"
+        );
+        let slow = slow_clients_with_control(
+            &args,
+            &latchkey,
+            &sqlite_env,
+            &launch,
+            &server,
+            protected(args.connections),
+        )
+        .await?;
         server.stop().await?;
         ceiling_server.stop().await?;
         let (rows, target) = slow.report(&args);
@@ -433,10 +445,18 @@ async fn run(args: Args) -> Result<()> {
     )
     .await?;
     eprintln!(
-        "slow clients: protected alone and while {} connections dribble headers, alternating",
+        "slow clients: protected while {} connections dribble headers at a sink, then at latchkey, alternating",
         args.slow_connections
     );
-    let slow = measure_slow_clients(&args, &server, protected(args.connections)).await?;
+    let slow = slow_clients_with_control(
+        &args,
+        &latchkey,
+        &sqlite_env,
+        &launch,
+        &server,
+        protected(args.connections),
+    )
+    .await?;
     server.stop().await?;
 
     eprintln!(
@@ -659,12 +679,16 @@ async fn measure_metrics(
 ) -> Result<MetricsCost> {
     eprintln!(
         "metrics: protected with METRICS_BIND set and unset, {} alternating rounds",
-        args.rounds
+        args.rounds * 3
     );
     let on_env = with(env, "METRICS_BIND", "127.0.0.1:0");
     let (metered, _) = launch(latchkey, on_env, "latchkey-metrics").start().await?;
-    let [on, off] = measure_alternating(
+    // Three times the rounds, each shorter: the two arms differ by a few
+    // percent, which longer rounds leave to the machine's drift.
+    let [on, off] = measure_alternating_in(
         args,
+        args.rounds * 3,
+        args.duration,
         [&metered, server],
         [
             protected_work(bearer, args.connections),
@@ -1002,10 +1026,21 @@ async fn measure(args: &Args, server: &Server, work: Vec<Work>) -> Result<Figure
 async fn measure_alternating<const N: usize>(
     args: &Args,
     servers: [&Server; N],
+    work: [Vec<Work>; N],
+) -> Result<[Figures; N]> {
+    measure_alternating_in(args, args.rounds, args.duration, servers, work).await
+}
+
+/// As [`measure_alternating`], in `rounds` rounds over `duration` seconds.
+async fn measure_alternating_in<const N: usize>(
+    args: &Args,
+    rounds: usize,
+    duration: f64,
+    servers: [&Server; N],
     mut work: [Vec<Work>; N],
 ) -> Result<[Figures; N]> {
-    let rounds = args.rounds.max(1);
-    let slice = Duration::from_secs_f64(args.duration / rounds as f64);
+    let rounds = rounds.max(1);
+    let slice = Duration::from_secs_f64(duration / rounds as f64);
     let warmup = Duration::from_secs_f64((args.warmup / rounds as f64).max(0.5));
     let mut outcomes: [Outcome; N] = std::array::from_fn(|_| Outcome::default());
     let mut cpu = [0.0; N];
@@ -1045,7 +1080,8 @@ async fn round(
     Ok((outcome, used?, server.peak_memory_mib()?))
 }
 
-/// `protected` alone and `protected` while slow clients dribble request
+/// `protected` while slow clients dribble request heads at a sink (the
+/// control), and `protected` while they dribble request
 /// heads, each with its figures, the slow connections the server closed per
 /// second (each reopened at once by its client), and the share of a core the
 /// slow clients' own process used meanwhile.
@@ -1056,13 +1092,51 @@ struct SlowClients {
     slow_process_cpu: f64,
 }
 
-/// `work` against `server` in `--rounds` pairs of rounds: one alone, one
-/// after `--slow-ramp` seconds of opening `--slow-connections` slow clients
-/// (in their own process, started for the round and ended after it, which
-/// closes them before the next pair).
+/// The CPU this load generator is pinned to (the first it may use).
+fn generator_cpu() -> Result<usize> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .and_then(|list| {
+            let first = list.trim().split([',', '-']).next()?;
+            first.parse().ok()
+        })
+        .context("no Cpus_allowed_list in /proc/self/status")
+}
+
+/// `slow clients` with its control: a second latchkey over the same
+/// database, pinned to this load generator's CPU, is the sink the slow
+/// clients are aimed at in the control rounds, so that both arms carry the
+/// slow clients' process (and the closing and reopening of its connections)
+/// on the generator's CPU, and only the target of the attack differs.
+async fn slow_clients_with_control(
+    args: &Args,
+    latchkey: &Path,
+    env: &[(String, String)],
+    launch: &impl Fn(&Path, Vec<(String, String)>, &str) -> Launch,
+    server: &Server,
+    work: Vec<Work>,
+) -> Result<SlowClients> {
+    let sink = Launch {
+        cpu: generator_cpu()?,
+        ..launch(latchkey, env.to_vec(), "latchkey-sink")
+    };
+    let (sink, _) = sink.start().await?;
+    let measured = measure_slow_clients(args, server, &sink, work).await;
+    sink.stop().await?;
+    measured
+}
+
+/// `work` against `server` in `--rounds` pairs of rounds, each after
+/// `--slow-ramp` seconds of opening `--slow-connections` slow clients (in
+/// their own process, started for the round and ended after it, which closes
+/// them before the next): in the first of a pair aimed at `sink`, in the
+/// second at `server`.
 async fn measure_slow_clients(
     args: &Args,
     server: &Server,
+    sink: &Server,
     mut work: Vec<Work>,
 ) -> Result<SlowClients> {
     let rounds = args.rounds.max(1);
@@ -1074,7 +1148,10 @@ async fn measure_slow_clients(
     let mut peak = [0.0_f64; 2];
     let (mut closed, mut slowed_for, mut slow_cpu) = (0, Duration::ZERO, Duration::ZERO);
     for _ in 0..rounds {
-        let (outcome, used, memory) = round(server, &mut work, warmup, slice).await?;
+        let control = slow::SlowClients::start(sink.addr, settings, args.slow_cpu).await?;
+        let measured = round(server, &mut work, settings.ramp + warmup, slice).await;
+        control.stop().await?;
+        let (outcome, used, memory) = measured?;
         outcomes[0].merge(outcome);
         cpu[0] += used / rounds as f64;
         peak[0] = peak[0].max(memory);
@@ -1124,9 +1201,13 @@ impl SlowClients {
         let ratio = self.slowed.requests_per_second / self.solo.requests_per_second;
         let target = Target {
             what: "protected while slow clients dribble headers",
-            goal: format!("≥ 90% of solo, {} slow clients", args.slow_connections),
+            goal: format!(
+                "≥ 90% of the control, {} slow clients",
+                args.slow_connections
+            ),
             measured: format!(
-                "{} ({:.0} vs {:.0} req/s alone, in alternating rounds); the server closed {:.0} \
+                "{} ({:.0} vs {:.0} req/s with the slow clients aimed at a sink on the load \
+                 generator's CPU, in alternating rounds); the server closed {:.0} \
                  slow connections a second, each reopened; the slow clients' process used \
                  {:.1}% of a core; peak RSS {:.1} MiB vs {:.1} MiB",
                 percent(ratio),
@@ -1141,15 +1222,15 @@ impl SlowClients {
         };
         let rows = vec![
             Row {
-                scenario: "slow clients: protected alone",
-                server: "latchkey".into(),
+                scenario: "slow clients: protected, control",
+                server: format!("latchkey, {} slow clients at a sink", args.slow_connections),
                 figures: self.solo,
                 ratio: None,
             },
             Row {
                 scenario: "slow clients: protected",
                 server: format!("latchkey, {} slow clients", args.slow_connections),
-                ratio: Some((ratio, "of alone")),
+                ratio: Some((ratio, "of control")),
                 figures: self.slowed,
             },
         ];
@@ -1287,7 +1368,7 @@ fn machine(args: &Args, dir: &Path, bcrypt: Option<f64>) -> Result<Vec<(String, 
         (
             "load".into(),
             format!(
-                "{} keep-alive connections ({} for logins), {} s warm-up, {} s measured per scenario (`protected` with each of {} and each `refresh` in {} rounds alternating with the ceiling, which checks the same algorithm; `slow clients` in as many alternating with `protected` alone; every other scenario on HS256); BCRYPT_COST {}{}; {} stored sessions; {} slow clients, a header line every {} s, opened over {} s",
+                "{} keep-alive connections ({} for logins), {} s warm-up, {} s measured per scenario (`protected` with each of {} and each `refresh` in {} rounds alternating with the ceiling, which checks the same algorithm; `slow clients` in as many alternating with its control, the slow clients aimed at a second latchkey on the load generator's CPU; `metrics` in three times as many, shorter; every other scenario on HS256); BCRYPT_COST {}{}; {} stored sessions; {} slow clients, a header line every {} s, opened over {} s",
                 args.connections,
                 args.login_connections,
                 args.warmup,

@@ -133,6 +133,28 @@ impl Auth {
         result
     }
 
+    /// The TOTP secret a login waiting to set its factor up showed (the
+    /// request's `__Host-mfa` cookie), for showing its page again after a
+    /// wrong code. No attempt is counted.
+    pub(crate) async fn pending_enrolment(
+        &self,
+        cookies: &BrowserCookies,
+    ) -> Result<Option<TotpEnrolment>, ApiError> {
+        let Some(value) = cookies.pending_login.as_deref() else {
+            return Ok(None);
+        };
+        let hash = pending_login_hash(value);
+        let Some(pending) = self.store().pending_login(&hash, self.now()).await? else {
+            return Ok(None);
+        };
+        match self.store().user_by_id(pending.user_id).await? {
+            Some(user) if self.config().accounts.second_factor_required(&user.role) => {
+                self.pending_totp(&user).await
+            }
+            _ => Ok(None),
+        }
+    }
+
     async fn second_step(
         &self,
         cookies: &BrowserCookies,
@@ -173,7 +195,12 @@ impl Auth {
             let SecondFactorProof::Code(code) = proof else {
                 return Err(ApiError::InvalidCode.into());
             };
-            self.confirm_pending_totp(&user, code, client).await?
+            match self.confirm_pending_totp(&user, code, client).await {
+                Ok(codes) => codes,
+                // Confirmed meanwhile by another request of this login.
+                Err(ApiError::InvalidRequest(_)) => return Err(gone()),
+                Err(e) => return Err(e.into()),
+            }
         } else {
             // The factor went (an operator's reset) since the password.
             self.store().end_pending_login(&hash).await?;
@@ -231,7 +258,7 @@ impl Auth {
         let enrolment = if self.has_second_factor(user.id).await? {
             None
         } else if self.config().accounts.second_factor_required(&user.role) {
-            Some(self.begin_totp(user).await?)
+            Some(self.pending_or_new_totp(user).await?)
         } else {
             return Ok(SignIn::Issued(
                 self.start_session(verified, remember, PASSWORD_AMR, client)

@@ -163,6 +163,35 @@ impl Auth {
         self.begin_totp(&user).await
     }
 
+    /// `user`'s pending TOTP enrolment, if one opens; otherwise a new one.
+    /// A sign-in that must set a factor up shows the same secret each time,
+    /// so two tabs, or an enrolment begun on `/app`, do not undo each other.
+    pub(crate) async fn pending_or_new_totp(&self, user: &User) -> Result<TotpEnrolment, ApiError> {
+        match self.pending_totp(user).await? {
+            Some(enrolment) => Ok(enrolment),
+            None => self.begin_totp(user).await,
+        }
+    }
+
+    /// `user`'s pending (not confirmed) TOTP enrolment, if it opens.
+    pub(crate) async fn pending_totp(
+        &self,
+        user: &User,
+    ) -> Result<Option<TotpEnrolment>, ApiError> {
+        let factor = self.store().totp_factor(user.id).await?;
+        let Some(factor) = factor.filter(|f| f.confirmed_at.is_none()) else {
+            return Ok(None);
+        };
+        let Some((secret, _)) = self.inner.sealer.open(&factor.secret, user.id) else {
+            return Ok(None);
+        };
+        let totp = totp(secret, &user.username)?;
+        Ok(Some(TotpEnrolment {
+            secret: totp.get_secret_base32(),
+            otpauth_uri: totp.get_url(),
+        }))
+    }
+
     /// A new pending TOTP secret for `user`, in place of any pending one.
     pub(crate) async fn begin_totp(&self, user: &User) -> Result<TotpEnrolment, ApiError> {
         let mut secret = vec![0u8; 20];
@@ -229,27 +258,35 @@ impl Auth {
                 "no enrolment is pending: POST /me/totp first".to_owned(),
             ));
         };
-        self.reserve_attempt(&throttle::second_factor_counters(
-            &self.config().throttle,
-            user.id,
-        ))
-        .await?;
-        let (secret, _) = self
-            .inner
-            .sealer
-            .open(&factor.secret, user.id)
-            .ok_or(ApiError::InvalidCode)?;
+        let counters = throttle::second_factor_counters(&self.config().throttle, user.id);
+        self.reserve_attempt(&counters).await?;
         let now = self.now();
-        let step = matching_step(&totp(secret, &user.username)?, code, now)
-            .ok_or(ApiError::InvalidCode)?;
+        let step = match self.inner.sealer.open(&factor.secret, user.id) {
+            Some((secret, _)) => matching_step(&totp(secret, &user.username)?, code, now),
+            None => None,
+        };
         let (codes, hashes) = recovery_codes(user.id);
-        if !self
-            .store()
-            .confirm_totp(user.id, &factor.secret, step, &hashes, now)
-            .await?
-        {
+        let confirmed = match step {
+            // Only over the secret that code was checked against.
+            Some(step) => {
+                self.store()
+                    .confirm_totp(user.id, &factor.secret, step, &hashes, now)
+                    .await?
+            }
+            None => false,
+        };
+        if !confirmed {
+            self.metrics().second_factor(SecondFactorOutcome::Rejected);
+            self.record(
+                Event::new(AuditKind::SecondFactorFailed, client)
+                    .user(user.id, &user.username)
+                    .detail("enrolment"),
+            )
+            .await;
             return Err(ApiError::InvalidCode);
         }
+        self.settle_success(&counters).await?;
+        self.metrics().second_factor(SecondFactorOutcome::Accepted);
         self.record(
             Event::new(AuditKind::SecondFactorEnrolled, client).user(user.id, &user.username),
         )
@@ -258,7 +295,9 @@ impl Auth {
     }
 
     /// Removes the token's account's second factor (the caller asks for a
-    /// recent authentication that used it).
+    /// recent authentication that used it). For an account whose role
+    /// requires one (`SECOND_FACTOR_REQUIRED_ROLES`), every session ends
+    /// too, this one with them: the next sign-in sets a factor up again.
     pub async fn remove_totp(
         &self,
         token: &LiveToken,
@@ -272,6 +311,19 @@ impl Auth {
             Event::new(AuditKind::SecondFactorRemoved, client).user(user.id, &user.username),
         )
         .await;
+        if self.config().accounts.second_factor_required(&user.role) {
+            let reason = RevokeReason::SecondFactorRequired;
+            let ended = self
+                .store()
+                .revoke_user_sessions(user.id, None, reason, self.now())
+                .await?;
+            self.sessions_ended(reason, ended, client, |event| {
+                event
+                    .user(user.id, &user.username)
+                    .detail(format!("the factor removed; {ended} sessions"))
+            })
+            .await;
+        }
         Ok(())
     }
 

@@ -240,11 +240,23 @@ async fn second_factor(
                     pages::recovery_codes_page(&base, &next, &done.recovery_codes),
                 )
                     .into_response(),
-                Err(refused) => (
-                    refused.cookies,
-                    pages::second_factor_failed(&base, &next, &refused.error),
-                )
-                    .into_response(),
+                Err(refused) => {
+                    // A login setting its factor up shows its QR code again.
+                    let enrolment = match auth.pending_enrolment(&cookies).await {
+                        Ok(enrolment) => enrolment.map(Enrolment::from),
+                        Err(_) => None,
+                    };
+                    (
+                        refused.cookies,
+                        pages::second_factor_failed(
+                            &base,
+                            &next,
+                            enrolment.as_ref(),
+                            &refused.error,
+                        ),
+                    )
+                        .into_response()
+                }
             }
         }
     }

@@ -84,8 +84,14 @@ pub(crate) static NO_STORE: [LayerHeader; 2] = [
     },
 ];
 
-/// On every response; what they guard is the pages.
+/// On every response but a JSON answer's, which gets the first alone (see
+/// [`security_headers`]); what they guard is the pages.
 pub(crate) static SECURITY_HEADERS: [LayerHeader; 4] = [
+    LayerHeader {
+        name: header::X_CONTENT_TYPE_OPTIONS,
+        value: HeaderValue::from_static("nosniff"),
+        why: "No sniffing",
+    },
     LayerHeader {
         name: header::CONTENT_SECURITY_POLICY,
         value: HeaderValue::from_static(CONTENT_SECURITY_POLICY),
@@ -96,11 +102,6 @@ pub(crate) static SECURITY_HEADERS: [LayerHeader; 4] = [
         name: header::X_FRAME_OPTIONS,
         value: HeaderValue::from_static("DENY"),
         why: "No framing",
-    },
-    LayerHeader {
-        name: header::X_CONTENT_TYPE_OPTIONS,
-        value: HeaderValue::from_static("nosniff"),
-        why: "No sniffing",
     },
     LayerHeader {
         name: header::REFERRER_POLICY,
@@ -226,7 +227,7 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
                 .option_layer(everywhere.map(|headers| MapResponseLayer::new(set_headers(headers))))
                 .layer(axum::middleware::from_fn(limits::header_limits))
                 .option_layer(cors)
-                .map_response(set_headers(&SECURITY_HEADERS[..]))
+                .map_response(security_headers)
                 // Innermost, so that its `408` passes every layer above (the
                 // request id, CORS, the security headers) like any answer.
                 .layer(timeout::RequestTimeoutLayer(auth.config().server.request_timeout)),
@@ -263,6 +264,27 @@ where
         }
         response
     }
+}
+
+/// The security headers: all of them on what a browser may render (pages,
+/// scripts, styles, images), `nosniff` alone on a JSON answer. A browser
+/// never renders JSON (`nosniff` holds it to its type), so a policy for
+/// documents, framing and referrers says nothing there, and leaving those
+/// three off is most of the bytes of the commonest answers (README,
+/// "Errors and headers").
+fn security_headers(mut response: Response) -> Response {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    let wanted = if json { 1 } else { SECURITY_HEADERS.len() };
+    let present = response.headers_mut();
+    for header in &SECURITY_HEADERS[..wanted] {
+        if !present.contains_key(&header.name) {
+            present.insert(header.name.clone(), header.value.clone());
+        }
+    }
+    response
 }
 
 /// Credentialed CORS for the configured origins only: each allowed origin is

@@ -303,16 +303,18 @@ fn complete(
 }
 
 /// The headers `router`'s layers put on the responses they wrap. The
-/// security headers go on every response, but are described where they
-/// matter: on the pages.
+/// security headers are described where they matter: on the pages. Where
+/// the answer may be a page or JSON, those a JSON answer goes without
+/// (`security_headers` in `mod.rs`) are described as the page's only.
 fn layer_headers(response: &mut Value, no_store: bool) {
     let html = response.pointer("/content/text~1html").is_some();
+    let json = response.pointer("/content/application~1json").is_some();
     let mut layers = Vec::new();
     if no_store {
         layers.extend(&NO_STORE);
     }
     if html {
-        layers.extend(&SECURITY_HEADERS);
+        layers.extend(&SECURITY_HEADERS[..1]);
     }
     if layers.is_empty() {
         return;
@@ -322,6 +324,19 @@ fn layer_headers(response: &mut Value, no_store: bool) {
     };
     for layer in layers {
         insert_constant(headers, layer);
+    }
+    if html {
+        for layer in &SECURITY_HEADERS[1..] {
+            if let Ok(value) = layer.value.to_str() {
+                let mut header = constant(value, layer.why);
+                if json {
+                    header["required"] = Value::Bool(false);
+                    header["description"] =
+                        Value::String(format!("On the HTML page only: {}", layer.why));
+                }
+                headers.insert(layer.name.as_str().into(), header);
+            }
+        }
     }
 }
 
@@ -366,7 +381,10 @@ fn header_schemas(response: &mut Value, cookie_name: &str) {
         {
             header["description"] = description.into();
         }
-        header["required"] = Value::Bool(true);
+        // Required unless described as the HTML page's only (`layer_headers`).
+        if header.get("required").is_none() {
+            header["required"] = Value::Bool(true);
+        }
     }
 }
 

@@ -128,6 +128,9 @@ pub(crate) fn form_message(e: &ApiError) -> String {
         ApiError::InvalidCode => {
             "That code is wrong or was used, or the sign-in has expired.".to_owned()
         }
+        ApiError::SecondFactorLocked => "Too many wrong codes: codes are no longer accepted. \
+            Use a recovery code, or ask the people who run this service to reset your second factor."
+            .to_owned(),
         ApiError::InvalidLink => {
             "This link is unknown, used or expired. Ask for a new one.".to_owned()
         }
@@ -193,8 +196,13 @@ pub fn recovery_codes_page(base: &Base, next: &str, codes: &[String]) -> Respons
     render(StatusCode::OK, &page)
 }
 
-pub fn second_factor_failed(base: &Base, next: &str, e: &ApiError) -> Response {
-    let mut page = second_factor_page(base, next, None, Some(&form_message(e)));
+pub fn second_factor_failed(
+    base: &Base,
+    next: &str,
+    enrolment: Option<&Enrolment>,
+    e: &ApiError,
+) -> Response {
+    let mut page = second_factor_page(base, next, enrolment, Some(&form_message(e)));
     *page.status_mut() = super::error::status(e);
     refused(page, e)
 }

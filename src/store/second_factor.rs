@@ -75,7 +75,8 @@ pub trait SecondFactors: Send + Sync {
     /// already: then `false`, and nothing is counted. An accepted code
     /// ([`SecondFactors::use_totp_step`]) sets the count back to 0.
     async fn count_totp_code(&self, user_id: i64, cap: i64) -> StoreResult<bool>;
-    /// Uses the recovery code whose hash is `hash`: true once.
+    /// Uses the recovery code whose hash is `hash`: true once. Its use sets
+    /// the count of wrong TOTP codes back to 0, as an accepted code does.
     async fn use_recovery_code(&self, user_id: i64, hash: &[u8], now: i64) -> StoreResult<bool>;
     /// Replaces the account's recovery codes, if it has a confirmed factor.
     async fn replace_recovery_codes(&self, user_id: i64, codes: &[[u8; 32]]) -> StoreResult<bool>;
@@ -95,6 +96,9 @@ pub trait SecondFactors: Send + Sync {
         now: i64,
         max_attempts: i64,
     ) -> StoreResult<Option<PendingLogin>>;
+    /// The pending login, if it is still waiting (not expired), without
+    /// counting an attempt: for showing its page again.
+    async fn pending_login(&self, hash: &[u8], now: i64) -> StoreResult<Option<PendingLogin>>;
     /// Ends a pending login: true for the one caller that ends it.
     async fn end_pending_login(&self, hash: &[u8]) -> StoreResult<bool>;
     /// Deletes up to `limit` pending logins expired before `now`.

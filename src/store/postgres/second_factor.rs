@@ -114,7 +114,15 @@ impl SecondFactors for PostgresStore {
         .execute(&self.pool)
         .await
         .db()?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE totp_factors SET failed_codes = 0 WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(true)
     }
 
     async fn replace_recovery_codes(&self, user_id: i64, codes: &[[u8; 32]]) -> StoreResult<bool> {
@@ -210,6 +218,27 @@ impl SecondFactors for PostgresStore {
                 .db()?;
         }
         tx.commit().await.db()?;
+        Ok(row.map(
+            |(user_id, credentials_version, remember, expires_at, attempts)| PendingLogin {
+                user_id,
+                credentials_version,
+                remember,
+                expires_at,
+                attempts,
+            },
+        ))
+    }
+
+    async fn pending_login(&self, hash: &[u8], now: i64) -> StoreResult<Option<PendingLogin>> {
+        let row: Option<(i64, i64, bool, i64, i64)> = sqlx::query_as(
+            "SELECT user_id, credentials_version, remember, expires_at, attempts \
+             FROM pending_logins WHERE hash = $1 AND expires_at > $2",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .db()?;
         Ok(row.map(
             |(user_id, credentials_version, remember, expires_at, attempts)| PendingLogin {
                 user_id,
