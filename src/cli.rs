@@ -16,6 +16,7 @@ use crate::auth::{ApiError, Auth, KeyRevocation, KeyRotation};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{Config, LogFormat};
 use crate::mail::{Letter, Mailer, Sent};
+use crate::routes::request_log::{LineFormat, WithRequest};
 use crate::store::User;
 use crate::tls::TlsError;
 
@@ -200,14 +201,31 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        // One JSON object per line, with the request's span (and so its
-        // request id) on every line logged inside a request.
-        LogFormat::Json => logs
-            .json()
-            .with_current_span(false)
-            .with_span_list(true)
-            .init(),
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One JSON object per line, with the request (and so its request
+        // id) first in `spans` on every line logged inside a request.
+        LogFormat::Json => {
+            let lines = tracing_subscriber::fmt::format()
+                .json()
+                .with_current_span(false)
+                .with_span_list(true);
+            logs.json()
+                .event_format(WithRequest {
+                    inner: lines,
+                    format: LineFormat::Json,
+                })
+                .init();
+        }
+        // Lines written inside a request are built in a buffer to take its
+        // fields, so they go without colours.
+        LogFormat::Text => {
+            let ansi = std::io::stderr().is_terminal();
+            logs.with_ansi(ansi)
+                .event_format(WithRequest {
+                    inner: tracing_subscriber::fmt::format().with_ansi(ansi),
+                    format: LineFormat::Text,
+                })
+                .init();
+        }
     }
 }
 

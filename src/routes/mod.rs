@@ -6,11 +6,11 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{Method, Request};
 use axum::response::Response;
-use axum::{Extension, Router};
 use tower::ServiceBuilder;
 use tower::util::MapResponseLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -43,6 +43,7 @@ mod reauthenticate;
 pub(crate) mod recovery;
 mod register;
 pub(crate) mod request_id;
+pub(crate) mod request_log;
 mod respond;
 mod second_factor;
 mod sessions;
@@ -138,6 +139,8 @@ pub fn router(auth: Auth) -> Router {
 /// the binary leaves it out when it serves no metrics (`METRICS_BIND`
 /// unset), since nothing could read them.
 pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
+    // Set below, once the description is complete.
+    let described = Arc::new(std::sync::OnceLock::new());
     // Everything but what `assets` holds below: tokens and personal data, never cached.
     let (dynamic, mut api) = openapi::root()
         .merge(pages::router())
@@ -151,7 +154,7 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
         .merge(second_factor::router())
         .merge(sessions::router())
         .merge(health::router())
-        .merge(openapi::router())
+        .merge(openapi::router(described.clone()))
         // Only while latchkey sends mail: without it there is no way to
         // recover an account, and no path pretends there is (README,
         // "Account recovery").
@@ -166,13 +169,13 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
     // On every response when TLS is on; empty otherwise.
     let everywhere: Option<Arc<[LayerHeader]>> =
         strict_transport_security(auth.config()).map(|hsts| Arc::from([hsts]));
-    let document = openapi::serve(
+    let _ = described.set(openapi::serve(
         api,
         auth.refresh_cookie_name(),
         auth.config().server.request_timeout,
         &cached,
         everywhere.as_deref().unwrap_or_default(),
-    );
+    ));
 
     // Each `Router::layer` call wraps every route in one more boxed service,
     // cloned and boxed again on every request, so the layers go in as one
@@ -182,8 +185,7 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
         .layer(
             ServiceBuilder::new()
                 .map_response(set_headers(&NO_STORE[..]))
-                .layer(DefaultBodyLimit::max(BODY_LIMIT))
-                .layer(Extension(document)),
+                .layer(DefaultBodyLimit::max(BODY_LIMIT)),
         );
 
     let cors = cors(auth.config());
@@ -203,18 +205,16 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
                     request_id::ProcessUnique::new(),
                 ))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+                // The request's method, path and id on every line logged
+                // while it is handled, rendered only into such a line.
+                .layer(request_log::RequestScopeLayer)
                 .layer(
                     TraceLayer::new_for_http()
-                        .make_span_with(|req: &Request<_>| {
-                            let request_id = req
-                                .headers()
-                                .get(&REQUEST_ID)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("-");
-                            // The path only: a query string is no place for
-                            // secrets, but clients put them there anyway.
-                            tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id)
-                        })
+                        // No span: `request_log` carries the request.
+                        .make_span_with(|_: &Request<_>| tracing::Span::none())
+                        // Its line would come before the request is in scope,
+                        // and the answer's line says all it would.
+                        .on_request(())
                         // One line per request is an access log, which the
                         // reverse proxy keeps already; here it would cost a
                         // third of `/protected`'s throughput (README,
@@ -225,14 +225,16 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
                 // answer goes without it: not a `431`, a CORS preflight, a
                 // `408` or a `404`.
                 .option_layer(everywhere.map(|headers| MapResponseLayer::new(set_headers(headers))))
-                .layer(axum::middleware::from_fn(limits::header_limits))
+                .layer(limits::HeaderLimitsLayer)
                 .option_layer(cors)
                 .map_response(security_headers)
                 // Innermost, so that its `408` passes every layer above (the
                 // request id, CORS, the security headers) like any answer.
-                .layer(timeout::RequestTimeoutLayer(auth.config().server.request_timeout)),
+                .layer(timeout::RequestTimeoutLayer(
+                    auth.config().server.request_timeout,
+                )),
         )
-    .with_state(auth)
+        .with_state(auth)
 }
 
 /// The endpoints and pages that send mail, when latchkey does; the

@@ -9,6 +9,7 @@
 //! Convention: a response header named in an annotation is sent on every
 //! response of that status; one sent only sometimes is described in words.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Extension;
@@ -87,8 +88,13 @@ pub(crate) enum BodyRefusals {
     UnsupportedMediaType(ErrorBody),
 }
 
-pub(crate) fn router() -> OpenApiRouter<Auth> {
-    OpenApiRouter::new().routes(routes!(openapi_json))
+/// `GET /openapi.json`, answering what is put in `document` once the whole
+/// router, and so the description, is built. Only this route carries it:
+/// an extension on every request would be an allocation on every request.
+pub(crate) fn router(document: Arc<OnceLock<Served>>) -> OpenApiRouter<Auth> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi_json))
+        .layer(Extension(document))
 }
 
 /// The root every area's router merges into.
@@ -105,8 +111,13 @@ pub(crate) struct Served(Bytes);
     get, path = "/openapi.json", tag = "service",
     responses((status = 200, description = "This document", body = Object))
 )]
-async fn openapi_json(Extension(Served(document)): Extension<Served>) -> Response {
-    ([(CONTENT_TYPE, "application/json")], document).into_response()
+async fn openapi_json(Extension(document): Extension<Arc<OnceLock<Served>>>) -> Response {
+    match document.get() {
+        Some(Served(document)) => {
+            ([(CONTENT_TYPE, "application/json")], document.clone()).into_response()
+        }
+        None => ApiError::Unavailable.into_response(),
+    }
 }
 
 /// Completes the collected description: security schemes (the cookie under

@@ -71,8 +71,8 @@ impl ProcessUnique {
 impl MakeRequestId for ProcessUnique {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{}-{n}", self.prefix))
-            .ok()
-            .map(RequestId::new)
+        // Written once into the buffer the header keeps: no second copy.
+        let id = axum::body::Bytes::from(format!("{}-{n}", self.prefix));
+        HeaderValue::from_maybe_shared(id).ok().map(RequestId::new)
     }
 }
