@@ -14,6 +14,7 @@
 #                                     # `protected` and the checks only, printed
 #   bash bench/run.sh --only login-flood --duration 5   # one scenario, printed only
 #   bash bench/run.sh --only metrics  # protected with metrics on and off, printed
+#   bash bench/run.sh --only refresh  # refresh on SQLite against the ceiling, printed
 #   bash bench/run.sh --only tls      # protected and refresh over TLS and plain, printed
 #   bash bench/run.sh --slow-clients-only --rounds 2 --duration 4
 #                                     # only `slow clients` (1,000 slowloris

@@ -159,6 +159,8 @@ enum Only {
     Metrics,
     /// `protected` and `refresh` over TLS and over plain HTTP, alternating.
     Tls,
+    /// `refresh` on SQLite, alternating with the ceiling's `protected`.
+    Refresh,
 }
 
 /// An `ACCESS_TOKEN_ALGORITHM` value, spelt as latchkey reads it.
@@ -339,6 +341,42 @@ async fn run(args: Args) -> Result<()> {
         server.stop().await?;
         ceiling_server.stop().await?;
         println!("{}", report::render(&[], &tls.rows(), None, &[]));
+        return Ok(());
+    }
+    if args.only == Some(Only::Refresh) {
+        eprintln!("refresh: latchkey on SQLite, alternating with the ceiling");
+        let refresh = clients
+            .iter()
+            .map(|c| Work::Refresh {
+                cookie: c.cookie.clone(),
+            })
+            .collect();
+        let [ceiling, sqlite] = measure_alternating(
+            &args,
+            [&ceiling_server, &server],
+            [protected(args.connections), refresh],
+        )
+        .await?;
+        server.stop().await?;
+        ceiling_server.stop().await?;
+        let rows = [
+            Row {
+                scenario: "refresh",
+                server: "ceiling (protected)".into(),
+                ratio: None,
+                figures: ceiling.clone(),
+            },
+            Row {
+                scenario: "refresh",
+                server: "latchkey, SQLite".into(),
+                ratio: Some((
+                    sqlite.requests_per_second / ceiling.requests_per_second,
+                    "of ceiling",
+                )),
+                figures: sqlite,
+            },
+        ];
+        println!("{}", report::render(&[], &rows, None, &[]));
         return Ok(());
     }
     if args.only == Some(Only::Metrics) {
