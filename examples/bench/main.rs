@@ -345,16 +345,10 @@ async fn run(args: Args) -> Result<()> {
     }
     if args.only == Some(Only::Refresh) {
         eprintln!("refresh: latchkey on SQLite, alternating with the ceiling");
-        let refresh = clients
-            .iter()
-            .map(|c| Work::Refresh {
-                cookie: c.cookie.clone(),
-            })
-            .collect();
         let [ceiling, sqlite] = measure_alternating(
             &args,
             [&ceiling_server, &server],
-            [protected(args.connections), refresh],
+            [protected(args.connections), refresh_work(&clients)],
         )
         .await?;
         server.stop().await?;
@@ -458,14 +452,6 @@ async fn run(args: Args) -> Result<()> {
     eprintln!("checks: one access-token check per algorithm, in this process");
     let checks = check_costs(&measured).await?;
     eprintln!("refresh: latchkey on SQLite, alternating with the ceiling");
-    let refresh_work = |clients: &[setup::SignedIn]| -> Vec<Work> {
-        clients
-            .iter()
-            .map(|c| Work::Refresh {
-                cookie: c.cookie.clone(),
-            })
-            .collect()
-    };
     let [ceiling_refresh, refresh_sqlite] = measure_alternating(
         &args,
         [&ceiling_server, &server],
@@ -861,6 +847,16 @@ impl TlsCost {
 }
 
 /// `GET /protected` with `bearer` on `n` connections.
+/// Each signed-in client refreshing its session with its latest cookie.
+fn refresh_work(clients: &[setup::SignedIn]) -> Vec<Work> {
+    clients
+        .iter()
+        .map(|c| Work::Refresh {
+            cookie: c.cookie.clone(),
+        })
+        .collect()
+}
+
 fn protected_work(bearer: &HeaderValue, n: usize) -> Vec<Work> {
     (0..n)
         .map(|_| Work::Protected {

@@ -44,6 +44,24 @@ pub struct PendingLogin {
     pub attempts: i64,
 }
 
+/// A pending login's row as both stores select it: user id, credentials
+/// version, "Keep me signed in", expiry, attempts.
+pub(crate) type PendingLoginRow = (i64, i64, bool, i64, i64);
+
+impl From<PendingLoginRow> for PendingLogin {
+    fn from(
+        (user_id, credentials_version, remember, expires_at, attempts): PendingLoginRow,
+    ) -> Self {
+        Self {
+            user_id,
+            credentials_version,
+            remember,
+            expires_at,
+            attempts,
+        }
+    }
+}
+
 /// Second factors, keyed by account. Rows go with their account.
 #[async_trait]
 pub trait SecondFactors: Send + Sync {

@@ -116,6 +116,18 @@ async fn password_step(app: &TestApp) -> String {
     format!("{MFA_COOKIE}={}", cookie.value())
 }
 
+/// ann's password, then the current code of `secret`: signed in.
+async fn both_steps(app: &TestApp, secret: &str) -> TestResponse {
+    let pending = password_step(app).await;
+    second_step(app, &pending, &json!({ "code": totp_code(secret, now(app)) })).await
+}
+
+/// `POST /reauthenticate` with `body`, for the session of `access`.
+async fn step_up(app: &TestApp, access: &str, body: &Value) -> TestResponse {
+    app.send(with_json(bearer(Method::POST, "/reauthenticate", access), body))
+        .await
+}
+
 async fn second_step(app: &TestApp, cookie: &str, body: &Value) -> TestResponse {
     app.send(
         Request::post("/login/second-factor")
@@ -328,31 +340,16 @@ async fn a_step_up_asks_for_both_factors_and_removing_one_needs_it() {
     let first = app.login("ann", PASSWORD).await;
     assert_eq!(first.error_code(), "second_factor_required");
     app.advance(31);
-    let signed_in = second_step(
-        &app,
-        &password_step(&app).await,
-        &json!({ "code": totp_code(&secret, now(&app)) }),
-    )
-    .await;
+    let signed_in = both_steps(&app, &secret).await;
     let access = signed_in.access_token();
 
     // The password alone is not a step-up any more.
     app.advance(700);
-    let password_only = app
-        .send(with_json(
-            bearer(Method::POST, "/reauthenticate", &access),
-            &json!({ "password": PASSWORD }),
-        ))
-        .await;
+    let password_only = step_up(&app, &access, &json!({ "password": PASSWORD })).await;
     assert_eq!(password_only.error_code(), "second_factor_required");
     let removal = app.send(bearer(Method::DELETE, "/me/totp", &access)).await;
     assert_eq!(removal.error_code(), "insufficient_user_authentication");
-    let both = app
-        .send(with_json(
-            bearer(Method::POST, "/reauthenticate", &access),
-            &json!({ "password": PASSWORD, "code": totp_code(&secret, now(&app)) }),
-        ))
-        .await;
+    let both = step_up(&app, &access, &json!({ "password": PASSWORD, "code": totp_code(&secret, now(&app)) })).await;
     assert_eq!(both.status, StatusCode::OK, "{}", both.text());
     let fresh = both.access_token();
     assert_eq!(claims(&fresh)["amr"], json!(["pwd", "otp"]));
@@ -473,12 +470,7 @@ async fn an_operator_reset_removes_the_factor_and_ends_every_session() {
     let (secret, _) = ann_with_totp(&app).await;
     // The confirming code's step is used: the next code is the next step's.
     app.advance(30);
-    let signed_in = second_step(
-        &app,
-        &password_step(&app).await,
-        &json!({ "code": totp_code(&secret, now(&app)) }),
-    )
-    .await;
+    let signed_in = both_steps(&app, &secret).await;
     let out = app.cli(&["user", "reset-second-factor", "ann"], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("removed ann's second factor"));
@@ -597,12 +589,7 @@ async fn a_role_that_requires_a_second_factor_sets_one_up_before_any_token() {
 
     // Removing the factor (with both factors, recently) ends every session:
     // the next sign-in sets one up again.
-    let stepped = app
-        .send(with_json(
-            bearer(Method::POST, "/reauthenticate", &rotated.access_token()),
-            &json!({ "password": PASSWORD, "code": totp_code(&secret, now(&app)) }),
-        ))
-        .await;
+    let stepped = step_up(&app, &rotated.access_token(), &json!({ "password": PASSWORD, "code": totp_code(&secret, now(&app)) })).await;
     assert_eq!(stepped.status, StatusCode::OK, "{}", stepped.text());
     let removed = app
         .send(bearer(Method::DELETE, "/me/totp", &stepped.access_token()))
@@ -769,12 +756,7 @@ async fn a_route_can_require_a_recent_second_factor_with_rfc_9470s_acr_values() 
 
     // ann, with both factors, passes; too long after, she is asked again.
     app.advance(31);
-    let signed_in = second_step(
-        &app,
-        &password_step(&app).await,
-        &json!({ "code": totp_code(&secret, now(&app)) }),
-    )
-    .await;
+    let signed_in = both_steps(&app, &secret).await;
     let access = signed_in.access_token();
     let paid = call(&embedder, bearer(Method::GET, "/payout", &access)).await;
     assert_eq!(paid.status, StatusCode::OK, "{}", paid.text());
@@ -792,23 +774,14 @@ async fn at_most_a_hundred_wrong_codes_in_a_row_are_ever_checked() {
     let app = Arc::new(test_app!(&[("THROTTLE_LOGIN_PAIR", "1000"), ("THROTTLE_LOGIN_ADDRESS", "1000")]));
     let (secret, codes) = ann_with_totp(&app).await;
     app.advance(31);
-    let signed_in = second_step(
-        &app,
-        &password_step(&app).await,
-        &json!({ "code": totp_code(&secret, now(&app)) }),
-    )
-    .await;
+    let signed_in = both_steps(&app, &secret).await;
     let access = signed_in.access_token();
     // 120 wrong codes at once through step-up, each with the right password.
     let guesses: Vec<_> = (0..120)
         .map(|i| {
             let (app, access) = (app.clone(), access.clone());
             tokio::spawn(async move {
-                app.send(with_json(
-                    bearer(Method::POST, "/reauthenticate", &access),
-                    &json!({ "password": PASSWORD, "code": format!("{:06}", 999_000 + i) }),
-                ))
-                .await
+                step_up(&app, &access, &json!({ "password": PASSWORD, "code": format!("{:06}", 999_000 + i) })).await
                 .error_code()
             })
         })
@@ -829,12 +802,7 @@ async fn at_most_a_hundred_wrong_codes_in_a_row_are_ever_checked() {
     }
     // One at a time up to the cap: exactly 100 are ever checked.
     while checked < 100 {
-        let guess = app
-            .send(with_json(
-                bearer(Method::POST, "/reauthenticate", &access),
-                &json!({ "password": PASSWORD, "code": "999999" }),
-            ))
-            .await;
+        let guess = step_up(&app, &access, &json!({ "password": PASSWORD, "code": "999999" })).await;
         assert_eq!(guess.error_code(), "invalid_code", "after {checked}");
         checked += 1;
     }
@@ -842,29 +810,14 @@ async fn at_most_a_hundred_wrong_codes_in_a_row_are_ever_checked() {
     // right code.
     app.advance(7_200);
     let access = app.refresh(&signed_in.refresh_token()).await.access_token();
-    let right = app
-        .send(with_json(
-            bearer(Method::POST, "/reauthenticate", &access),
-            &json!({ "password": PASSWORD, "code": totp_code(&secret, now(&app)) }),
-        ))
-        .await;
+    let right = step_up(&app, &access, &json!({ "password": PASSWORD, "code": totp_code(&secret, now(&app)) })).await;
     assert_eq!(right.status, StatusCode::FORBIDDEN, "{}", right.text());
     assert_eq!(right.error_code(), "second_factor_locked");
     // A recovery code still works.
-    let recovered = app
-        .send(with_json(
-            bearer(Method::POST, "/reauthenticate", &access),
-            &json!({ "password": PASSWORD, "recovery_code": codes[0] }),
-        ))
-        .await;
+    let recovered = step_up(&app, &access, &json!({ "password": PASSWORD, "recovery_code": codes[0] })).await;
     assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.text());
     // And sets the count back: codes are checked again.
-    let unlocked = app
-        .send(with_json(
-            bearer(Method::POST, "/reauthenticate", &recovered.access_token()),
-            &json!({ "password": PASSWORD, "code": totp_code(&secret, now(&app)) }),
-        ))
-        .await;
+    let unlocked = step_up(&app, &recovered.access_token(), &json!({ "password": PASSWORD, "code": totp_code(&secret, now(&app)) })).await;
     assert_eq!(unlocked.status, StatusCode::OK, "{}", unlocked.text());
     let metrics = app.auth.metrics_text();
     assert!(metrics.contains(r#"latchkey_second_factor_checks_total{outcome="rejected"}"#), "{metrics}");

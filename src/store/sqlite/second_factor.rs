@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::{SqliteStore, begin_write};
+use crate::store::second_factor::PendingLoginRow;
 use crate::store::{OrDatabase, PendingLogin, SecondFactors, StoreResult, TotpFactor};
 
 #[async_trait]
@@ -197,7 +198,7 @@ impl SecondFactors for SqliteStore {
         max_attempts: i64,
     ) -> StoreResult<Option<PendingLogin>> {
         let mut tx = begin_write(&self.pool).await.db()?;
-        let row: Option<(i64, i64, bool, i64, i64)> = sqlx::query_as(
+        let row: Option<PendingLoginRow> = sqlx::query_as(
             "UPDATE pending_logins SET attempts = attempts + 1 \
              WHERE hash = ?1 AND expires_at > ?2 AND attempts < ?3 \
              RETURNING user_id, credentials_version, remember, expires_at, attempts",
@@ -217,19 +218,11 @@ impl SecondFactors for SqliteStore {
                 .db()?;
         }
         tx.commit().await.db()?;
-        Ok(row.map(
-            |(user_id, credentials_version, remember, expires_at, attempts)| PendingLogin {
-                user_id,
-                credentials_version,
-                remember,
-                expires_at,
-                attempts,
-            },
-        ))
+        Ok(row.map(PendingLogin::from))
     }
 
     async fn pending_login(&self, hash: &[u8], now: i64) -> StoreResult<Option<PendingLogin>> {
-        let row: Option<(i64, i64, bool, i64, i64)> = sqlx::query_as(
+        let row: Option<PendingLoginRow> = sqlx::query_as(
             "SELECT user_id, credentials_version, remember, expires_at, attempts \
              FROM pending_logins WHERE hash = ?1 AND expires_at > ?2",
         )
@@ -238,15 +231,7 @@ impl SecondFactors for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .db()?;
-        Ok(row.map(
-            |(user_id, credentials_version, remember, expires_at, attempts)| PendingLogin {
-                user_id,
-                credentials_version,
-                remember,
-                expires_at,
-                attempts,
-            },
-        ))
+        Ok(row.map(PendingLogin::from))
     }
 
     async fn end_pending_login(&self, hash: &[u8]) -> StoreResult<bool> {
