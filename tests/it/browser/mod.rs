@@ -130,28 +130,35 @@ impl Browser {
     }
 }
 
+/// Starts chromedriver on a port of its choosing. A driver that exits
+/// before it reports one (seen once under a loaded machine, with no word
+/// why) is started again, up to three times in all.
 fn start_driver(path: &Path) -> (Child, String) {
-    let mut child = Command::new(path)
-        .arg("--port=0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    // "ChromeDriver was started successfully on port 46325."
-    let port = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| {
+    for _ in 0..3 {
+        let mut child = Command::new(path)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        // "ChromeDriver was started successfully on port 46325."
+        let port = lines.by_ref().map_while(Result::ok).find_map(|line| {
             line.split("started successfully on port ")
                 .nth(1)
                 .map(|p| p.trim_end_matches('.').trim().to_owned())
-        })
-        .expect("chromedriver reports its port");
-    // Keep draining its output so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, format!("http://127.0.0.1:{port}"))
+        });
+        let Some(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            continue;
+        };
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        return (child, format!("http://127.0.0.1:{port}"));
+    }
+    panic!("chromedriver reports its port: it exited without one three times");
 }
 
 /// A clock a test moves by hand, starting at the real time (browsers keep
