@@ -16,6 +16,8 @@
 #   bash bench/run.sh --only metrics  # protected with metrics on and off, printed
 #   bash bench/run.sh --only refresh  # refresh on SQLite against the ceiling, printed
 #   bash bench/run.sh --only tls      # protected and refresh over TLS and plain, printed
+#   bash bench/run.sh --only scale    # refresh with 1,000,000 stored sessions against 10,000, printed
+#   bash bench/run.sh --only cost     # CPU and heap allocations per answer (examples/counted.rs), printed
 #   bash bench/run.sh --slow-clients-only --rounds 2 --duration 4
 #                                     # only `slow clients` (1,000 slowloris
 #                                     # connections), printed, not written
@@ -26,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
-cargo build --release --locked --bin latchkey --example ceiling --example bench
+cargo build --release --locked --bin latchkey --example ceiling --example counted --example bench
 target="${CARGO_TARGET_DIR:-target}"
 
 exec taskset --cpu-list "${BENCH_CLIENT_CPU:-1}" "$target/release/examples/bench" \

@@ -135,7 +135,7 @@ async fn published_keys(url: &str) -> Result<Vec<(String, DecodingKey)>> {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+pub async fn main() -> Result<()> {
     // Empty counts as unset, as latchkey's configuration has it.
     let setting = |name: &str| {
         std::env::var(name)

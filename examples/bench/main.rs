@@ -32,10 +32,12 @@
 //! pins the servers to CPU 0 and this load generator to CPU 1 (`taskset`);
 //! the slow clients' process shares CPU 1 (`slow.rs` says why).
 
+mod cost;
 mod http;
 mod load;
 mod login_flood;
 mod report;
+mod scale;
 mod server;
 mod setup;
 mod slow;
@@ -90,6 +92,10 @@ struct Args {
     /// Sessions stored before the server starts.
     #[arg(long, default_value_t = 10_000)]
     sessions: u64,
+    /// Sessions stored in `scale`, whose `refresh` is measured against the
+    /// same with 10,000.
+    #[arg(long, default_value_t = 1_000_000)]
+    many_sessions: u64,
     /// Times latchkey is restarted to measure start-up.
     #[arg(long, default_value_t = 5)]
     startups: usize,
@@ -161,6 +167,10 @@ enum Only {
     Tls,
     /// `refresh` on SQLite, alternating with the ceiling's `protected`.
     Refresh,
+    /// `refresh` on SQLite with `--many-sessions` stored against 10,000.
+    Scale,
+    /// The cost table: CPU and heap allocations per answer.
+    Cost,
 }
 
 /// An `ACCESS_TOKEN_ALGORITHM` value, spelt as latchkey reads it.
@@ -297,6 +307,13 @@ async fn run(args: Args) -> Result<()> {
         return Ok(());
     }
 
+    if args.only == Some(Only::Scale) {
+        let scaled = measure_scale(&args, &latchkey, &secrets, dir.path(), &launch).await?;
+        let (rows, targets) = scale_report(&args, &scaled);
+        println!("{}", report::render(&[], &rows, None, &targets));
+        return Ok(());
+    }
+
     eprintln!("preparing: one account, {} stored sessions", args.sessions);
     setup::add_user(&latchkey, &sqlite_env).await?;
     setup::seed_sessions(&sqlite_url, args.sessions).await?;
@@ -371,6 +388,33 @@ async fn run(args: Args) -> Result<()> {
             },
         ];
         println!("{}", report::render(&[], &rows, None, &[]));
+        return Ok(());
+    }
+    if args.only == Some(Only::Cost) {
+        eprintln!("cost: protected on both, refresh on latchkey, alternating");
+        let [ceiling, protected, refresh] = measure_alternating(
+            &args,
+            [&ceiling_server, &server, &server],
+            [
+                protected(args.connections),
+                protected(args.connections),
+                refresh_work(&clients),
+            ],
+        )
+        .await?;
+        server.stop().await?;
+        ceiling_server.stop().await?;
+        let counted = examples.join("counted");
+        let costs = measure_costs(
+            &counted,
+            &launch,
+            &sqlite_env,
+            &secrets,
+            &bearer,
+            [&ceiling, &protected, &refresh],
+        )
+        .await?;
+        println!("{}", cost::render(&costs));
         return Ok(());
     }
     if args.only == Some(Only::Metrics) {
@@ -456,6 +500,16 @@ async fn run(args: Args) -> Result<()> {
         &args,
         [&ceiling_server, &server],
         [protected(args.connections), refresh_work(&clients)],
+    )
+    .await?;
+    let scaled = measure_scale(&args, &latchkey, &secrets, dir.path(), &launch).await?;
+    let costs = measure_costs(
+        &examples.join("counted"),
+        &launch,
+        &sqlite_env,
+        &secrets,
+        &bearer,
+        [&ceiling_protected, &latchkey_protected, &refresh_sqlite],
     )
     .await?;
     eprintln!("login: latchkey");
@@ -571,6 +625,8 @@ async fn run(args: Args) -> Result<()> {
     let (metrics_rows, metrics_target) = metrics.report();
     rows.extend(metrics_rows);
     rows.extend(tls.rows());
+    let (scale_rows, scale_targets) = scale_report(&args, &scaled);
+    rows.extend(scale_rows);
 
     let protected_ratio = ratio_to(&latchkey_protected, &ceiling_protected);
     let p99_ratio = latchkey_protected.p99.as_secs_f64() / ceiling_protected.p99.as_secs_f64();
@@ -673,9 +729,11 @@ async fn run(args: Args) -> Result<()> {
         },
     ]);
     targets.extend(flooded.targets());
+    targets.extend(scale_targets);
 
     let machine = machine(&args, dir.path(), Some(bcrypt_per_second))?;
-    let table = report::render(&machine, &rows, Some(&checks), &targets);
+    let mut table = report::render(&machine, &rows, Some(&checks), &targets);
+    table.push_str(&cost::render(&costs));
     println!("{table}");
     if let Some(out) = &args.out {
         std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
@@ -846,7 +904,6 @@ impl TlsCost {
     }
 }
 
-/// `GET /protected` with `bearer` on `n` connections.
 /// Each signed-in client refreshing its session with its latest cookie.
 fn refresh_work(clients: &[setup::SignedIn]) -> Vec<Work> {
     clients
@@ -857,6 +914,7 @@ fn refresh_work(clients: &[setup::SignedIn]) -> Vec<Work> {
         .collect()
 }
 
+/// `GET /protected` with `bearer` on `n` connections.
 fn protected_work(bearer: &HeaderValue, n: usize) -> Vec<Work> {
     (0..n)
         .map(|_| Work::Protected {
@@ -1009,6 +1067,130 @@ fn cpu_per_answer(f: &Figures) -> Duration {
     } else {
         Duration::ZERO
     }
+}
+
+/// `refresh` with `--many-sessions` stored against 10,000, each on a
+/// latchkey and a database of its own, in alternating rounds.
+async fn measure_scale(
+    args: &Args,
+    latchkey: &Path,
+    secrets: &[(String, String)],
+    dir: &Path,
+    launch: &impl Fn(&Path, Vec<(String, String)>, &str) -> Launch,
+) -> Result<[Figures; 2]> {
+    eprintln!(
+        "scale: refresh with {} stored sessions and with {}, alternating",
+        scale::FEW,
+        args.many_sessions
+    );
+    let few = scale::server_with(latchkey, secrets, dir, launch, scale::FEW, args.connections);
+    let (few, few_work) = few.await?;
+    let many = scale::server_with(
+        latchkey,
+        secrets,
+        dir,
+        launch,
+        args.many_sessions,
+        args.connections,
+    );
+    let (many, many_work) = many.await?;
+    let figures = measure_alternating(args, [&few, &many], [few_work, many_work]).await;
+    few.stop().await?;
+    many.stop().await?;
+    figures
+}
+
+/// The rows and targets of `scale`: throughput at many stored sessions
+/// against few, and memory at both.
+fn scale_report(args: &Args, [few, many]: &[Figures; 2]) -> (Vec<Row>, Vec<Target>) {
+    let ratio = many.requests_per_second / few.requests_per_second;
+    let rows = vec![
+        Row {
+            scenario: "scale: refresh",
+            server: format!("latchkey, SQLite, {} stored sessions", scale::FEW),
+            ratio: None,
+            figures: few.clone(),
+        },
+        Row {
+            scenario: "scale: refresh",
+            server: format!("latchkey, SQLite, {} stored sessions", args.many_sessions),
+            ratio: Some((ratio, "of 10,000")),
+            figures: many.clone(),
+        },
+    ];
+    let peak = few.peak_rss_mib.max(many.peak_rss_mib);
+    let targets = vec![
+        Target {
+            what: "refresh with many stored sessions",
+            goal: format!(
+                "≥ 90% of the rate with {}, {} stored",
+                scale::FEW,
+                args.many_sessions
+            ),
+            measured: format!(
+                "{} ({:.0} vs {:.0} req/s), {} errors",
+                percent(ratio),
+                many.requests_per_second,
+                few.requests_per_second,
+                few.errors + many.errors
+            ),
+            met: Some(ratio >= 0.90 && few.errors + many.errors == 0),
+        },
+        Target {
+            what: "memory with many stored sessions",
+            goal: "< 40 MiB resident at both".into(),
+            measured: format!(
+                "{:.1} MiB with {}, {:.1} MiB with {}",
+                few.peak_rss_mib,
+                scale::FEW,
+                many.peak_rss_mib,
+                args.many_sessions
+            ),
+            met: Some(peak < 40.0),
+        },
+    ];
+    (rows, targets)
+}
+
+/// The cost table's rows: `timed` (the ceiling's and latchkey's `protected`,
+/// latchkey's `refresh`) give the CPU per answer; `counted` (the counting
+/// build of both) the allocations.
+async fn measure_costs(
+    counted: &Path,
+    launch: &impl Fn(&Path, Vec<(String, String)>, &str) -> Launch,
+    latchkey_env: &[(String, String)],
+    ceiling_env: &[(String, String)],
+    bearer: &HeaderValue,
+    [ceiling, protected, refresh]: [&Figures; 3],
+) -> Result<Vec<cost::Cost>> {
+    eprintln!("cost: allocations per answer, counted");
+    let counted_ceiling = cost::Counted::new(
+        launch(counted, ceiling_env.to_vec(), "counted-ceiling"),
+        true,
+    );
+    let counted_latchkey = cost::Counted::new(
+        launch(counted, latchkey_env.to_vec(), "counted-latchkey"),
+        false,
+    );
+    let one = |bearer: &HeaderValue| {
+        let work = protected_work(bearer, 1);
+        move |_| async move { Ok(work) }
+    };
+    let ceiling_allocations = counted_ceiling.per_answer(one(bearer)).await?;
+    let protected_allocations = counted_latchkey.per_answer(one(bearer)).await?;
+    let refresh_allocations = counted_latchkey
+        .per_answer(|addr| async move { Ok(refresh_work(&setup::sign_in(addr, 4).await?)) })
+        .await?;
+    Ok(vec![
+        cost::Cost::new("protected (HS256)", "ceiling", ceiling, ceiling_allocations),
+        cost::Cost::new(
+            "protected (HS256)",
+            "latchkey",
+            protected,
+            protected_allocations,
+        ),
+        cost::Cost::new("refresh", "latchkey, SQLite", refresh, refresh_allocations),
+    ])
 }
 
 /// The PostgreSQL `refresh` scenario, on a database of its own.

@@ -132,7 +132,7 @@ pub fn cpu_time(pid: u32) -> Result<Duration> {
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> Result<SocketAddr> {
+pub fn free_port() -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
 }

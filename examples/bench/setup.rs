@@ -23,8 +23,17 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// Creates the account with latchkey's own CLI (which also applies the
 /// migrations), as an operator would.
 pub async fn add_user(latchkey: &Path, env: &[(String, String)]) -> Result<()> {
+    add_user_named(latchkey, env, USERNAME).await
+}
+
+/// As [`add_user`], the account named `username` (same password).
+pub async fn add_user_named(
+    latchkey: &Path,
+    env: &[(String, String)],
+    username: &str,
+) -> Result<()> {
     let mut child = Command::new(latchkey)
-        .args(["user", "add", USERNAME])
+        .args(["user", "add", username])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -43,8 +52,8 @@ pub async fn add_user(latchkey: &Path, env: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
-/// Stores `count` live sessions of the account (user id 1) in one statement,
-/// so the store holds as many rows as a busy site would.
+/// Stores `count` live sessions of the first account (user id 1) in one
+/// statement, so the store holds as many rows as a busy site would.
 pub async fn seed_sessions(database_url: &str, count: u64) -> Result<()> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)?
