@@ -291,19 +291,37 @@ impl Auth {
         if let Route::Counted = route {
             return;
         }
-        let e = &event;
-        if kind == AuditKind::RefreshTokenReused {
-            tracing::warn!(event = %e.kind, user_id = e.user_id, session_id = e.session_id, ip = e.ip, "refresh token reuse detected; session revoked");
-        } else {
-            tracing::info!(event = %e.kind, user_id = e.user_id, username = e.username, session_id = e.session_id, ip = e.ip, detail = e.detail, "audit");
-        }
+        log_event(kind, &event);
         match self.store().record_event(event.clone()).await {
             Ok(row) => aggregator.opened(kind, &event, row),
-            // During an outage the store has said so once already.
-            Err(err @ StoreError::Unavailable(_)) => {
-                tracing::debug!(error = %err, "could not record audit event")
+            Err(err) => not_recorded(&err),
+        }
+    }
+
+    /// Records several events as [`Auth::record`] does each, written to the
+    /// store together: one commit however many there are, so that a login
+    /// ending many sessions at once does not wait for a commit per session.
+    /// Events of a kind kept as one row a minute go one by one.
+    pub(crate) async fn record_all(&self, events: Vec<Event>) {
+        let now = self.now();
+        let mut rows = Vec::with_capacity(events.len());
+        for Event {
+            kind,
+            row: mut event,
+        } in events
+        {
+            if kind.aggregated() {
+                self.record(Event { kind, row: event }).await;
+                continue;
             }
-            Err(err) => tracing::error!(error = %err, "could not record audit event"),
+            event.at = now;
+            log_event(kind, &event);
+            rows.push(event);
+        }
+        if !rows.is_empty()
+            && let Err(err) = self.store().record_events(rows).await
+        {
+            not_recorded(&err);
         }
     }
 
@@ -369,5 +387,23 @@ async fn write_counts(store: &dyn Store, done: Vec<Open>) {
         if let Err(err) = store.add_to_event_count(o.row, o.more).await {
             tracing::error!(error = %err, "could not record audit event counts");
         }
+    }
+}
+
+/// An audit event's log line.
+fn log_event(kind: AuditKind, e: &AuditEvent) {
+    if kind == AuditKind::RefreshTokenReused {
+        tracing::warn!(event = %e.kind, user_id = e.user_id, session_id = e.session_id, ip = e.ip, "refresh token reuse detected; session revoked");
+    } else {
+        tracing::info!(event = %e.kind, user_id = e.user_id, username = e.username, session_id = e.session_id, ip = e.ip, detail = e.detail, "audit");
+    }
+}
+
+/// A failed audit write does not fail the request; it is logged.
+fn not_recorded(err: &StoreError) {
+    match err {
+        // During an outage the store has said so once already.
+        StoreError::Unavailable(_) => tracing::debug!(error = %err, "could not record audit event"),
+        _ => tracing::error!(error = %err, "could not record audit event"),
     }
 }

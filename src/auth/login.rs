@@ -347,18 +347,23 @@ impl Auth {
                 .session(&session.id),
         )
         .await;
-        for evicted in &created.evicted {
-            self.sessions_ended(RevokeReason::SessionEvicted, 1, client, |event| {
+        // Usually one; many when the cap was lowered since the last login.
+        let detail = format!(
+            "more than {} sessions; least recently used ended",
+            config.accounts.max_sessions_per_user
+        );
+        self.each_session_ended(
+            RevokeReason::SessionEvicted,
+            &created.evicted,
+            client,
+            |event, evicted| {
                 event
                     .user(user.id, &user.username)
                     .session(evicted)
-                    .detail(format!(
-                        "more than {} sessions; least recently used ended",
-                        config.accounts.max_sessions_per_user
-                    ))
-            })
-            .await;
-        }
+                    .detail(detail.clone())
+            },
+        )
+        .await;
         let device = self.remember_device(&user, device).await;
         let device_token = self
             .token_keys()

@@ -44,6 +44,26 @@ impl Auth {
             .await;
     }
 
+    /// As [`Auth::sessions_ended`], for the sessions `ids`, each with an
+    /// audit event of its own, written together.
+    pub(crate) async fn each_session_ended(
+        &self,
+        reason: RevokeReason,
+        ids: &[String],
+        client: &ClientInfo,
+        describe: impl Fn(Event, &str) -> Event,
+    ) {
+        if ids.is_empty() {
+            return;
+        }
+        self.metrics().sessions_revoked(reason, ids.len() as u64);
+        let events = ids
+            .iter()
+            .map(|id| describe(Event::new(audit_kind(reason), client), id))
+            .collect();
+        self.record_all(events).await;
+    }
+
     /// The live sessions of the token's user, newest first.
     pub async fn sessions(&self, token: &LiveToken) -> Result<Vec<Session>, ApiError> {
         Ok(self

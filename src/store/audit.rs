@@ -53,6 +53,15 @@ pub trait AuditLog: Send + Sync {
     /// no longer exists (a request that was in flight when the account was
     /// erased) keeps the id alone: no name, address or request id.
     async fn record_event(&self, event: AuditEvent) -> StoreResult<i64>;
+    /// Writes several events together, all or none: in one transaction, so
+    /// one commit however many there are (a login that ends many sessions
+    /// at once). The default writes them one by one.
+    async fn record_events(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
+        for event in events {
+            self.record_event(event).await?;
+        }
+        Ok(())
+    }
     /// Adds `more` to the count of the event in row `id`.
     async fn add_to_event_count(&self, id: i64, more: i64) -> StoreResult<()>;
     /// Audit events at or after `since`, of one user when given, oldest first.

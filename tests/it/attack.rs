@@ -777,6 +777,40 @@ async fn a_login_beyond_max_sessions_per_user_ends_the_least_recently_used_sessi
 }
 
 #[tokio::test]
+async fn a_login_after_the_cap_was_lowered_ends_and_audits_each_session_beyond_it() {
+    let app = test_app!(&[("MAX_SESSIONS_PER_USER", "40")]);
+    app.add_user("ann", PASSWORD).await;
+    let mut cookies = Vec::new();
+    for _ in 0..30 {
+        cookies.push(app.login("ann", PASSWORD).await.refresh_token());
+        app.advance(1);
+    }
+    // The operator lowers the cap: the next login keeps itself and the
+    // four most recently used, and ends the other 26, each on record.
+    let lowered = app.restarted(&[("MAX_SESSIONS_PER_USER", "5")]);
+    let body = json!({ "username": "ann", "password": PASSWORD });
+    let login = call(&lowered, json_post("/login", &body)).await;
+    assert_eq!(login.status, StatusCode::OK);
+
+    let evicted: Vec<_> = audit_events(&*app.store)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "session_evicted")
+        .collect();
+    assert_eq!(evicted.len(), 26);
+    let ids: std::collections::HashSet<_> =
+        evicted.iter().map(|e| e.session_id.clone()).collect();
+    assert_eq!(ids.len(), 26, "one event per session");
+    assert!(evicted.iter().all(|e| e.username.as_deref() == Some("ann") && e.count == 1));
+    for ended in &cookies[..26] {
+        assert_eq!(app.refresh(ended).await.status, StatusCode::UNAUTHORIZED);
+    }
+    for kept in &cookies[26..] {
+        assert_eq!(app.refresh(kept).await.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
 async fn logout_with_several_refresh_cookies_ends_every_genuine_session_among_them() {
     let app = test_app!();
     app.add_user("ann", PASSWORD).await;

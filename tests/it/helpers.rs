@@ -196,6 +196,26 @@ impl TestApp {
         self.clock.advance(seconds);
     }
 
+    /// This app's service restarted with `changes` to its settings, over
+    /// the same store and clock, as the `Auth` itself.
+    pub fn restarted_auth(&self, changes: &[(&str, &str)]) -> Auth {
+        let mut vars = self.vars.clone();
+        for (k, v) in changes {
+            vars.insert((*k).into(), (*v).into());
+        }
+        Auth::with_clock(
+            config_from(&vars).expect("valid test config"),
+            self.store.shared(),
+            Arc::new(self.clock.clone()),
+        )
+        .expect("secrets set")
+    }
+
+    /// As [`TestApp::restarted_auth`], its router.
+    pub fn restarted(&self, changes: &[(&str, &str)]) -> Router {
+        router_of(&self.restarted_auth(changes))
+    }
+
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
         call(&self.router, request).await
     }
@@ -610,4 +630,9 @@ pub fn outbox_mails(dir: &std::path::Path) -> Vec<String> {
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect()
+}
+
+/// `auth`'s router, as a test app's: every request from `CLIENT_ADDR`.
+pub fn router_of(auth: &Auth) -> Router {
+    router(auth.clone()).layer(MockConnectInfo(SocketAddr::from(CLIENT_ADDR)))
 }

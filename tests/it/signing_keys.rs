@@ -517,24 +517,6 @@ async fn the_database_alone_holds_no_key_that_signs() {
     assert!(!keys[0].can_sign, "a key derives only from its secret");
 }
 
-/// Restarts `app`'s service with `changes` to its settings, over the same
-/// store and clock.
-fn restarted(app: &TestApp, changes: &[(&str, &str)]) -> axum::Router {
-    let mut vars = app.vars.clone();
-    for (k, v) in changes {
-        vars.insert((*k).into(), (*v).into());
-    }
-    let auth = Auth::with_clock(
-        config_from(&vars).unwrap(),
-        app.store.shared(),
-        Arc::new(app.clock.clone()),
-    )
-    .unwrap();
-    latchkey::router(auth).layer(axum::extract::connect_info::MockConnectInfo(
-        std::net::SocketAddr::from(CLIENT_ADDR),
-    ))
-}
-
 const NEW_REFRESH_SECRET: &str = "new-refresh-secret-0123456789abcdefghijkl";
 const NEW_ACCESS_SECRET: &str = "new-access-secret-0123456789abcdefghijklm";
 
@@ -552,8 +534,8 @@ async fn changing_the_refresh_secret_with_the_old_one_as_previous_loses_no_sessi
         app.login("bob", PASSWORD).await.refresh_token()
     };
 
-    let router = restarted(
-        &app,
+    let router = app.restarted(
+        
         &[
             ("JWT_REFRESH_SECRET", NEW_REFRESH_SECRET),
             ("JWT_REFRESH_SECRET_PREVIOUS", &old_refresh),
@@ -585,8 +567,8 @@ async fn changing_the_refresh_secret_with_the_old_one_as_previous_loses_no_sessi
 async fn without_the_previous_secret_old_tokens_are_refused() {
     let app = test_app!();
     let ann = app.signed_in_ann().await;
-    let router = restarted(
-        &app,
+    let router = app.restarted(
+        
         &[
             ("JWT_REFRESH_SECRET", NEW_REFRESH_SECRET),
             ("JWT_SECRET", NEW_ACCESS_SECRET),
@@ -615,8 +597,8 @@ async fn changing_jwt_secret_with_the_old_one_as_previous_keeps_access_tokens_va
     let app = test_app!();
     let old_access = app.vars["JWT_SECRET"].clone();
     let ann = app.signed_in_ann().await;
-    let router = restarted(
-        &app,
+    let router = app.restarted(
+        
         &[
             ("JWT_SECRET", NEW_ACCESS_SECRET),
             ("JWT_SECRET_PREVIOUS", &old_access),
@@ -725,26 +707,6 @@ async fn a_token_issued_at_a_time_before_the_first_key_is_signed_by_it() {
     assert_eq!(HashSet::from([kid_of(&login.access_token())]), first);
 }
 
-/// `app`'s service restarted with `changes` to its settings, over the same
-/// store and clock, as the `Auth` itself.
-fn restarted_auth(app: &TestApp, changes: &[(&str, &str)]) -> Auth {
-    let mut vars = app.vars.clone();
-    for (k, v) in changes {
-        vars.insert((*k).into(), (*v).into());
-    }
-    Auth::with_clock(
-        config_from(&vars).unwrap(),
-        app.store.shared(),
-        Arc::new(app.clock.clone()),
-    )
-    .unwrap()
-}
-
-fn router_of(auth: &Auth) -> axum::Router {
-    latchkey::router(auth.clone()).layer(axum::extract::connect_info::MockConnectInfo(
-        std::net::SocketAddr::from(CLIENT_ADDR),
-    ))
-}
 
 async fn log_in(router: &axum::Router, username: &str) -> TestResponse {
     call(
@@ -760,7 +722,7 @@ async fn a_changed_refresh_secret_never_breaks_sign_in_and_leaves_no_stray_sessi
         let app = test_app!(&[("ACCESS_TOKEN_ALGORITHM", alg)]);
         let old = app.signed_in_ann().await.access_token();
         // After a leak: a new secret, and no previous one.
-        let auth = restarted_auth(&app, &[("JWT_REFRESH_SECRET", NEW_REFRESH_SECRET)]);
+        let auth = app.restarted_auth(&[("JWT_REFRESH_SECRET", NEW_REFRESH_SECRET)]);
         let router = router_of(&auth);
         for _ in 0..3 {
             let login = log_in(&router, "ann").await;
@@ -824,7 +786,7 @@ async fn a_revoked_key_stops_verifying_and_leaves_the_jwks_at_once() {
     assert_eq!(app.store.active_sessions(user.id, now).await.unwrap().len(), before);
 
     // Under a new secret a fresh key signs at once.
-    let auth = restarted_auth(&app, &[("JWT_REFRESH_SECRET", NEW_REFRESH_SECRET)]);
+    let auth = app.restarted_auth(&[("JWT_REFRESH_SECRET", NEW_REFRESH_SECRET)]);
     let login = log_in(&router_of(&auth), "ann").await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.text());
     let fresh = kid_of(&login.access_token());

@@ -9,30 +9,15 @@ use crate::store::{AuditEvent, AuditLog, OrDatabase, StoreResult};
 #[async_trait]
 impl AuditLog for PostgresStore {
     async fn record_event(&self, e: AuditEvent) -> StoreResult<i64> {
-        // The user's row is share-locked: an erasure in progress (which
-        // holds it for update) is waited for and then found done, and one
-        // that starts later waits for this insert and then clears it.
-        sqlx::query_scalar(
-            "WITH owner AS (SELECT id FROM users WHERE id = $3 FOR SHARE), \
-                 kept AS (SELECT $3::BIGINT IS NULL OR EXISTS (SELECT 1 FROM owner) AS kept) \
-             INSERT INTO audit_events \
-                 (at, kind, user_id, username, session_id, ip, request_id, detail, count) \
-             SELECT $1, $2, $3, CASE WHEN kept THEN $4 END, $5, CASE WHEN kept THEN $6 END, \
-                 CASE WHEN kept THEN $7 END, $8, $9 FROM kept \
-             RETURNING id",
-        )
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(e.user_id)
-        .bind(&e.username)
-        .bind(&e.session_id)
-        .bind(&e.ip)
-        .bind(&e.request_id)
-        .bind(&e.detail)
-        .bind(e.count)
-        .fetch_one(&self.pool)
-        .await
-        .db()
+        insert(&self.pool, &e).await
+    }
+
+    async fn record_events(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.db()?;
+        for e in &events {
+            insert(&mut *tx, e).await?;
+        }
+        tx.commit().await.db()
     }
 
     async fn add_to_event_count(&self, id: i64, more: i64) -> StoreResult<()> {
@@ -77,4 +62,33 @@ impl AuditLog for PostgresStore {
         .db()?;
         Ok(done.rows_affected())
     }
+}
+
+/// One event's row; its id.
+///
+/// The user's row is share-locked: an erasure in progress (which
+/// holds it for update) is waited for and then found done, and one
+/// that starts later waits for this insert and then clears it.
+async fn insert<'e>(executor: impl sqlx::PgExecutor<'e>, e: &AuditEvent) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "WITH owner AS (SELECT id FROM users WHERE id = $3 FOR SHARE), \
+                 kept AS (SELECT $3::BIGINT IS NULL OR EXISTS (SELECT 1 FROM owner) AS kept) \
+             INSERT INTO audit_events \
+                 (at, kind, user_id, username, session_id, ip, request_id, detail, count) \
+             SELECT $1, $2, $3, CASE WHEN kept THEN $4 END, $5, CASE WHEN kept THEN $6 END, \
+                 CASE WHEN kept THEN $7 END, $8, $9 FROM kept \
+             RETURNING id",
+    )
+    .bind(e.at)
+    .bind(&e.kind)
+    .bind(e.user_id)
+    .bind(&e.username)
+    .bind(&e.session_id)
+    .bind(&e.ip)
+    .bind(&e.request_id)
+    .bind(&e.detail)
+    .bind(e.count)
+    .fetch_one(executor)
+    .await
+    .db()
 }
