@@ -11,6 +11,7 @@
 //! request costs a `getrandom` system call each time, measurable on the
 //! `/protected` path.) Ids are labels, not secrets: nothing trusts them.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -71,8 +72,12 @@ impl ProcessUnique {
 impl MakeRequestId for ProcessUnique {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        // Written once into the buffer the header keeps: no second copy.
-        let id = axum::body::Bytes::from(format!("{}-{n}", self.prefix));
-        HeaderValue::from_maybe_shared(id).ok().map(RequestId::new)
+        // Written once, into a buffer of its final size (`format!` grows
+        // its own), which the header then keeps: no second copy.
+        let mut id = String::with_capacity(self.prefix.len() + 1 + 20);
+        let _ = write!(id, "{}-{n}", self.prefix);
+        HeaderValue::from_maybe_shared(axum::body::Bytes::from(id))
+            .ok()
+            .map(RequestId::new)
     }
 }
