@@ -280,7 +280,24 @@ async fn access_tokens_with_the_wrong_audience_issuer_or_type_are_rejected() {
         ("typ JWT", hs256(Some("JWT"), &claims)),
         ("no typ", hs256(None, &claims)),
         ("refresh typ", hs256(Some(&refresh_typ), &claims)),
+        (
+            "aud in an array",
+            hs256(
+                Some("at+jwt"),
+                &with(&claims, "aud", json!([claims["aud"].clone()])),
+            ),
+        ),
     ];
+    let mut cases = cases.to_vec();
+    // Each registered claim latchkey needs, missing in turn (RFC 7519 §4.1).
+    for claim in ["iss", "aud", "sub", "exp", "iat"] {
+        let mut without = claims.clone();
+        without.as_object_mut().expect("claims").remove(claim);
+        cases.push((claim, hs256(Some("at+jwt"), &without)));
+    }
+    // A fourth part: whatever the split, never a valid token.
+    cases.push(("four parts", format!("{access}.{}", b64(b"{}"))));
+    cases.push(("two parts", access.rsplit_once('.').expect("parts").0.to_owned()));
     for (what, token) in &cases {
         let response = app.get_with_bearer("/protected", token).await;
         assert_invalid_token(&response, what);
