@@ -8,19 +8,15 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
 use axum::http::header::{self, HeaderName, HeaderValue};
-use axum::http::{Method, Request};
 use axum::response::Response;
 use tower::ServiceBuilder;
 use tower::util::MapResponseLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::auth::{ApiError, Auth};
 use crate::config::Config;
-use request_id::REQUEST_ID;
 
 mod assets;
 pub(crate) mod body;
@@ -197,30 +193,9 @@ pub(crate) fn router_counting(auth: Auth, count_requests: bool) -> Router {
                 // Outermost, so that the time counted covers every layer below
                 // and the status counted is the one the client gets.
                 .option_layer(count_requests.then(|| metrics::HttpMetricsLayer(auth.clone())))
-                // A client's id stands only if it is safe to log; otherwise it
-                // goes here, and the next layer makes one.
-                .map_request(request_id::drop_unacceptable)
-                .layer(SetRequestIdLayer::new(
-                    REQUEST_ID.clone(),
-                    request_id::ProcessUnique::new(),
-                ))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-                // The request's method, path and id on every line logged
-                // while it is handled, rendered only into such a line.
-                .layer(request_log::RequestScopeLayer)
-                .layer(
-                    TraceLayer::new_for_http()
-                        // No span: `request_log` carries the request.
-                        .make_span_with(|_: &Request<_>| tracing::Span::none())
-                        // Its line would come before the request is in scope,
-                        // and the answer's line says all it would.
-                        .on_request(())
-                        // One line per request is an access log, which the
-                        // reverse proxy keeps already; here it would cost a
-                        // third of `/protected`'s throughput (README,
-                        // Performance). `RUST_LOG=tower_http=debug` brings it back.
-                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-                )
+                // The request's id (a client's stands only if it is safe to
+                // log) on the request, its log lines and its answer.
+                .layer(request_log::RequestScopeLayer::new())
                 // Outside every layer that answers by itself, so that no
                 // answer goes without it: not a `431`, a CORS preflight, a
                 // `408` or a `404`.

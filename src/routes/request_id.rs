@@ -15,9 +15,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Request};
-use tower_http::request_id::{MakeRequestId, RequestId};
 
 pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -35,23 +33,25 @@ fn acceptable(id: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// Takes out the client's `x-request-id` unless it sent exactly one, and an
-/// acceptable one; `SetRequestIdLayer` then sets latchkey's own. A request
-/// without the header pays one lookup.
-pub(crate) fn drop_unacceptable(mut request: Request<Body>) -> Request<Body> {
+/// The request's id: the client's, when it sent exactly one and an
+/// acceptable one; otherwise latchkey's own from `ids`, which replaces
+/// whatever the client sent. Either way the request then carries it, for
+/// the handlers and audit events to read. A request without the header pays
+/// one lookup.
+pub(crate) fn settle<B>(request: &mut Request<B>, ids: &ProcessUnique) -> HeaderValue {
     let headers = request.headers_mut();
-    let keep = {
-        let mut ids = headers.get_all(&REQUEST_ID).iter();
-        match (ids.next(), ids.next()) {
-            (None, _) => return request,
-            (Some(id), None) => acceptable(id),
-            (Some(_), Some(_)) => false,
+    let theirs = {
+        let mut sent = headers.get_all(&REQUEST_ID).iter();
+        match (sent.next(), sent.next()) {
+            (Some(id), None) if acceptable(id) => Some(id.clone()),
+            _ => None,
         }
     };
-    if !keep {
-        headers.remove(&REQUEST_ID);
-    }
-    request
+    theirs.unwrap_or_else(|| {
+        let id = ids.make();
+        headers.insert(REQUEST_ID.clone(), id.clone());
+        id
+    })
 }
 
 #[derive(Clone)]
@@ -67,17 +67,14 @@ impl ProcessUnique {
             next: Arc::new(AtomicU64::new(1)),
         }
     }
-}
 
-impl MakeRequestId for ProcessUnique {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+    fn make(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         // Written once, into a buffer of its final size (`format!` grows
         // its own), which the header then keeps: no second copy.
         let mut id = String::with_capacity(self.prefix.len() + 1 + 20);
         let _ = write!(id, "{}-{n}", self.prefix);
         HeaderValue::from_maybe_shared(axum::body::Bytes::from(id))
-            .ok()
-            .map(RequestId::new)
+            .unwrap_or_else(|_| HeaderValue::from_static("-"))
     }
 }

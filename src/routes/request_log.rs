@@ -12,17 +12,21 @@
 //! that is written, where the span's fields used to be.
 
 use std::fmt;
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
-use axum::http::{HeaderValue, Method, Request, Uri};
+use axum::http::{HeaderValue, Method, Request, Response, Uri};
+use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::request_id::REQUEST_ID;
+use super::request_id::{self, ProcessUnique, REQUEST_ID};
 
 tokio::task_local! {
     static REQUEST: RequestInfo;
@@ -38,43 +42,109 @@ pub(crate) struct RequestInfo {
     id: Option<HeaderValue>,
 }
 
-/// Puts each request in scope for its log lines; inside the request id's
-/// layers, so that the id is the one the response carries.
-#[derive(Clone, Copy)]
-pub(crate) struct RequestScopeLayer;
+/// Gives each request its id (`request_id.rs`) and puts it in scope for its
+/// log lines; on the way out, puts the id on the answer and, when
+/// `latchkey::access` is on at debug, writes one access-log line (the
+/// reverse proxy keeps the access log otherwise). One layer for all of it:
+/// each layer is a future wrapped around the answer on every request.
+#[derive(Clone)]
+pub(crate) struct RequestScopeLayer {
+    ids: ProcessUnique,
+}
+
+impl RequestScopeLayer {
+    pub(crate) fn new() -> Self {
+        Self {
+            ids: ProcessUnique::new(),
+        }
+    }
+}
 
 impl<S> Layer<S> for RequestScopeLayer {
     type Service = RequestScope<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestScope { inner }
+        RequestScope {
+            inner,
+            ids: self.ids.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
 pub(crate) struct RequestScope<S> {
     inner: S,
+    ids: ProcessUnique,
 }
 
-impl<S, B> Service<Request<B>> for RequestScope<S>
+impl<S, B, ResBody> Service<Request<B>> for RequestScope<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = TaskLocalFuture<RequestInfo, S::Future>;
+    type Future = Scoped<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let id = request_id::settle(&mut request, &self.ids);
+        let access = tracing::enabled!(target: ACCESS, Level::DEBUG).then(Instant::now);
         let info = RequestInfo {
             method: request.method().clone(),
             uri: request.uri().clone(),
-            id: request.headers().get(&REQUEST_ID).cloned(),
+            id: Some(id.clone()),
         };
-        REQUEST.scope(info, self.inner.call(request))
+        Scoped {
+            answer: REQUEST.scope(info, self.inner.call(request)),
+            id: Some(id),
+            access,
+        }
+    }
+}
+
+/// The target of the access-log line, at debug.
+const ACCESS: &str = "latchkey::access";
+
+pin_project! {
+    /// The answer, in the request's scope; its id put on it when ready.
+    pub(crate) struct Scoped<F: Future> {
+        #[pin]
+        answer: TaskLocalFuture<RequestInfo, F>,
+        id: Option<HeaderValue>,
+        access: Option<Instant>,
+    }
+}
+
+impl<F, ResBody, E> Future for Scoped<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let mut answer = ready!(this.answer.as_mut().poll(cx));
+        if let Ok(response) = &mut answer {
+            if let Some(id) = this.id.take() {
+                response.headers_mut().entry(&REQUEST_ID).or_insert(id);
+            }
+            if let Some(started) = this.access.take() {
+                let status = response.status().as_u16();
+                let took = started.elapsed();
+                let line = || {
+                    tracing::debug!(target: ACCESS, status, latency_ms = took.as_secs_f64() * 1e3, "answered");
+                };
+                // In the request's scope, so that the line names its request.
+                match this.answer.as_mut().take_value() {
+                    Some(request) => REQUEST.sync_scope(request, line),
+                    None => line(),
+                }
+            }
+        }
+        Poll::Ready(answer)
     }
 }
 

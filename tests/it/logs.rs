@@ -386,10 +386,17 @@ async fn no_secret_reaches_the_logs_or_the_audit_trail() {
 async fn no_secret_reaches_the_json_logs_and_every_request_line_names_its_request() {
     let logs = canary_run("json").await;
     let mut request_lines = 0;
+    let mut access_lines = 0;
     let mut ids = std::collections::HashSet::new();
     for line in logs.lines().filter(|l| !l.trim().is_empty()) {
         let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         let spans = entry["spans"].as_array().cloned().unwrap_or_default();
+        // `latchkey::access` at debug: one line per answer, in its request.
+        if entry["target"] == "latchkey::access" {
+            access_lines += 1;
+            assert!(entry["fields"]["status"].is_u64(), "a status on {line}");
+            assert!(spans.iter().any(|s| s["name"] == "request"), "{line}");
+        }
         if let Some(request) = spans.iter().find(|s| s["name"] == "request") {
             request_lines += 1;
             let id = request["request_id"].as_str().unwrap_or_default();
@@ -398,6 +405,7 @@ async fn no_secret_reaches_the_json_logs_and_every_request_line_names_its_reques
         }
     }
     assert!(request_lines > 50, "{request_lines} lines inside requests");
+    assert!(access_lines > 20, "{access_lines} access-log lines");
     // One id per request, not one per process.
     assert!(ids.len() > 20, "{} distinct request ids", ids.len());
 }
