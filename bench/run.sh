@@ -14,7 +14,7 @@
 #                                     # `protected` and the checks only, printed
 #   bash bench/run.sh --only login-flood --duration 5   # one scenario, printed only
 #   bash bench/run.sh --only metrics  # protected with metrics on and off, printed
-#   bash bench/run.sh --only refresh  # refresh on SQLite against the ceiling, printed
+#   bash bench/run.sh --only refresh  # refresh on SQLite and PostgreSQL against the ceiling, printed
 #   bash bench/run.sh --only tls      # protected and refresh over TLS and plain, printed
 #   bash bench/run.sh --only scale    # refresh with 1,000,000 stored sessions against 10,000, printed
 #   bash bench/run.sh --only cost     # CPU and heap allocations per answer (examples/counted.rs), printed

@@ -165,7 +165,8 @@ enum Only {
     Metrics,
     /// `protected` and `refresh` over TLS and over plain HTTP, alternating.
     Tls,
-    /// `refresh` on SQLite, alternating with the ceiling's `protected`.
+    /// `refresh` on SQLite and on PostgreSQL (unless `--no-postgres`), each
+    /// alternating with the ceiling's `protected`.
     Refresh,
     /// `refresh` on SQLite with `--many-sessions` stored against 10,000.
     Scale,
@@ -369,8 +370,7 @@ async fn run(args: Args) -> Result<()> {
         )
         .await?;
         server.stop().await?;
-        ceiling_server.stop().await?;
-        let rows = [
+        let mut rows = vec![
             Row {
                 scenario: "refresh",
                 server: "ceiling (protected)".into(),
@@ -387,6 +387,22 @@ async fn run(args: Args) -> Result<()> {
                 figures: sqlite,
             },
         ];
+        if !args.no_postgres {
+            eprintln!("refresh: latchkey on PostgreSQL, alternating with the ceiling");
+            let ceiling_work = (&ceiling_server, protected(args.connections));
+            let [ceiling, pg] =
+                postgres_refresh(&args, &latchkey, &secrets, &launch, ceiling_work).await?;
+            rows.push(Row {
+                scenario: "refresh",
+                server: "latchkey, PostgreSQL".into(),
+                ratio: Some((
+                    pg.requests_per_second / ceiling.requests_per_second,
+                    "of ceiling",
+                )),
+                figures: pg,
+            });
+        }
+        ceiling_server.stop().await?;
         println!("{}", report::render(&[], &rows, None, &[]));
         return Ok(());
     }

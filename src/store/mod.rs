@@ -18,6 +18,7 @@ use async_trait::async_trait;
 mod audit;
 mod devices;
 mod from_sqlx;
+mod group_commit;
 mod mail;
 mod postgres;
 mod second_factor;

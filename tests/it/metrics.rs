@@ -374,12 +374,9 @@ async fn scripted_traffic_reads_back_as_exact_counts_from_the_metrics_listener()
         capacity as f64
     );
 
-    // Rotations go through the group commit on SQLite: the three that tried
-    // the compare-and-set (rotated, grace, reused), one batch each.
-    let batches = match super::STORE {
-        StoreKind::Sqlite => 3.0,
-        StoreKind::Postgres => 0.0,
-    };
+    // Rotations go through the group commit on both stores: the three that
+    // tried the compare-and-set (rotated, grace, reused), one batch each.
+    let batches = 3.0;
     assert_eq!(value(&scrape, "latchkey_group_commit_batch_size_count"), batches);
     assert_eq!(value(&scrape, "latchkey_group_commit_batch_size_sum"), batches);
     assert_eq!(

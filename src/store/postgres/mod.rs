@@ -7,13 +7,15 @@
 //! `throttle.rs`.
 
 use std::str::FromStr;
+use std::sync::Weak;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::{Connections, OrDatabase, Pool, StoreResult};
+use super::group_commit::Rotations;
+use super::{CommitObserver, Connections, OrDatabase, Pool, StoreResult};
 
 // Applied at every start. Several instances starting at once on an empty
 // database is safe: sqlx's PostgreSQL migrator (sqlx-postgres 0.9,
@@ -60,6 +62,7 @@ mod users;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    rotations: Rotations,
 }
 
 impl PostgresStore {
@@ -75,7 +78,8 @@ impl PostgresStore {
             .await
             .db()?;
         MIGRATOR.run(&pool).await.db()?;
-        Ok(Self { pool })
+        let rotations = Rotations::start(sessions::Batched(pool.clone()));
+        Ok(Self { pool, rotations })
     }
 
     /// Closes the connection pool; in-flight queries finish first.
@@ -97,5 +101,9 @@ impl Pool for PostgresStore {
 
     fn connections(&self) -> Connections {
         super::from_sqlx::connections(&self.pool)
+    }
+
+    fn observe_commits(&self, observer: Weak<dyn CommitObserver>) {
+        self.rotations.observe(observer);
     }
 }

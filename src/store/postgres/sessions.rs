@@ -1,14 +1,98 @@
-//! Sessions on PostgreSQL.
+//! Sessions on PostgreSQL. Rotations go through the group commit
+//! (`store/group_commit.rs`), which writes its batches with [`Batched`].
 
 use async_trait::async_trait;
+use sqlx::PgPool;
 
 use super::PostgresStore;
 use crate::store::from_sqlx::RotatedRow;
 use crate::store::from_sqlx::{Row, all, optional};
+use crate::store::group_commit::{Batch, Rotation};
 use crate::store::{
     Created, IdleTimeouts, NewSession, OrDatabase, RevokeReason, Rotated, Session, Sessions,
     StoreResult,
 };
+
+/// The compare-and-set of `Sessions::rotate_session` for a batch, one row of
+/// the arrays per rotation: one statement, so one atomic compare-and-set
+/// per session. Under READ COMMITTED a concurrent update of the same row
+/// waits for the first to commit and then re-checks the `WHERE` against the
+/// row as it now is: the generation has moved on, so the second update
+/// matches nothing. Two callers, on any instances, can never both advance
+/// the chain. A session named twice in one batch is updated once
+/// (PostgreSQL uses one joined row per target row). Each session is found
+/// by its primary key (`= ANY`), whatever the planner knows of the arrays:
+/// a join to `users` in the update let a generic plan walk every session
+/// of a user instead; the user is read after, by its own key.
+const ROTATE: &str = "WITH rotated AS ( \
+         UPDATE sessions s SET generation = s.generation + 1, rotated_at = b.now, \
+             last_used_at = b.now, \
+             idle_expires_at = LEAST(b.now + CASE WHEN s.remember THEN b.remembered \
+                 ELSE b.not_remembered END, s.absolute_expires_at) \
+         FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[]) \
+             AS b(id, generation, now, remembered, not_remembered) \
+         WHERE s.id = ANY($1::TEXT[]) AND s.id = b.id AND s.generation = b.generation \
+             AND s.revoked_at IS NULL \
+             AND s.idle_expires_at > b.now AND s.absolute_expires_at > b.now \
+             AND s.credentials_version = (SELECT u.credentials_version FROM users u \
+                 WHERE u.id = s.user_id AND u.disabled_at IS NULL) \
+         RETURNING s.*) \
+     SELECT r.id, r.user_id, r.generation, r.rotated_at, r.created_at, r.last_used_at, \
+         r.idle_expires_at, r.absolute_expires_at, r.revoked_at, r.revoked_reason, \
+         r.user_agent, r.ip, r.credentials_version, r.auth_time, r.remember, r.amr, \
+         u.username AS user_username, \
+         u.password_hash AS user_password_hash, u.role AS user_role, \
+         u.created_at AS user_created_at, u.disabled_at AS user_disabled_at, \
+         u.credentials_version AS user_credentials_version, \
+         u.email AS user_email, u.email_verified AS user_email_verified \
+     FROM rotated r JOIN users u ON u.id = r.user_id";
+
+/// Times a batch is tried when PostgreSQL ends it as a deadlock's victim.
+const ATTEMPTS: usize = 3;
+
+/// The group commit's batches on PostgreSQL: one statement, its own
+/// transaction, so one commit record and one flush however many rotations
+/// it holds (one at a time for each, before).
+pub(super) struct Batched(pub(super) PgPool);
+
+#[async_trait]
+impl Batch for Batched {
+    async fn apply(&self, batch: &[Rotation]) -> StoreResult<Vec<Rotated>> {
+        // Rows are locked in the arrays' order, so every instance takes
+        // them in the same one (by id). Two batches of other instances that
+        // share two sessions can still deadlock under another plan; the one
+        // PostgreSQL ends changed nothing, and is tried again.
+        let mut order: Vec<&Rotation> = batch.iter().collect();
+        order.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let ids: Vec<&str> = order.iter().map(|r| r.id.as_str()).collect();
+        let generations: Vec<i64> = order.iter().map(|r| r.generation).collect();
+        let nows: Vec<i64> = order.iter().map(|r| r.now).collect();
+        let remembered: Vec<i64> = order.iter().map(|r| r.idle.remembered).collect();
+        let not_remembered: Vec<i64> = order.iter().map(|r| r.idle.not_remembered).collect();
+        let mut attempt = 1;
+        loop {
+            let updated = sqlx::query_as::<_, RotatedRow>(ROTATE)
+                .bind(&ids)
+                .bind(&generations)
+                .bind(&nows)
+                .bind(&remembered)
+                .bind(&not_remembered)
+                .fetch_all(&self.0)
+                .await;
+            match updated {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("40P01") && attempt < ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                updated => {
+                    let updated = updated.db()?;
+                    return Ok(updated.into_iter().map(Rotated::from).collect());
+                }
+            }
+        }
+    }
+}
 
 /// Revokes every live session of a user but `except`: on its own, or inside
 /// the transaction that has just moved the user's credentials version.
@@ -118,11 +202,6 @@ impl Sessions for PostgresStore {
             .map(optional)
     }
 
-    /// One statement, so one atomic compare-and-set. Under READ COMMITTED a
-    /// concurrent update of the same row waits for the first to commit and
-    /// then re-checks the `WHERE` against the row as it now is: the
-    /// generation has moved on, so the second update matches nothing. Two
-    /// callers, on any instances, can never both advance the chain.
     async fn rotate_session(
         &self,
         id: &str,
@@ -130,32 +209,8 @@ impl Sessions for PostgresStore {
         now: i64,
         idle: IdleTimeouts,
     ) -> StoreResult<Option<Rotated>> {
-        let sql = "UPDATE sessions s SET generation = s.generation + 1, rotated_at = $1, \
-                 last_used_at = $1, \
-                 idle_expires_at = LEAST($1 + CASE WHEN s.remember THEN $2 ELSE $5 END, \
-                     s.absolute_expires_at) \
-             FROM users u \
-             WHERE s.id = $3 AND s.generation = $4 AND s.revoked_at IS NULL \
-                 AND s.idle_expires_at > $1 AND s.absolute_expires_at > $1 AND u.id = s.user_id \
-                 AND u.credentials_version = s.credentials_version AND u.disabled_at IS NULL \
-             RETURNING s.id, s.user_id, s.generation, s.rotated_at, s.created_at, s.last_used_at, \
-                 s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, \
-                 s.user_agent, s.ip, s.credentials_version, s.auth_time, s.remember, s.amr, \
-                 u.username AS user_username, \
-                 u.password_hash AS user_password_hash, u.role AS user_role, \
-                 u.created_at AS user_created_at, u.disabled_at AS user_disabled_at, \
-                 u.credentials_version AS user_credentials_version, \
-                 u.email AS user_email, u.email_verified AS user_email_verified";
-        let row: Option<RotatedRow> = sqlx::query_as(sql)
-            .bind(now)
-            .bind(idle.remembered)
-            .bind(id)
-            .bind(generation)
-            .bind(idle.not_remembered)
-            .fetch_optional(&self.pool)
-            .await
-            .db()?;
-        Ok(row.map(Rotated::from))
+        // Through the group commit: see `store/group_commit.rs`.
+        self.rotations.rotate(id, generation, now, idle).await
     }
 
     /// One statement, as a rotation: a password change or disable that

@@ -3,7 +3,7 @@
 //! never hands a client a cookie the database has forgotten.
 //!
 //! The SQL is in one file per concern: `users.rs`, `sessions.rs` (rotations
-//! through `group_commit.rs`), `audit.rs`, `throttle.rs`, `signing_keys.rs`.
+//! through the group commit, `store/group_commit.rs`), `audit.rs`, `throttle.rs`, `signing_keys.rs`.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::group_commit::Rotations;
 use super::{CommitObserver, Connections, OrDatabase, Pool, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -35,7 +36,6 @@ macro_rules! session_columns {
 
 mod audit;
 mod devices;
-mod group_commit;
 mod mail;
 mod second_factor;
 mod sessions;
@@ -48,7 +48,7 @@ mod users;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    rotations: group_commit::Rotations,
+    rotations: Rotations,
 }
 
 impl SqliteStore {
@@ -94,7 +94,7 @@ impl SqliteStore {
 
     async fn migrated(pool: SqlitePool) -> StoreResult<Self> {
         MIGRATOR.run(&pool).await.db()?;
-        let rotations = group_commit::Rotations::start(pool.clone());
+        let rotations = Rotations::start(sessions::Batched(pool.clone()));
         Ok(Self { pool, rotations })
     }
 

@@ -1,14 +1,97 @@
 //! Sessions on SQLite. Rotations go through the group commit
-//! (`group_commit.rs`); everything else is here.
+//! (`store/group_commit.rs`), which writes its batches with [`Batched`].
+
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
+use sqlx::{AssertSqlSafe, SqlitePool};
 
 use super::{SqliteStore, begin_write};
-use crate::store::from_sqlx::{Row, all, optional};
+use crate::store::from_sqlx::{RotatedRow, Row, all, optional};
+use crate::store::group_commit::{Batch, MAX_BATCH, Rotation};
 use crate::store::{
     Created, IdleTimeouts, NewSession, OrDatabase, RevokeReason, Rotated, Session, Sessions,
     StoreResult,
 };
+
+/// The compare-and-set of `Sessions::rotate_session`, for `rows` rotations at
+/// once: each row of `b` is (id, generation, now, idle timeout when
+/// remembered, idle timeout when not). SQLite applies one joined row per
+/// target row. RETURNING may name only `sessions`, but scalar subqueries may
+/// read `users` (primary-key lookups).
+fn rotate_statement(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        concat!(
+            "UPDATE sessions SET generation = generation + 1, rotated_at = b.column3, \
+                 last_used_at = b.column3, \
+                 idle_expires_at = MIN(b.column3 \
+                     + CASE WHEN remember THEN b.column4 ELSE b.column5 END, \
+                     absolute_expires_at) \
+             FROM (VALUES {values}) AS b \
+             WHERE sessions.id = b.column1 AND sessions.generation = b.column2 \
+                 AND revoked_at IS NULL \
+                 AND idle_expires_at > b.column3 AND absolute_expires_at > b.column3 \
+                 AND credentials_version = (SELECT credentials_version FROM users \
+                     WHERE users.id = user_id AND disabled_at IS NULL) \
+             RETURNING ",
+            session_columns!(),
+            ", (SELECT username FROM users WHERE users.id = user_id) AS user_username, \
+               (SELECT password_hash FROM users WHERE users.id = user_id) AS user_password_hash, \
+               (SELECT role FROM users WHERE users.id = user_id) AS user_role, \
+               (SELECT created_at FROM users WHERE users.id = user_id) AS user_created_at, \
+               (SELECT disabled_at FROM users WHERE users.id = user_id) AS user_disabled_at, \
+               (SELECT credentials_version FROM users WHERE users.id = user_id) \
+                   AS user_credentials_version, \
+               (SELECT email FROM users WHERE users.id = user_id) AS user_email, \
+               (SELECT email_verified FROM users WHERE users.id = user_id) \
+                   AS user_email_verified"
+        ),
+        values = values
+    )
+}
+
+/// One statement per power of two up to `MAX_BATCH` (smaller batches are
+/// padded with rows that match nothing), so that a handful of prepared
+/// statements serve every batch size. (At 5 parameters a rotation, far below
+/// SQLite's 32,766.)
+static STATEMENTS: LazyLock<Vec<Arc<str>>> = LazyLock::new(|| {
+    std::iter::successors(Some(1_usize), |n| (*n < MAX_BATCH).then_some(n * 2))
+        .map(|rows| rotate_statement(rows).into())
+        .collect()
+});
+
+/// The group commit's batches on SQLite: one `UPDATE … FROM (VALUES …)`
+/// statement, its own transaction, so one commit and one trip to sqlx's
+/// connection thread however many rotations it holds.
+pub(super) struct Batched(pub(super) SqlitePool);
+
+#[async_trait]
+impl Batch for Batched {
+    async fn apply(&self, batch: &[Rotation]) -> StoreResult<Vec<Rotated>> {
+        let rows = batch.len().next_power_of_two();
+        let sql = STATEMENTS[rows.trailing_zeros() as usize].clone();
+        let mut query = sqlx::query_as::<_, RotatedRow>(AssertSqlSafe(sql));
+        for r in batch {
+            query = query
+                .bind(r.id.as_str())
+                .bind(r.generation)
+                .bind(r.now)
+                .bind(r.idle.remembered)
+                .bind(r.idle.not_remembered);
+        }
+        for _ in batch.len()..rows {
+            query = query
+                .bind("")
+                .bind(-1_i64)
+                .bind(0_i64)
+                .bind(0_i64)
+                .bind(0_i64);
+        }
+        let updated = query.fetch_all(&self.0).await.db()?;
+        Ok(updated.into_iter().map(Rotated::from).collect())
+    }
+}
 
 /// Revokes every live session of a user but `except`: on its own, or inside
 /// the transaction that has just moved the user's credentials version.
@@ -111,7 +194,7 @@ impl Sessions for SqliteStore {
         now: i64,
         idle: IdleTimeouts,
     ) -> StoreResult<Option<Rotated>> {
-        // Through the group commit: see `group_commit.rs`.
+        // Through the group commit: see `store/group_commit.rs`.
         self.rotations.rotate(id, generation, now, idle).await
     }
 
