@@ -434,8 +434,7 @@ async fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     if args.only == Some(Only::Metrics) {
-        let metrics =
-            measure_metrics(&args, &latchkey, &sqlite_env, &launch, &server, &bearer).await?;
+        let metrics = measure_metrics(&args, &latchkey, &sqlite_env, &launch, &bearer).await?;
         server.stop().await?;
         ceiling_server.stop().await?;
         let (rows, target) = metrics.report();
@@ -493,7 +492,7 @@ async fn run(args: Args) -> Result<()> {
         bearer: bearer.clone(),
         env: sqlite_env.clone(),
     }];
-    let metrics = measure_metrics(&args, &latchkey, &sqlite_env, &launch, &server, &bearer).await?;
+    let metrics = measure_metrics(&args, &latchkey, &sqlite_env, &launch, &bearer).await?;
     let tls = measure_tls(
         &args,
         &latchkey,
@@ -772,7 +771,6 @@ async fn measure_metrics(
     latchkey: &Path,
     env: &[(String, String)],
     launch: &impl Fn(&Path, Vec<(String, String)>, &str) -> Launch,
-    server: &Server,
     bearer: &HeaderValue,
 ) -> Result<MetricsCost> {
     eprintln!(
@@ -781,13 +779,19 @@ async fn measure_metrics(
     );
     let on_env = with(env, "METRICS_BIND", "127.0.0.1:0");
     let (metered, _) = launch(latchkey, on_env, "latchkey-metrics").start().await?;
+    // Two fresh processes with the same past: the long-running one has
+    // signed clients in and rotated, and one process against another
+    // swung by 10% on this machine when only one of them was fresh.
+    let (unmetered, _) = launch(latchkey, env.to_vec(), "latchkey-no-metrics")
+        .start()
+        .await?;
     // Three times the rounds, each shorter: the two arms differ by a few
     // percent, which longer rounds leave to the machine's drift.
     let [on, off] = measure_alternating_in(
         args,
         args.rounds * 3,
         args.duration,
-        [&metered, server],
+        [&metered, &unmetered],
         [
             protected_work(bearer, args.connections),
             protected_work(bearer, args.connections),
@@ -795,6 +799,7 @@ async fn measure_metrics(
     )
     .await?;
     metered.stop().await?;
+    unmetered.stop().await?;
     Ok(MetricsCost { on, off })
 }
 
