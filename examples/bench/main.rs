@@ -390,11 +390,11 @@ async fn run(args: Args) -> Result<()> {
         if !args.no_postgres {
             eprintln!("refresh: latchkey on PostgreSQL, alternating with the ceiling");
             let ceiling_work = (&ceiling_server, protected(args.connections));
-            let [ceiling, pg] =
+            let ([ceiling, pg], pinned) =
                 postgres_refresh(&args, &latchkey, &secrets, &launch, ceiling_work).await?;
             rows.push(Row {
                 scenario: "refresh",
-                server: "latchkey, PostgreSQL".into(),
+                server: postgres_label(pinned),
                 ratio: Some((
                     pg.requests_per_second / ceiling.requests_per_second,
                     "of ceiling",
@@ -602,10 +602,10 @@ async fn run(args: Args) -> Result<()> {
         ratio: of_ceiling(&refresh_sqlite, &ceiling_refresh),
         figures: refresh_sqlite.clone(),
     });
-    if let Some([ceiling, pg]) = &refresh_postgres {
+    if let Some(([ceiling, pg], pinned)) = &refresh_postgres {
         rows.push(Row {
             scenario: "refresh",
-            server: "latchkey, PostgreSQL".into(),
+            server: postgres_label(*pinned),
             ratio: of_ceiling(pg, ceiling),
             figures: pg.clone(),
         });
@@ -683,7 +683,7 @@ async fn run(args: Args) -> Result<()> {
             met: Some(refresh_ratio >= 0.30 && refresh_sqlite.errors == 0),
         },
     ];
-    if let Some([ceiling, pg]) = &refresh_postgres {
+    if let Some(([ceiling, pg], _)) = &refresh_postgres {
         targets.push(Target {
             what: "refresh, PostgreSQL",
             goal: "≥ 15% of ceiling, 0 errors".into(),
@@ -1090,6 +1090,16 @@ fn cpu_per_answer(f: &Figures) -> Duration {
     }
 }
 
+/// The PostgreSQL `refresh` row's server: whether the database shared the
+/// servers' CPU or ran wherever the kernel put it.
+fn postgres_label(pinned: bool) -> String {
+    if pinned {
+        "latchkey, PostgreSQL pinned with it".into()
+    } else {
+        "latchkey, PostgreSQL (not pinned)".into()
+    }
+}
+
 /// `refresh` with `--many-sessions` stored against 10,000, each on a
 /// latchkey and a database of its own, in alternating rounds.
 async fn measure_scale(
@@ -1221,7 +1231,7 @@ async fn postgres_refresh(
     secrets: &[(String, String)],
     launch: &impl Fn(&Path, Vec<(String, String)>, &str) -> Launch,
     (ceiling, ceiling_work): (&Server, Vec<Work>),
-) -> Result<[Figures; 2]> {
+) -> Result<([Figures; 2], bool)> {
     let name = format!("latchkey_bench_{}", std::process::id());
     let url = setup::create_postgres_database(&args.database_url, &name).await?;
     let result = async {
@@ -1229,6 +1239,14 @@ async fn postgres_refresh(
         setup::add_user(latchkey, &env).await?;
         setup::seed_sessions(&url, args.sessions).await?;
         let (server, _) = launch(latchkey, env, "latchkey-postgres").start().await?;
+        // With the server it serves, on one core, as on a machine of one.
+        let pinned = match setup::pin_postgres(&url, args.server_cpu).await {
+            Ok(pids) => Some(pids),
+            Err(e) => {
+                eprintln!("PostgreSQL left unpinned: {e:#}");
+                None
+            }
+        };
         let clients = setup::sign_in(server.addr, args.connections).await?;
         let work = clients
             .iter()
@@ -1237,8 +1255,11 @@ async fn postgres_refresh(
             })
             .collect();
         let figures = measure_alternating(args, [ceiling, &server], [ceiling_work, work]).await;
+        if let Some(pids) = &pinned {
+            setup::unpin(pids)?;
+        }
         server.stop().await?;
-        figures
+        Ok((figures?, pinned.is_some()))
     }
     .await;
     setup::drop_postgres_database(&args.database_url, &name).await?;
@@ -1589,7 +1610,8 @@ fn machine(args: &Args, dir: &Path, bcrypt: Option<f64>) -> Result<Vec<(String, 
             "pinning".into(),
             format!(
                 "servers on CPU {}, load generator on CPU {pinned}, slow clients' process on CPU {} \
-                 (PostgreSQL itself is not pinned)",
+                 (PostgreSQL, during its `refresh`, on the servers' CPU where the benchmark may \
+                 pin it: its row says)",
                 args.server_cpu,
                 args.slow_cpu
                     .map_or_else(|| pinned.clone(), |cpu| cpu.to_string())

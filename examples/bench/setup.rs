@@ -167,3 +167,63 @@ pub async fn drop_postgres_database(admin_url: &str, name: &str) -> Result<()> {
     admin.close().await?;
     Ok(())
 }
+
+/// Pins the PostgreSQL server that `database_url` names to `cpu`, the
+/// servers' CPU, so that the database shares the core with latchkey rather
+/// than taking time from the load generator's: its postmaster (whose later
+/// children inherit the pinning) and every child it has now. Needs the
+/// right to change their affinity (root, or the server's own user) and the
+/// server on this machine; says why not otherwise. Undo with [`unpin`].
+pub async fn pin_postgres(database_url: &str, cpu: usize) -> Result<Vec<u32>> {
+    let mut db = PgConnection::connect(database_url).await?;
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut db)
+        .await?;
+    db.close().await?;
+    let postmaster = parent(u32::try_from(backend)?)?;
+    let mut pids = vec![postmaster];
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if parent(pid).is_ok_and(|p| p == postmaster) {
+            pids.push(pid);
+        }
+    }
+    for &pid in &pids {
+        set_affinity(pid, &cpu.to_string())?;
+    }
+    Ok(pids)
+}
+
+/// Gives `pids` every online CPU again.
+pub fn unpin(pids: &[u32]) -> Result<()> {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online")?;
+    for &pid in pids {
+        // A backend that has exited since needs nothing.
+        let _ = set_affinity(pid, online.trim());
+    }
+    Ok(())
+}
+
+/// The parent of process `pid` (the fourth field of `/proc/PID/stat`, after
+/// the command name in parentheses, which may itself hold spaces).
+fn parent(pid: u32) -> Result<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("a /proc stat line")?.1;
+    Ok(after
+        .split_whitespace()
+        .nth(1)
+        .context("a parent pid")?
+        .parse()?)
+}
+
+fn set_affinity(pid: u32, cpus: &str) -> Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["--all-tasks", "--pid", "--cpu-list", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "taskset could not pin process {pid}");
+    Ok(())
+}
