@@ -131,6 +131,15 @@ async fn writer(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // A caller that went away (its client hung up, or its request timed
+        // out while an earlier batch waited) is not rotated: its client
+        // still holds the current cookie and may present it again. Rotated
+        // late, that cookie would be an old one outside the grace window,
+        // and the session would end as stolen.
+        batch.retain(|rotation| !rotation.done.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         let started = Instant::now();
         let applied = batch_writer
             .apply(&batch)
@@ -140,7 +149,7 @@ async fn writer(
         match applied {
             Ok(sessions) => {
                 for (rotation, session) in batch.drain(..).zip(sessions) {
-                    // A caller that went away (its client hung up) still
+                    // A caller that went away during the commit still
                     // rotated; its client retries through the grace path.
                     let _ = rotation.done.send(Ok(session));
                 }
@@ -179,4 +188,75 @@ fn answers(batch: &[Rotation], updated: Vec<Rotated>) -> Vec<Option<Rotated>> {
         }
     }
     results
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed expectation should panic with its message
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// A batch writer held at a chosen point: it says when a batch has
+    /// begun, waits to be let go, and keeps the id of every rotation it was
+    /// given. It advances no session.
+    #[derive(Default)]
+    struct Held {
+        began: Notify,
+        go: Notify,
+        given: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Batch for Arc<Held> {
+        async fn apply(&self, batch: &[Rotation]) -> StoreResult<Vec<Rotated>> {
+            self.given
+                .lock()
+                .unwrap()
+                .extend(batch.iter().map(|r| r.id.clone()));
+            self.began.notify_one();
+            self.go.notified().await;
+            Ok(Vec::new())
+        }
+    }
+
+    const IDLE: IdleTimeouts = IdleTimeouts {
+        remembered: 60,
+        not_remembered: 60,
+    };
+
+    /// Waits until `queued` rotations wait for the writer.
+    async fn until_queued(rotations: &Rotations, queued: usize) {
+        while rotations.queue.capacity() > QUEUE - queued {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotation_whose_caller_left_while_a_batch_was_held_is_not_applied() {
+        let held = Arc::new(Held::default());
+        let rotations = Rotations::start(held.clone());
+        let rotate = |id: &'static str| {
+            let rotations = rotations.clone();
+            tokio::spawn(async move { rotations.rotate(id, 0, 1, IDLE).await })
+        };
+        let first = rotate("first");
+        held.began.notified().await;
+        // Queued behind the held batch; then its caller goes away.
+        let gone = rotate("gone");
+        until_queued(&rotations, 1).await;
+        gone.abort();
+        assert!(gone.await.unwrap_err().is_cancelled());
+        let kept = rotate("kept");
+        until_queued(&rotations, 2).await;
+
+        held.go.notify_one();
+        assert!(first.await.unwrap().unwrap().is_none());
+        held.began.notified().await;
+        held.go.notify_one();
+        assert!(kept.await.unwrap().unwrap().is_none());
+        assert_eq!(*held.given.lock().unwrap(), ["first", "kept"]);
+    }
 }

@@ -70,7 +70,12 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)
             .db()?
-            .application_name("latchkey");
+            .application_name("latchkey")
+            // The compare-and-sets (rotation, the throttle) rely on READ
+            // COMMITTED's re-check of a row another transaction changed
+            // meanwhile; a server whose default is stricter would fail them
+            // instead of settling them.
+            .options([("default_transaction_isolation", "read committed")]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)

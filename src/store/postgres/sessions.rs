@@ -47,7 +47,8 @@ const ROTATE: &str = "WITH rotated AS ( \
          u.email AS user_email, u.email_verified AS user_email_verified \
      FROM rotated r JOIN users u ON u.id = r.user_id";
 
-/// Times a batch is tried when PostgreSQL ends it as a deadlock's victim.
+/// Times a batch is tried when PostgreSQL ends it as a deadlock's victim
+/// (or a serialization failure's).
 const ATTEMPTS: usize = 3;
 
 /// The group commit's batches on PostgreSQL: one statement, its own
@@ -81,7 +82,8 @@ impl Batch for Batched {
                 .await;
             match updated {
                 Err(sqlx::Error::Database(e))
-                    if e.code().as_deref() == Some("40P01") && attempt < ATTEMPTS =>
+                    if matches!(e.code().as_deref(), Some("40P01" | "40001"))
+                        && attempt < ATTEMPTS =>
                 {
                     attempt += 1;
                 }
